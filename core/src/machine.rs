@@ -1,0 +1,366 @@
+//! Machine profiles: everything NVML and sysfs would report about one node,
+//! as YAML under `configs/machines/`. The simulated GPU backend, the fake
+//! NVML library and the topology model all read this one format.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{self, Identified};
+use crate::yaml::{ConfigError, from_yaml};
+
+const WHAT: &str = "machine profile";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineProfile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// As `nvmlSystemGetDriverVersion` reports it.
+    #[serde(default = "default_driver")]
+    pub driver_version: String,
+    /// As `nvmlSystemGetCudaDriverVersion_v2` reports it (e.g. 12040).
+    #[serde(default = "default_cuda")]
+    pub cuda_driver_version: u32,
+    pub numa_nodes: Vec<NumaNode>,
+    #[serde(default)]
+    pub pcie_switches: Vec<PcieSwitch>,
+    pub gpus: Vec<GpuSpec>,
+    #[serde(default)]
+    pub nvlink: NvLinkSpec,
+    #[serde(default)]
+    pub nics: Vec<NicSpec>,
+}
+
+fn default_driver() -> String {
+    "550.54.15".into()
+}
+fn default_cuda() -> u32 {
+    12040
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumaNode {
+    pub id: u32,
+    /// Linux cpulist syntax, e.g. `0-55,112-167`.
+    pub cpus: String,
+    /// CPU socket the node belongs to.
+    #[serde(default)]
+    pub socket: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PcieSwitch {
+    pub id: String,
+    /// PCIe root complex (host bridge) it hangs off, `pci<domain>:<bus>` as in
+    /// `resource.kubernetes.io/pcieRoot`.
+    pub root: String,
+    pub numa_node: u32,
+    /// Upstream switch, for two-level switch trees.
+    #[serde(default)]
+    pub parent: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuSpec {
+    pub index: u32,
+    /// `nvmlDeviceGetName`, e.g. `NVIDIA H100 80GB HBM3`.
+    pub product_name: String,
+    /// PCI device id (upper half of NVML's `pciDeviceId`).
+    #[serde(default)]
+    pub pci_device_id: Option<u16>,
+    pub uuid: String,
+    /// Sysfs form: `0000:18:00.0`.
+    pub pci_bus_id: String,
+    /// `/dev/nvidia<minor>`; defaults to the index.
+    #[serde(default)]
+    pub minor: Option<u32>,
+    pub numa_node: u32,
+    /// PCIe switch the GPU sits under; absent = directly on a root port.
+    #[serde(default)]
+    pub pcie_switch: Option<String>,
+    /// Root complex when there is no switch.
+    #[serde(default)]
+    pub pcie_root: Option<String>,
+    /// Total memory; defaults to the catalog's value for the model.
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
+    #[serde(default)]
+    pub mig_enabled: bool,
+    /// MIG instances present at start, when `mig_enabled`.
+    #[serde(default)]
+    pub mig_instances: Vec<MigInstanceSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigInstanceSpec {
+    pub profile: String,
+    pub start: u8,
+}
+
+/// NVLink wiring. Either every GPU is on NVSwitches, or explicit pairs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NvLinkSpec {
+    /// All GPUs connect through NVSwitch: every pair gets the GPU's full
+    /// NVLink bandwidth.
+    #[serde(default)]
+    pub nvswitch: bool,
+    /// Direct links (NVLink bridges, hybrid cube mesh).
+    #[serde(default)]
+    pub links: Vec<NvLinkPair>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NvLinkPair {
+    pub gpus: [u32; 2],
+    /// Number of NVLink links between the two.
+    pub links: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NicSpec {
+    /// RDMA device name, e.g. `mlx5_0` (`/sys/class/infiniband/<name>`).
+    pub name: String,
+    /// Network interface, e.g. `ibp24s0`.
+    #[serde(default)]
+    pub netdev: Option<String>,
+    pub pci_bus_id: String,
+    pub numa_node: u32,
+    #[serde(default)]
+    pub pcie_switch: Option<String>,
+    #[serde(default)]
+    pub pcie_root: Option<String>,
+    pub speed_gbps: u32,
+    /// Rail index in a rail-optimized fabric; none for front-end NICs.
+    #[serde(default)]
+    pub rail: Option<u32>,
+    #[serde(default)]
+    pub link_layer: LinkLayer,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkLayer {
+    #[default]
+    Infiniband,
+    Ethernet,
+}
+
+impl MachineProfile {
+    /// Parses and validates a profile.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let p: MachineProfile = from_yaml(WHAT, text)?;
+        p.validate()?;
+        Ok(p)
+    }
+
+    pub fn gpu_model(&self, gpu: &GpuSpec) -> Identified {
+        catalog::identify(&gpu.product_name, gpu.pci_device_id)
+    }
+
+    /// Memory of a GPU: the profile's value, else the catalog's.
+    pub fn gpu_memory_mib(&self, gpu: &GpuSpec) -> u64 {
+        gpu.memory_mib.or_else(|| self.gpu_model(gpu).model().map(|m| m.memory_mib)).unwrap_or(0)
+    }
+
+    /// PCIe root complex of a device: its own, or its switch's.
+    pub fn root_of(&self, switch: Option<&str>, root: Option<&str>) -> Option<String> {
+        if let Some(r) = root {
+            return Some(r.to_string());
+        }
+        let sw = self.pcie_switches.iter().find(|s| Some(s.id.as_str()) == switch)?;
+        Some(sw.root.clone())
+    }
+
+    /// Cross-reference checks serde cannot do. Errors name the field path.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let numa: BTreeSet<u32> = self.numa_nodes.iter().map(|n| n.id).collect();
+        let switches: BTreeSet<&str> = self.pcie_switches.iter().map(|s| s.id.as_str()).collect();
+        for (i, n) in self.numa_nodes.iter().enumerate() {
+            parse_cpulist(&n.cpus)
+                .map_err(|reason| ConfigError::invalid(WHAT, format!("numa_nodes[{i}].cpus"), &n.cpus, reason))?;
+        }
+        for (i, s) in self.pcie_switches.iter().enumerate() {
+            if !numa.contains(&s.numa_node) {
+                return Err(ConfigError::invalid(WHAT, format!("pcie_switches[{i}].numa_node"), s.numa_node, "no such NUMA node"));
+            }
+            if let Some(p) = &s.parent {
+                if !switches.contains(p.as_str()) || p == &s.id {
+                    return Err(ConfigError::invalid(WHAT, format!("pcie_switches[{i}].parent"), p, "no such PCIe switch"));
+                }
+            }
+        }
+        let mut indices = BTreeSet::new();
+        let mut uuids = BTreeSet::new();
+        for (i, g) in self.gpus.iter().enumerate() {
+            let at = |f: &str| format!("gpus[{i}].{f}");
+            if !indices.insert(g.index) {
+                return Err(ConfigError::invalid(WHAT, at("index"), g.index, "duplicate GPU index"));
+            }
+            if !g.uuid.starts_with("GPU-") || !uuids.insert(g.uuid.as_str()) {
+                return Err(ConfigError::invalid(WHAT, at("uuid"), &g.uuid, "must be a unique `GPU-…` UUID"));
+            }
+            check_bus_id(&g.pci_bus_id).map_err(|r| ConfigError::invalid(WHAT, at("pci_bus_id"), &g.pci_bus_id, r))?;
+            if !numa.contains(&g.numa_node) {
+                return Err(ConfigError::invalid(WHAT, at("numa_node"), g.numa_node, "no such NUMA node"));
+            }
+            if let Some(sw) = &g.pcie_switch {
+                if !switches.contains(sw.as_str()) {
+                    return Err(ConfigError::invalid(WHAT, at("pcie_switch"), sw, "no such PCIe switch"));
+                }
+            }
+            let model = self.gpu_model(g);
+            if !g.mig_instances.is_empty() {
+                let Some(family) = model.mig_family() else {
+                    return Err(ConfigError::invalid(WHAT, at("mig_instances"), &g.product_name, "model is not MIG-capable"));
+                };
+                if !g.mig_enabled {
+                    return Err(ConfigError::invalid(WHAT, at("mig_enabled"), false, "MIG instances need mig_enabled: true"));
+                }
+                self.mig_layout(g).map_err(|e| {
+                    let _ = family;
+                    ConfigError::invalid(WHAT, at("mig_instances"), format!("{:?}", g.mig_instances.iter().map(|m| format!("{}@{}", m.profile, m.start)).collect::<Vec<_>>()), e.to_string())
+                })?;
+            }
+        }
+        for (i, l) in self.nvlink.links.iter().enumerate() {
+            for g in l.gpus {
+                if !indices.contains(&g) {
+                    return Err(ConfigError::invalid(WHAT, format!("nvlink.links[{i}].gpus"), g, "no GPU with this index"));
+                }
+            }
+            if l.gpus[0] == l.gpus[1] || l.links == 0 {
+                return Err(ConfigError::invalid(WHAT, format!("nvlink.links[{i}]"), format!("{:?} x{}", l.gpus, l.links), "needs two different GPUs and at least one link"));
+            }
+        }
+        if self.nvlink.nvswitch && !self.nvlink.links.is_empty() {
+            return Err(ConfigError::invalid(WHAT, "nvlink.links", self.nvlink.links.len(), "give either nvswitch: true or explicit links, not both"));
+        }
+        for (i, n) in self.nics.iter().enumerate() {
+            let at = |f: &str| format!("nics[{i}].{f}");
+            check_bus_id(&n.pci_bus_id).map_err(|r| ConfigError::invalid(WHAT, at("pci_bus_id"), &n.pci_bus_id, r))?;
+            if !numa.contains(&n.numa_node) {
+                return Err(ConfigError::invalid(WHAT, at("numa_node"), n.numa_node, "no such NUMA node"));
+            }
+            if let Some(sw) = &n.pcie_switch {
+                if !switches.contains(sw.as_str()) {
+                    return Err(ConfigError::invalid(WHAT, at("pcie_switch"), sw, "no such PCIe switch"));
+                }
+            }
+            if n.speed_gbps == 0 {
+                return Err(ConfigError::invalid(WHAT, at("speed_gbps"), 0, "must be positive"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The MIG layout a GPU starts with.
+    pub fn mig_layout(&self, g: &GpuSpec) -> Result<crate::mig::MigLayout, crate::mig::LayoutError> {
+        use crate::mig::{LayoutError, MigInstance, MigLayout, Placement};
+        let family = self.gpu_model(g).mig_family().ok_or_else(|| LayoutError::UnknownProfile {
+            profile: "(any)".into(),
+            family: crate::mig::MigFamily::A100_40gb,
+            available: "none: model is not MIG-capable".into(),
+        })?;
+        let mut instances = Vec::new();
+        for m in &g.mig_instances {
+            let p = family.profile_by_name(&m.profile).ok_or_else(|| LayoutError::UnknownProfile {
+                profile: m.profile.clone(),
+                family,
+                available: family.profile_names().join(", "),
+            })?;
+            instances.push(MigInstance { kind: p.kind, placement: Placement { start: m.start, size: p.spec().memory_slices } });
+        }
+        let layout = MigLayout::new(family, instances);
+        layout.validate()?;
+        Ok(layout)
+    }
+}
+
+/// Parses a Linux cpulist (`0-3,8,10-11`) into CPU ids.
+pub fn parse_cpulist(s: &str) -> Result<Vec<u32>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a, b),
+            None => (part, part),
+        };
+        let a: u32 = a.parse().map_err(|_| format!("`{part}` is not a CPU number or range"))?;
+        let b: u32 = b.parse().map_err(|_| format!("`{part}` is not a CPU number or range"))?;
+        if b < a {
+            return Err(format!("range `{part}` ends before it starts"));
+        }
+        out.extend(a..=b);
+    }
+    Ok(out)
+}
+
+/// Checks the sysfs BDF form `dddd:bb:dd.f` (hex).
+fn check_bus_id(s: &str) -> Result<(), &'static str> {
+    let ok = s.len() == 12
+        && s.char_indices().all(|(i, c)| match i {
+            4 | 7 => c == ':',
+            10 => c == '.',
+            _ => c.is_ascii_hexdigit(),
+        });
+    if ok { Ok(()) } else { Err("expected a PCI address like 0000:18:00.0") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINI: &str = r#"
+name: mini
+numa_nodes: [{id: 0, cpus: "0-7"}]
+pcie_switches: [{id: sw0, root: "pci0000:00", numa_node: 0}]
+gpus:
+  - {index: 0, product_name: "NVIDIA A100-SXM4-40GB", uuid: GPU-0, pci_bus_id: "0000:07:00.0", numa_node: 0, pcie_switch: sw0,
+     mig_enabled: true, mig_instances: [{profile: 3g.20gb, start: 0}, {profile: 2g.10gb, start: 4}]}
+  - {index: 1, product_name: "Tesla T4", uuid: GPU-1, pci_bus_id: "0000:08:00.0", numa_node: 0, pcie_root: "pci0000:00"}
+nics: [{name: mlx5_0, pci_bus_id: "0000:09:00.0", numa_node: 0, pcie_switch: sw0, speed_gbps: 200, rail: 0}]
+"#;
+
+    #[test]
+    fn parses_a_small_profile() {
+        let p = MachineProfile::from_yaml(MINI).unwrap();
+        assert_eq!(p.gpus.len(), 2);
+        assert_eq!(p.gpu_memory_mib(&p.gpus[1]), 15360);
+        assert_eq!(p.mig_layout(&p.gpus[0]).unwrap().counts().len(), 2);
+        assert_eq!(p.root_of(p.gpus[0].pcie_switch.as_deref(), None).as_deref(), Some("pci0000:00"));
+    }
+
+    #[test]
+    fn errors_name_field_and_value() {
+        let bad = MINI.replace("pcie_switch: sw0,\n", "pcie_switch: sw9,\n");
+        let e = MachineProfile::from_yaml(&bad).unwrap_err();
+        assert_eq!(e.to_string(), "machine profile: gpus[0].pcie_switch: invalid value \"sw9\": no such PCIe switch");
+
+        let bad = MINI.replace("{profile: 2g.10gb, start: 4}", "{profile: 2g.10gb, start: 2}");
+        let e = MachineProfile::from_yaml(&bad).unwrap_err();
+        assert!(e.to_string().contains("gpus[0].mig_instances") && e.to_string().contains("overlaps"), "{e}");
+
+        let bad = MINI.replace("0000:08:00.0", "08:00.0");
+        let e = MachineProfile::from_yaml(&bad).unwrap_err();
+        assert_eq!(e.path(), "gpus[1].pci_bus_id");
+
+        let bad = MINI.replace("speed_gbps: 200", "speed_gbps: 200, colour: red");
+        let e = MachineProfile::from_yaml(&bad).unwrap_err();
+        assert!(e.to_string().contains("nics[0]") && e.to_string().contains("unknown field `colour`"), "{e}");
+    }
+
+    #[test]
+    fn cpulists() {
+        assert_eq!(parse_cpulist("0-2,8").unwrap(), vec![0, 1, 2, 8]);
+        assert!(parse_cpulist("3-1").is_err());
+        assert!(parse_cpulist("a").is_err());
+    }
+}
