@@ -1,11 +1,16 @@
 //! Railyard's domain model, free of I/O: the GPU catalog, MIG geometry, the
 //! resources a node advertises, NVIDIA-compatible config parsers, node
-//! topology and cluster fabric. Binaries translate I/O into calls on this
-//! crate and back; anything that decides belongs here and is tested as pure
-//! functions.
+//! topology, cluster fabric and placement. Binaries translate I/O into calls
+//! on this crate and back; anything that decides belongs here and is tested
+//! as pure functions.
 #![forbid(unsafe_code)]
 
 pub mod catalog;
-pub mod mig;
+pub mod config;
+pub mod fabric;
 pub mod machine;
+pub mod mig;
+pub mod packing;
+pub mod resources;
+pub mod topology;
 pub mod yaml;

@@ -11,6 +11,9 @@ use crate::yaml::{ConfigError, from_yaml};
 
 const WHAT: &str = "machine profile";
 
+/// NVLink 2, 3 and 4 all carry 25 GB/s per link per direction.
+pub const NVLINK_GBPS_PER_LINK: u32 = 25;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MachineProfile {
@@ -178,6 +181,66 @@ impl MachineProfile {
         }
         let sw = self.pcie_switches.iter().find(|s| Some(s.id.as_str()) == switch)?;
         Some(sw.root.clone())
+    }
+
+    pub fn gpu(&self, index: u32) -> Option<&GpuSpec> {
+        self.gpus.iter().find(|g| g.index == index)
+    }
+
+    /// NVLink bandwidth between two GPUs of this machine, GB/s one way; 0 if
+    /// they have no NVLink path. On NVSwitch systems every pair gets the GPU's
+    /// full NVLink bandwidth (NVIDIA's allocator wrongly counts only direct links).
+    pub fn nvlink_gbps(&self, a: u32, b: u32) -> u32 {
+        if a == b {
+            return 0;
+        }
+        let per_link = |i: u32| {
+            self.gpu(i)
+                .and_then(|g| self.gpu_model(g).model())
+                .map_or(NVLINK_GBPS_PER_LINK, |m| m.nvlink_gbps_per_link.max(NVLINK_GBPS_PER_LINK))
+        };
+        if self.nvlink.nvswitch {
+            let full = |i: u32| {
+                self.gpu(i).and_then(|g| self.gpu_model(g).model()).map_or(0, |m| m.nvlink_gbps())
+            };
+            return full(a).min(full(b));
+        }
+        self.nvlink
+            .links
+            .iter()
+            .filter(|l| l.gpus == [a, b] || l.gpus == [b, a])
+            .map(|l| l.links * per_link(a).min(per_link(b)))
+            .sum()
+    }
+
+    /// PCIe root complex of a GPU.
+    pub fn gpu_root(&self, g: &GpuSpec) -> Option<String> {
+        self.root_of(g.pcie_switch.as_deref(), g.pcie_root.as_deref())
+    }
+
+    /// PCIe root complex of a NIC.
+    pub fn nic_root(&self, n: &NicSpec) -> Option<String> {
+        self.root_of(n.pcie_switch.as_deref(), n.pcie_root.as_deref())
+    }
+
+    /// The NIC a GPU should use for inter-node traffic: one on the same PCIe
+    /// switch, else the same root complex, else the same NUMA node, else any;
+    /// rail NICs before front-end ones, then by name, so the answer is stable.
+    pub fn nearest_nic(&self, gpu: u32) -> Option<&NicSpec> {
+        let g = self.gpu(gpu)?;
+        let groot = self.gpu_root(g);
+        self.nics.iter().min_by_key(|n| {
+            let distance = if n.pcie_switch.is_some() && n.pcie_switch == g.pcie_switch {
+                0
+            } else if groot.is_some() && self.nic_root(n) == groot {
+                1
+            } else if n.numa_node == g.numa_node {
+                2
+            } else {
+                3
+            };
+            (distance, n.rail.is_none(), n.name.clone())
+        })
     }
 
     /// Cross-reference checks serde cannot do. Errors name the field path.
@@ -355,6 +418,20 @@ nics: [{name: mlx5_0, pci_bus_id: "0000:09:00.0", numa_node: 0, pcie_switch: sw0
         let bad = MINI.replace("speed_gbps: 200", "speed_gbps: 200, colour: red");
         let e = MachineProfile::from_yaml(&bad).unwrap_err();
         assert!(e.to_string().contains("nics[0]") && e.to_string().contains("unknown field `colour`"), "{e}");
+    }
+
+    #[test]
+    fn nvlink_and_nearest_nic() {
+        let p = MachineProfile::from_yaml(MINI).unwrap();
+        assert_eq!(p.nvlink_gbps(0, 1), 0);
+        assert_eq!(p.nearest_nic(0).map(|n| n.name.as_str()), Some("mlx5_0"));
+        let bridged = MINI.replace("nics:", "nvlink: {links: [{gpus: [0, 1], links: 4}]}\nnics:");
+        let p = MachineProfile::from_yaml(&bridged).unwrap();
+        assert_eq!(p.nvlink_gbps(1, 0), 100);
+        let switched = MINI.replace("nics:", "nvlink: {nvswitch: true}\nnics:");
+        let p = MachineProfile::from_yaml(&switched).unwrap();
+        // T4 has no NVLink, so even on a switch the pair gets none.
+        assert_eq!(p.nvlink_gbps(0, 1), 0);
     }
 
     #[test]
