@@ -188,7 +188,11 @@ pub static MODELS: &[GpuModel] = &[
     GpuModel {
         id: ModelId::V100_16gb,
         name: "V100-16GB",
-        nvml_names: &["Tesla V100-SXM2-16GB", "Tesla V100-PCIE-16GB", "Tesla V100-SXM2-16GB-LS"],
+        nvml_names: &[
+            "Tesla V100-SXM2-16GB",
+            "Tesla V100-PCIE-16GB",
+            "Tesla V100-SXM2-16GB-LS",
+        ],
         pci_device_ids: &[0x1DB1, 0x1DB4],
         memory_mib: 16384,
         sms: 80,
@@ -201,7 +205,12 @@ pub static MODELS: &[GpuModel] = &[
     GpuModel {
         id: ModelId::V100_32gb,
         name: "V100-32GB",
-        nvml_names: &["Tesla V100-SXM2-32GB", "Tesla V100-PCIE-32GB", "Tesla V100S-PCIE-32GB", "Tesla V100-SXM3-32GB"],
+        nvml_names: &[
+            "Tesla V100-SXM2-32GB",
+            "Tesla V100-PCIE-32GB",
+            "Tesla V100S-PCIE-32GB",
+            "Tesla V100-SXM3-32GB",
+        ],
         pci_device_ids: &[0x1DB5, 0x1DB6, 0x1DF6, 0x1DB8],
         memory_mib: 32768,
         sms: 80,
@@ -318,9 +327,9 @@ pub fn split_nvml_pci_device_id(raw: u32) -> (u16, u16) {
 
 pub fn by_name(product_name: &str) -> Option<&'static GpuModel> {
     let wanted = normalize(product_name);
-    MODELS.iter().find(|m| {
-        normalize(m.name) == wanted || m.nvml_names.iter().any(|n| normalize(n) == wanted)
-    })
+    MODELS
+        .iter()
+        .find(|m| normalize(m.name) == wanted || m.nvml_names.iter().any(|n| normalize(n) == wanted))
 }
 
 pub fn by_pci_device_id(device_id: u16) -> Option<&'static GpuModel> {
@@ -335,10 +344,7 @@ fn normalize(name: &str) -> String {
         .strip_prefix("nvidia")
         .or_else(|| lower.strip_prefix("tesla"))
         .unwrap_or(&lower);
-    stripped
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '_'))
-        .collect()
+    stripped.chars().filter(|c| !matches!(c, ' ' | '-' | '_')).collect()
 }
 
 #[cfg(test)]
@@ -397,15 +403,23 @@ mod tests {
         let (dev, vendor) = split_nvml_pci_device_id(0x2330_10DE);
         assert_eq!(vendor, NVIDIA_PCI_VENDOR);
         assert_eq!(identify("", Some(dev)), Identified::Known(ModelId::H100Sxm5_80gb));
-        assert_eq!(identify("weird board", Some(0x20B0)), Identified::Known(ModelId::A100Sxm4_40gb));
+        assert_eq!(
+            identify("weird board", Some(0x20B0)),
+            Identified::Known(ModelId::A100Sxm4_40gb)
+        );
     }
 
     #[test]
     fn unknown_model_is_reported_and_treated_as_whole_gpu() {
         let got = identify("NVIDIA B300 SXM6", Some(0x3182));
-        let Identified::Unknown(u) = &got else { panic!("expected unknown, got {got:?}") };
+        let Identified::Unknown(u) = &got else {
+            panic!("expected unknown, got {got:?}")
+        };
         let msg = u.to_string();
-        assert!(msg.contains("NVIDIA B300 SXM6") && msg.contains("0x3182") && msg.contains("without MIG"), "{msg}");
+        assert!(
+            msg.contains("NVIDIA B300 SXM6") && msg.contains("0x3182") && msg.contains("without MIG"),
+            "{msg}"
+        );
         assert_eq!(got.mig_family(), None);
     }
 }

@@ -171,7 +171,9 @@ impl MachineProfile {
 
     /// Memory of a GPU: the profile's value, else the catalog's.
     pub fn gpu_memory_mib(&self, gpu: &GpuSpec) -> u64 {
-        gpu.memory_mib.or_else(|| self.gpu_model(gpu).model().map(|m| m.memory_mib)).unwrap_or(0)
+        gpu.memory_mib
+            .or_else(|| self.gpu_model(gpu).model().map(|m| m.memory_mib))
+            .unwrap_or(0)
     }
 
     /// PCIe root complex of a device: its own, or its switch's.
@@ -197,11 +199,15 @@ impl MachineProfile {
         let per_link = |i: u32| {
             self.gpu(i)
                 .and_then(|g| self.gpu_model(g).model())
-                .map_or(NVLINK_GBPS_PER_LINK, |m| m.nvlink_gbps_per_link.max(NVLINK_GBPS_PER_LINK))
+                .map_or(NVLINK_GBPS_PER_LINK, |m| {
+                    m.nvlink_gbps_per_link.max(NVLINK_GBPS_PER_LINK)
+                })
         };
         if self.nvlink.nvswitch {
             let full = |i: u32| {
-                self.gpu(i).and_then(|g| self.gpu_model(g).model()).map_or(0, |m| m.nvlink_gbps())
+                self.gpu(i)
+                    .and_then(|g| self.gpu_model(g).model())
+                    .map_or(0, |m| m.nvlink_gbps())
             };
             return full(a).min(full(b));
         }
@@ -253,11 +259,21 @@ impl MachineProfile {
         }
         for (i, s) in self.pcie_switches.iter().enumerate() {
             if !numa.contains(&s.numa_node) {
-                return Err(ConfigError::invalid(WHAT, format!("pcie_switches[{i}].numa_node"), s.numa_node, "no such NUMA node"));
+                return Err(ConfigError::invalid(
+                    WHAT,
+                    format!("pcie_switches[{i}].numa_node"),
+                    s.numa_node,
+                    "no such NUMA node",
+                ));
             }
             if let Some(p) = &s.parent {
                 if !switches.contains(p.as_str()) || p == &s.id {
-                    return Err(ConfigError::invalid(WHAT, format!("pcie_switches[{i}].parent"), p, "no such PCIe switch"));
+                    return Err(ConfigError::invalid(
+                        WHAT,
+                        format!("pcie_switches[{i}].parent"),
+                        p,
+                        "no such PCIe switch",
+                    ));
                 }
             }
         }
@@ -269,11 +285,21 @@ impl MachineProfile {
                 return Err(ConfigError::invalid(WHAT, at("index"), g.index, "duplicate GPU index"));
             }
             if !g.uuid.starts_with("GPU-") || !uuids.insert(g.uuid.as_str()) {
-                return Err(ConfigError::invalid(WHAT, at("uuid"), &g.uuid, "must be a unique `GPU-…` UUID"));
+                return Err(ConfigError::invalid(
+                    WHAT,
+                    at("uuid"),
+                    &g.uuid,
+                    "must be a unique `GPU-…` UUID",
+                ));
             }
             check_bus_id(&g.pci_bus_id).map_err(|r| ConfigError::invalid(WHAT, at("pci_bus_id"), &g.pci_bus_id, r))?;
             if !numa.contains(&g.numa_node) {
-                return Err(ConfigError::invalid(WHAT, at("numa_node"), g.numa_node, "no such NUMA node"));
+                return Err(ConfigError::invalid(
+                    WHAT,
+                    at("numa_node"),
+                    g.numa_node,
+                    "no such NUMA node",
+                ));
             }
             if let Some(sw) = &g.pcie_switch {
                 if !switches.contains(sw.as_str()) {
@@ -283,35 +309,76 @@ impl MachineProfile {
             let model = self.gpu_model(g);
             if !g.mig_instances.is_empty() {
                 let Some(family) = model.mig_family() else {
-                    return Err(ConfigError::invalid(WHAT, at("mig_instances"), &g.product_name, "model is not MIG-capable"));
+                    return Err(ConfigError::invalid(
+                        WHAT,
+                        at("mig_instances"),
+                        &g.product_name,
+                        "model is not MIG-capable",
+                    ));
                 };
                 if !g.mig_enabled {
-                    return Err(ConfigError::invalid(WHAT, at("mig_enabled"), false, "MIG instances need mig_enabled: true"));
+                    return Err(ConfigError::invalid(
+                        WHAT,
+                        at("mig_enabled"),
+                        false,
+                        "MIG instances need mig_enabled: true",
+                    ));
                 }
                 self.mig_layout(g).map_err(|e| {
                     let _ = family;
-                    ConfigError::invalid(WHAT, at("mig_instances"), format!("{:?}", g.mig_instances.iter().map(|m| format!("{}@{}", m.profile, m.start)).collect::<Vec<_>>()), e.to_string())
+                    ConfigError::invalid(
+                        WHAT,
+                        at("mig_instances"),
+                        format!(
+                            "{:?}",
+                            g.mig_instances
+                                .iter()
+                                .map(|m| format!("{}@{}", m.profile, m.start))
+                                .collect::<Vec<_>>()
+                        ),
+                        e.to_string(),
+                    )
                 })?;
             }
         }
         for (i, l) in self.nvlink.links.iter().enumerate() {
             for g in l.gpus {
                 if !indices.contains(&g) {
-                    return Err(ConfigError::invalid(WHAT, format!("nvlink.links[{i}].gpus"), g, "no GPU with this index"));
+                    return Err(ConfigError::invalid(
+                        WHAT,
+                        format!("nvlink.links[{i}].gpus"),
+                        g,
+                        "no GPU with this index",
+                    ));
                 }
             }
             if l.gpus[0] == l.gpus[1] || l.links == 0 {
-                return Err(ConfigError::invalid(WHAT, format!("nvlink.links[{i}]"), format!("{:?} x{}", l.gpus, l.links), "needs two different GPUs and at least one link"));
+                return Err(ConfigError::invalid(
+                    WHAT,
+                    format!("nvlink.links[{i}]"),
+                    format!("{:?} x{}", l.gpus, l.links),
+                    "needs two different GPUs and at least one link",
+                ));
             }
         }
         if self.nvlink.nvswitch && !self.nvlink.links.is_empty() {
-            return Err(ConfigError::invalid(WHAT, "nvlink.links", self.nvlink.links.len(), "give either nvswitch: true or explicit links, not both"));
+            return Err(ConfigError::invalid(
+                WHAT,
+                "nvlink.links",
+                self.nvlink.links.len(),
+                "give either nvswitch: true or explicit links, not both",
+            ));
         }
         for (i, n) in self.nics.iter().enumerate() {
             let at = |f: &str| format!("nics[{i}].{f}");
             check_bus_id(&n.pci_bus_id).map_err(|r| ConfigError::invalid(WHAT, at("pci_bus_id"), &n.pci_bus_id, r))?;
             if !numa.contains(&n.numa_node) {
-                return Err(ConfigError::invalid(WHAT, at("numa_node"), n.numa_node, "no such NUMA node"));
+                return Err(ConfigError::invalid(
+                    WHAT,
+                    at("numa_node"),
+                    n.numa_node,
+                    "no such NUMA node",
+                ));
             }
             if let Some(sw) = &n.pcie_switch {
                 if !switches.contains(sw.as_str()) {
@@ -328,19 +395,30 @@ impl MachineProfile {
     /// The MIG layout a GPU starts with.
     pub fn mig_layout(&self, g: &GpuSpec) -> Result<crate::mig::MigLayout, crate::mig::LayoutError> {
         use crate::mig::{LayoutError, MigInstance, MigLayout, Placement};
-        let family = self.gpu_model(g).mig_family().ok_or_else(|| LayoutError::UnknownProfile {
-            profile: "(any)".into(),
-            family: crate::mig::MigFamily::A100_40gb,
-            available: "none: model is not MIG-capable".into(),
-        })?;
+        let family = self
+            .gpu_model(g)
+            .mig_family()
+            .ok_or_else(|| LayoutError::UnknownProfile {
+                profile: "(any)".into(),
+                family: crate::mig::MigFamily::A100_40gb,
+                available: "none: model is not MIG-capable".into(),
+            })?;
         let mut instances = Vec::new();
         for m in &g.mig_instances {
-            let p = family.profile_by_name(&m.profile).ok_or_else(|| LayoutError::UnknownProfile {
-                profile: m.profile.clone(),
-                family,
-                available: family.profile_names().join(", "),
-            })?;
-            instances.push(MigInstance { kind: p.kind, placement: Placement { start: m.start, size: p.spec().memory_slices } });
+            let p = family
+                .profile_by_name(&m.profile)
+                .ok_or_else(|| LayoutError::UnknownProfile {
+                    profile: m.profile.clone(),
+                    family,
+                    available: family.profile_names().join(", "),
+                })?;
+            instances.push(MigInstance {
+                kind: p.kind,
+                placement: Placement {
+                    start: m.start,
+                    size: p.spec().memory_slices,
+                },
+            });
         }
         let layout = MigLayout::new(family, instances);
         layout.validate()?;
@@ -356,8 +434,12 @@ pub fn parse_cpulist(s: &str) -> Result<Vec<u32>, String> {
             Some((a, b)) => (a, b),
             None => (part, part),
         };
-        let a: u32 = a.parse().map_err(|_| format!("`{part}` is not a CPU number or range"))?;
-        let b: u32 = b.parse().map_err(|_| format!("`{part}` is not a CPU number or range"))?;
+        let a: u32 = a
+            .parse()
+            .map_err(|_| format!("`{part}` is not a CPU number or range"))?;
+        let b: u32 = b
+            .parse()
+            .map_err(|_| format!("`{part}` is not a CPU number or range"))?;
         if b < a {
             return Err(format!("range `{part}` ends before it starts"));
         }
@@ -374,7 +456,11 @@ fn check_bus_id(s: &str) -> Result<(), &'static str> {
             10 => c == '.',
             _ => c.is_ascii_hexdigit(),
         });
-    if ok { Ok(()) } else { Err("expected a PCI address like 0000:18:00.0") }
+    if ok {
+        Ok(())
+    } else {
+        Err("expected a PCI address like 0000:18:00.0")
+    }
 }
 
 #[cfg(test)]
@@ -398,18 +484,27 @@ nics: [{name: mlx5_0, pci_bus_id: "0000:09:00.0", numa_node: 0, pcie_switch: sw0
         assert_eq!(p.gpus.len(), 2);
         assert_eq!(p.gpu_memory_mib(&p.gpus[1]), 15360);
         assert_eq!(p.mig_layout(&p.gpus[0]).unwrap().counts().len(), 2);
-        assert_eq!(p.root_of(p.gpus[0].pcie_switch.as_deref(), None).as_deref(), Some("pci0000:00"));
+        assert_eq!(
+            p.root_of(p.gpus[0].pcie_switch.as_deref(), None).as_deref(),
+            Some("pci0000:00")
+        );
     }
 
     #[test]
     fn errors_name_field_and_value() {
         let bad = MINI.replace("pcie_switch: sw0,\n", "pcie_switch: sw9,\n");
         let e = MachineProfile::from_yaml(&bad).unwrap_err();
-        assert_eq!(e.to_string(), "machine profile: gpus[0].pcie_switch: invalid value \"sw9\": no such PCIe switch");
+        assert_eq!(
+            e.to_string(),
+            "machine profile: gpus[0].pcie_switch: invalid value \"sw9\": no such PCIe switch"
+        );
 
         let bad = MINI.replace("{profile: 2g.10gb, start: 4}", "{profile: 2g.10gb, start: 2}");
         let e = MachineProfile::from_yaml(&bad).unwrap_err();
-        assert!(e.to_string().contains("gpus[0].mig_instances") && e.to_string().contains("overlaps"), "{e}");
+        assert!(
+            e.to_string().contains("gpus[0].mig_instances") && e.to_string().contains("overlaps"),
+            "{e}"
+        );
 
         let bad = MINI.replace("0000:08:00.0", "08:00.0");
         let e = MachineProfile::from_yaml(&bad).unwrap_err();
@@ -417,7 +512,10 @@ nics: [{name: mlx5_0, pci_bus_id: "0000:09:00.0", numa_node: 0, pcie_switch: sw0
 
         let bad = MINI.replace("speed_gbps: 200", "speed_gbps: 200, colour: red");
         let e = MachineProfile::from_yaml(&bad).unwrap_err();
-        assert!(e.to_string().contains("nics[0]") && e.to_string().contains("unknown field `colour`"), "{e}");
+        assert!(
+            e.to_string().contains("nics[0]") && e.to_string().contains("unknown field `colour`"),
+            "{e}"
+        );
     }
 
     #[test]

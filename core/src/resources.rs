@@ -73,14 +73,20 @@ pub struct AdvertisedResource {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResourceError {
-    #[error("migStrategy single: all GPUs must have the same MIG mode; MIG enabled on GPUs {enabled:?}, disabled on {disabled:?}")]
+    #[error(
+        "migStrategy single: all GPUs must have the same MIG mode; MIG enabled on GPUs {enabled:?}, disabled on {disabled:?}"
+    )]
     SingleMixedModes { enabled: Vec<u32>, disabled: Vec<u32> },
     #[error("migStrategy single: more than one MIG device type present on node: {profiles}")]
     SingleMixedProfiles { profiles: String },
     #[error("migStrategy single: MIG is enabled on GPUs {gpus:?} but no MIG devices exist")]
     SingleNoDevices { gpus: Vec<u32> },
     #[error("{path}: invalid value {value:?}: {reason}")]
-    Sharing { path: String, value: String, reason: String },
+    Sharing {
+        path: String,
+        value: String,
+        reason: String,
+    },
 }
 
 /// `nvidia.com/mig-<profile>` with `+` replaced by `.`.
@@ -99,7 +105,10 @@ pub fn inventory(machine: &MachineProfile, layouts: &BTreeMap<u32, MigLayout>) -
         .gpus
         .iter()
         .map(|g| {
-            let layout = layouts.get(&g.index).cloned().or_else(|| machine.mig_layout(g).ok().filter(|_| g.mig_enabled));
+            let layout = layouts
+                .get(&g.index)
+                .cloned()
+                .or_else(|| machine.mig_layout(g).ok().filter(|_| g.mig_enabled));
             let mig_enabled = g.mig_enabled || layouts.contains_key(&g.index);
             let mig_devices = layout
                 .filter(|_| mig_enabled)
@@ -141,7 +150,11 @@ fn derived_mig_uuid(gpu_uuid: &str, placement: Placement, profile: &str) -> Stri
     // FNV-1a, twice with different seeds, for 128 stable bits.
     let fnv = |seed: u64| {
         let mut h = seed;
-        for b in gpu_uuid.bytes().chain(profile.bytes()).chain([placement.start, placement.size]) {
+        for b in gpu_uuid
+            .bytes()
+            .chain(profile.bytes())
+            .chain([placement.start, placement.size])
+        {
             h ^= b as u64;
             h = h.wrapping_mul(0x0000_0100_0000_01B3);
         }
@@ -159,7 +172,10 @@ fn derived_mig_uuid(gpu_uuid: &str, placement: Placement, profile: &str) -> Stri
 }
 
 /// The devices each base resource (before sharing) holds under `strategy`.
-fn base_resources(gpus: &[GpuInventory], strategy: MigStrategy) -> Result<BTreeMap<String, Vec<Device>>, ResourceError> {
+fn base_resources(
+    gpus: &[GpuInventory],
+    strategy: MigStrategy,
+) -> Result<BTreeMap<String, Vec<Device>>, ResourceError> {
     let whole = |g: &GpuInventory| Device {
         id: g.uuid.clone(),
         index: g.index.to_string(),
@@ -184,7 +200,8 @@ fn base_resources(gpus: &[GpuInventory], strategy: MigStrategy) -> Result<BTreeM
             }
         }
         MigStrategy::Single => {
-            let (enabled, disabled): (Vec<&GpuInventory>, Vec<&GpuInventory>) = gpus.iter().partition(|g| g.mig_enabled);
+            let (enabled, disabled): (Vec<&GpuInventory>, Vec<&GpuInventory>) =
+                gpus.iter().partition(|g| g.mig_enabled);
             if !enabled.is_empty() && !disabled.is_empty() {
                 return Err(ResourceError::SingleMixedModes {
                     enabled: enabled.iter().map(|g| g.index).collect(),
@@ -196,14 +213,21 @@ fn base_resources(gpus: &[GpuInventory], strategy: MigStrategy) -> Result<BTreeM
                     out.entry(gpu_resource_name()).or_default().push(whole(g));
                 }
             } else {
-                let mut profiles: Vec<&str> = enabled.iter().flat_map(|g| g.mig_devices.iter().map(|m| m.profile)).collect();
+                let mut profiles: Vec<&str> = enabled
+                    .iter()
+                    .flat_map(|g| g.mig_devices.iter().map(|m| m.profile))
+                    .collect();
                 profiles.sort();
                 profiles.dedup();
                 if profiles.is_empty() {
-                    return Err(ResourceError::SingleNoDevices { gpus: enabled.iter().map(|g| g.index).collect() });
+                    return Err(ResourceError::SingleNoDevices {
+                        gpus: enabled.iter().map(|g| g.index).collect(),
+                    });
                 }
                 if profiles.len() > 1 {
-                    return Err(ResourceError::SingleMixedProfiles { profiles: profiles.join(", ") });
+                    return Err(ResourceError::SingleMixedProfiles {
+                        profiles: profiles.join(", "),
+                    });
                 }
                 for g in &enabled {
                     for m in &g.mig_devices {
@@ -228,12 +252,20 @@ fn base_resources(gpus: &[GpuInventory], strategy: MigStrategy) -> Result<BTreeM
 }
 
 fn unshared(d: &Device) -> AdvertisedDevice {
-    AdvertisedDevice { id: d.id.clone(), device: d.clone(), replica: None, memory_share_mib: d.memory_mib }
+    AdvertisedDevice {
+        id: d.id.clone(),
+        device: d.clone(),
+        replica: None,
+        memory_share_mib: d.memory_mib,
+    }
 }
 
 /// Every resource kubelet would see for this inventory under `config`,
 /// sorted by name, each with its device ids.
-pub fn advertised_resources(gpus: &[GpuInventory], config: &DevicePluginConfig) -> Result<Vec<AdvertisedResource>, ResourceError> {
+pub fn advertised_resources(
+    gpus: &[GpuInventory],
+    config: &DevicePluginConfig,
+) -> Result<Vec<AdvertisedResource>, ResourceError> {
     let base = base_resources(gpus, config.mig_strategy())?;
     let (sharing, replicated) = config.replicated();
     let section = match sharing {
@@ -276,14 +308,20 @@ pub fn advertised_resources(gpus: &[GpuInventory], config: &DevicePluginConfig) 
                 (0..devices.len()).map(|k| k < *n as usize).collect()
             }
             ReplicaDevices::List(list) => {
-                if let Some(missing) = list.iter().find(|r| !devices.iter().any(|d| &d.index == *r || &d.id == *r)) {
+                if let Some(missing) = list
+                    .iter()
+                    .find(|r| !devices.iter().any(|d| &d.index == *r || &d.id == *r))
+                {
                     return Err(ResourceError::Sharing {
                         path: at("devices"),
                         value: missing.clone(),
                         reason: format!("matches no {name} device on this node"),
                     });
                 }
-                devices.iter().map(|d| list.iter().any(|r| r == &d.index || r == &d.id)).collect()
+                devices
+                    .iter()
+                    .map(|d| list.iter().any(|r| r == &d.index || r == &d.id))
+                    .collect()
             }
         };
         let shared_name = match (&rule.rename, rr) {
@@ -306,19 +344,31 @@ pub fn advertised_resources(gpus: &[GpuInventory], config: &DevicePluginConfig) 
             let share = match &rule.memory_per_replica {
                 None => d.memory_mib / rule.replicas as u64,
                 Some(q) => {
-                    let mib = quantity_to_mib(q).map_err(|reason| ResourceError::Sharing { path: at("memoryPerReplica"), value: q.clone(), reason })?;
+                    let mib = quantity_to_mib(q).map_err(|reason| ResourceError::Sharing {
+                        path: at("memoryPerReplica"),
+                        value: q.clone(),
+                        reason,
+                    })?;
                     if mib * rule.replicas as u64 > d.memory_mib {
                         return Err(ResourceError::Sharing {
                             path: at("memoryPerReplica"),
                             value: q.clone(),
-                            reason: format!("{} replicas × {mib} MiB exceed device {} ({} MiB)", rule.replicas, d.id, d.memory_mib),
+                            reason: format!(
+                                "{} replicas × {mib} MiB exceed device {} ({} MiB)",
+                                rule.replicas, d.id, d.memory_mib
+                            ),
                         });
                     }
                     mib
                 }
             };
             for n in 0..rule.replicas {
-                let ad = AdvertisedDevice { id: format!("{}::{n}", d.id), device: d.clone(), replica: Some(n), memory_share_mib: share };
+                let ad = AdvertisedDevice {
+                    id: format!("{}::{n}", d.id),
+                    device: d.clone(),
+                    replica: Some(n),
+                    memory_share_mib: share,
+                };
                 push(&shared_name, ad, true);
             }
         }
@@ -327,8 +377,14 @@ pub fn advertised_resources(gpus: &[GpuInventory], config: &DevicePluginConfig) 
 }
 
 /// The resource → count map kubelet would show in the node's allocatable.
-pub fn resource_counts(gpus: &[GpuInventory], config: &DevicePluginConfig) -> Result<BTreeMap<String, u32>, ResourceError> {
-    Ok(advertised_resources(gpus, config)?.into_iter().map(|r| (r.name, r.devices.len() as u32)).collect())
+pub fn resource_counts(
+    gpus: &[GpuInventory],
+    config: &DevicePluginConfig,
+) -> Result<BTreeMap<String, u32>, ResourceError> {
+    Ok(advertised_resources(gpus, config)?
+        .into_iter()
+        .map(|r| (r.name, r.devices.len() as u32))
+        .collect())
 }
 
 /// Splits a replica id `<device-id>::<n>` into the device id and replica.
@@ -352,7 +408,10 @@ mod tests {
         let gpus: String = (0..n)
             .map(|i| format!("  - {{index: {i}, product_name: \"{product}\", uuid: GPU-{i}, pci_bus_id: \"0000:{:02x}:00.0\", numa_node: 0}}\n", i + 16))
             .collect();
-        MachineProfile::from_yaml(&format!("name: m\nnuma_nodes: [{{id: 0, cpus: \"0-7\"}}]\ngpus:\n{gpus}")).unwrap()
+        MachineProfile::from_yaml(&format!(
+            "name: m\nnuma_nodes: [{{id: 0, cpus: \"0-7\"}}]\ngpus:\n{gpus}"
+        ))
+        .unwrap()
     }
 
     fn dp(text: &str) -> DevicePluginConfig {
@@ -380,17 +439,26 @@ mod tests {
             "2x2g.10gb-3x1g.5gb",
             &m,
         );
-        let counts = resource_counts(&inventory(&m, &layouts), &dp("version: v1\nflags: {migStrategy: mixed}\n")).unwrap();
+        let counts = resource_counts(
+            &inventory(&m, &layouts),
+            &dp("version: v1\nflags: {migStrategy: mixed}\n"),
+        )
+        .unwrap();
         assert_eq!(
             counts,
-            BTreeMap::from([("nvidia.com/mig-1g.5gb".to_string(), 12), ("nvidia.com/mig-2g.10gb".to_string(), 8)])
+            BTreeMap::from([
+                ("nvidia.com/mig-1g.5gb".to_string(), 12),
+                ("nvidia.com/mig-2g.10gb".to_string(), 8)
+            ])
         );
     }
 
     #[test]
     fn fact_time_slicing_4_replicas_rename_by_default() {
         let m = machine("Tesla T4", 4);
-        let cfg = dp("version: v1\nsharing:\n  timeSlicing:\n    renameByDefault: true\n    resources:\n    - name: nvidia.com/gpu\n      replicas: 4\n");
+        let cfg = dp(
+            "version: v1\nsharing:\n  timeSlicing:\n    renameByDefault: true\n    resources:\n    - name: nvidia.com/gpu\n      replicas: 4\n",
+        );
         let res = advertised_resources(&inventory(&m, &BTreeMap::new()), &cfg).unwrap();
         assert_eq!(res.len(), 1, "no nvidia.com/gpu left: {res:?}");
         assert_eq!(res[0].name, "nvidia.com/gpu.shared");
@@ -413,13 +481,28 @@ mod tests {
 
         let half = inventory(&m, &layouts_from(all_1g, "b", &m));
         let e = resource_counts(&half, &dp("version: v1\nflags: {migStrategy: single}\n")).unwrap_err();
-        assert_eq!(e, ResourceError::SingleMixedModes { enabled: vec![0], disabled: vec![1] });
+        assert_eq!(
+            e,
+            ResourceError::SingleMixedModes {
+                enabled: vec![0],
+                disabled: vec![1]
+            }
+        );
         let mixed = resource_counts(&half, &dp("version: v1\nflags: {migStrategy: mixed}\n")).unwrap();
-        assert_eq!(mixed, BTreeMap::from([("nvidia.com/gpu".to_string(), 1), ("nvidia.com/mig-1g.5gb".to_string(), 7)]));
+        assert_eq!(
+            mixed,
+            BTreeMap::from([
+                ("nvidia.com/gpu".to_string(), 1),
+                ("nvidia.com/mig-1g.5gb".to_string(), 7)
+            ])
+        );
 
         let two_kinds = inventory(&m, &layouts_from(all_1g, "c", &m));
         let e = resource_counts(&two_kinds, &dp("version: v1\nflags: {migStrategy: single}\n")).unwrap_err();
-        assert_eq!(e.to_string(), "migStrategy single: more than one MIG device type present on node: 1g.5gb, 3g.20gb");
+        assert_eq!(
+            e.to_string(),
+            "migStrategy single: more than one MIG device type present on node: 1g.5gb, 3g.20gb"
+        );
     }
 
     #[test]
@@ -454,13 +537,24 @@ mod tests {
     fn memory_per_replica_is_checked_against_the_device() {
         let m = machine("Tesla T4", 1);
         let inv = inventory(&m, &BTreeMap::new());
-        let ok = dp("version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - name: gpu\n      replicas: 3\n      memoryPerReplica: 4Gi\n");
+        let ok = dp(
+            "version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - name: gpu\n      replicas: 3\n      memoryPerReplica: 4Gi\n",
+        );
         let res = advertised_resources(&inv, &ok).unwrap();
         assert_eq!(res[0].devices[2].memory_share_mib, 4096);
-        let too_much = dp("version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - name: gpu\n      replicas: 4\n      memoryPerReplica: 4Gi\n");
+        let too_much = dp(
+            "version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - name: gpu\n      replicas: 4\n      memoryPerReplica: 4Gi\n",
+        );
         let e = advertised_resources(&inv, &too_much).unwrap_err().to_string();
-        assert!(e.starts_with("sharing.timeSlicing.resources[0].memoryPerReplica: invalid value \"4Gi\": 4 replicas × 4096 MiB exceed"), "{e}");
-        let missing = dp("version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - name: gpu\n      replicas: 2\n      devices: [\"3\"]\n");
+        assert!(
+            e.starts_with(
+                "sharing.timeSlicing.resources[0].memoryPerReplica: invalid value \"4Gi\": 4 replicas × 4096 MiB exceed"
+            ),
+            "{e}"
+        );
+        let missing = dp(
+            "version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - name: gpu\n      replicas: 2\n      devices: [\"3\"]\n",
+        );
         let e = advertised_resources(&inv, &missing).unwrap_err().to_string();
         assert!(e.contains("resources[0].devices") && e.contains("\"3\""), "{e}");
     }
@@ -478,7 +572,11 @@ mod tests {
         let a = mig_devices("GPU-0", &l);
         let b = mig_devices("GPU-0", &l);
         assert_eq!(a, b);
-        let mut ids: Vec<_> = a.iter().map(|d| d.uuid.clone()).chain(mig_devices("GPU-1", &l).into_iter().map(|d| d.uuid)).collect();
+        let mut ids: Vec<_> = a
+            .iter()
+            .map(|d| d.uuid.clone())
+            .chain(mig_devices("GPU-1", &l).into_iter().map(|d| d.uuid))
+            .collect();
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), 14);

@@ -8,15 +8,34 @@ use serde::de::DeserializeOwned;
 pub enum ConfigError {
     /// Syntax or type error; `path` is the dotted field path (`sharing.timeSlicing.resources[0].replicas`).
     #[error("{what}: {path}: {message}")]
-    Parse { what: String, path: String, message: String },
+    Parse {
+        what: String,
+        path: String,
+        message: String,
+    },
     /// The document parsed but a value is not allowed.
     #[error("{what}: {path}: invalid value {value}: {reason}")]
-    Invalid { what: String, path: String, value: String, reason: String },
+    Invalid {
+        what: String,
+        path: String,
+        value: String,
+        reason: String,
+    },
 }
 
 impl ConfigError {
-    pub fn invalid(what: &str, path: impl Into<String>, value: impl std::fmt::Display, reason: impl Into<String>) -> Self {
-        ConfigError::Invalid { what: what.into(), path: path.into(), value: format!("{:?}", value.to_string()), reason: reason.into() }
+    pub fn invalid(
+        what: &str,
+        path: impl Into<String>,
+        value: impl std::fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
+        ConfigError::Invalid {
+            what: what.into(),
+            path: path.into(),
+            value: format!("{:?}", value.to_string()),
+            reason: reason.into(),
+        }
     }
 
     /// The field path the error points at.
@@ -36,9 +55,16 @@ pub fn from_yaml<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, Confi
         let path = if path == "." { "(document)".to_string() } else { path };
         let message = e.into_inner().to_string();
         // serde_yaml sometimes prefixes the path itself; say it once.
-        let message = message.strip_prefix(&format!("{path}: ")).map(str::to_string).unwrap_or(message);
+        let message = message
+            .strip_prefix(&format!("{path}: "))
+            .map(str::to_string)
+            .unwrap_or(message);
         // It appends " at line L column C"; keep that, it helps find the spot.
-        ConfigError::Parse { what: what.to_string(), path, message }
+        ConfigError::Parse {
+            what: what.to_string(),
+            path,
+            message,
+        }
     })
 }
 
@@ -64,7 +90,11 @@ mod tests {
     fn errors_name_the_path() {
         let e = from_yaml::<Outer>("test config", "inner:\n  - count: 1\n  - count: many\n").unwrap_err();
         assert_eq!(e.path(), "inner[1].count");
-        assert!(e.to_string().starts_with("test config: inner[1].count: invalid type: string \"many\""), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("test config: inner[1].count: invalid type: string \"many\""),
+            "{e}"
+        );
         let e = from_yaml::<Outer>("test config", "inner: []\nextra: 1\n").unwrap_err();
         assert!(e.to_string().contains("unknown field `extra`"), "{e}");
     }

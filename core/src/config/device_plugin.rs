@@ -237,12 +237,14 @@ impl<'de> Deserialize<'de> for ReplicaDevices {
         let v = serde_yaml::Value::deserialize(d)?;
         match v {
             serde_yaml::Value::String(s) if s == "all" => Ok(ReplicaDevices::All),
-            serde_yaml::Value::String(s) => {
-                Err(D::Error::custom(format!("devices set as {s:?} but the only valid string is \"all\"")))
-            }
+            serde_yaml::Value::String(s) => Err(D::Error::custom(format!(
+                "devices set as {s:?} but the only valid string is \"all\""
+            ))),
             serde_yaml::Value::Number(n) => match n.as_u64() {
                 Some(c) if c > 0 && c <= u32::MAX as u64 => Ok(ReplicaDevices::Count(c as u32)),
-                _ => Err(D::Error::custom(format!("devices set as {n} but a count of devices must be > 0"))),
+                _ => Err(D::Error::custom(format!(
+                    "devices set as {n} but a count of devices must be > 0"
+                ))),
             },
             serde_yaml::Value::Sequence(items) => {
                 let mut out = Vec::with_capacity(items.len());
@@ -331,7 +333,11 @@ impl DevicePluginConfig {
     }
 
     pub fn device_id_strategy(&self) -> DeviceIdStrategy {
-        self.flags.plugin.as_ref().and_then(|p| p.device_id_strategy).unwrap_or_default()
+        self.flags
+            .plugin
+            .as_ref()
+            .and_then(|p| p.device_id_strategy)
+            .unwrap_or_default()
     }
 
     /// The active sharing strategy and its settings (MPS wins, as in NVIDIA's plugin).
@@ -355,11 +361,21 @@ impl DevicePluginConfig {
 
     fn normalize_and_validate(&mut self) -> Result<(), ConfigError> {
         if self.version != "v1" {
-            return Err(ConfigError::invalid(WHAT, "version", &self.version, "unknown version; only v1 is supported"));
+            return Err(ConfigError::invalid(
+                WHAT,
+                "version",
+                &self.version,
+                "unknown version; only v1 is supported",
+            ));
         }
         if let Some(dls) = self.flags.plugin.as_ref().and_then(|p| p.device_list_strategy.as_ref()) {
             if dls.is_empty() {
-                return Err(ConfigError::invalid(WHAT, "flags.plugin.deviceListStrategy", "[]", "at least one strategy is needed"));
+                return Err(ConfigError::invalid(
+                    WHAT,
+                    "flags.plugin.deviceListStrategy",
+                    "[]",
+                    "at least one strategy is needed",
+                ));
             }
         }
         let both = [&self.sharing.time_slicing, &self.sharing.mps]
@@ -373,11 +389,19 @@ impl DevicePluginConfig {
                 "configure one sharing strategy per config, not both",
             ));
         }
-        for (key, section) in [("timeSlicing", &mut self.sharing.time_slicing), ("mps", &mut self.sharing.mps)] {
+        for (key, section) in [
+            ("timeSlicing", &mut self.sharing.time_slicing),
+            ("mps", &mut self.sharing.mps),
+        ] {
             let Some(section) = section else { continue };
             if let Some(s) = &section.strategy {
                 if !s.is_empty() {
-                    return Err(ConfigError::invalid(WHAT, format!("sharing.{key}.strategy"), s, "unknown strategy; leave it unset"));
+                    return Err(ConfigError::invalid(
+                        WHAT,
+                        format!("sharing.{key}.strategy"),
+                        s,
+                        "unknown strategy; leave it unset",
+                    ));
                 }
             }
             for (i, r) in section.resources.iter_mut().enumerate() {
@@ -387,22 +411,39 @@ impl DevicePluginConfig {
                     r.rename = Some(qualify(rename).map_err(|e| ConfigError::invalid(WHAT, at("rename"), rename, e))?);
                 }
                 if r.replicas < 2 {
-                    return Err(ConfigError::invalid(WHAT, at("replicas"), r.replicas, "must be at least 2 to share a device"));
+                    return Err(ConfigError::invalid(
+                        WHAT,
+                        at("replicas"),
+                        r.replicas,
+                        "must be at least 2 to share a device",
+                    ));
                 }
                 if let Some(m) = &r.memory_per_replica {
-                    let mib = super::quantity_to_mib(m).map_err(|e| ConfigError::invalid(WHAT, at("memoryPerReplica"), m, e))?;
+                    let mib = super::quantity_to_mib(m)
+                        .map_err(|e| ConfigError::invalid(WHAT, at("memoryPerReplica"), m, e))?;
                     if mib == 0 {
-                        return Err(ConfigError::invalid(WHAT, at("memoryPerReplica"), m, "must be at least 1Mi"));
+                        return Err(ConfigError::invalid(
+                            WHAT,
+                            at("memoryPerReplica"),
+                            m,
+                            "must be at least 1Mi",
+                        ));
                     }
                 }
                 if key == "mps" && r.name.starts_with("nvidia.com/mig-") {
-                    return Err(ConfigError::invalid(WHAT, at("name"), &r.name, "MPS sharing of MIG devices is not supported"));
+                    return Err(ConfigError::invalid(
+                        WHAT,
+                        at("name"),
+                        &r.name,
+                        "MPS sharing of MIG devices is not supported",
+                    ));
                 }
             }
         }
         for (key, list) in [("gpus", &self.resources.gpus), ("mig", &self.resources.mig)] {
             for (i, p) in list.iter().enumerate() {
-                qualify(&p.name).map_err(|e| ConfigError::invalid(WHAT, format!("resources.{key}[{i}].name"), &p.name, e))?;
+                qualify(&p.name)
+                    .map_err(|e| ConfigError::invalid(WHAT, format!("resources.{key}[{i}].name"), &p.name, e))?;
             }
         }
         Ok(())
@@ -420,10 +461,13 @@ pub fn qualify(name: &str) -> Result<String, String> {
         return Err(format!("resource names must use the {RESOURCE_PREFIX}/ prefix"));
     }
     if rest.is_empty() || rest.len() > MAX_RESOURCE_NAME_LENGTH {
-        return Err(format!("the name after {RESOURCE_PREFIX}/ must be 1 to {MAX_RESOURCE_NAME_LENGTH} characters"));
+        return Err(format!(
+            "the name after {RESOURCE_PREFIX}/ must be 1 to {MAX_RESOURCE_NAME_LENGTH} characters"
+        ));
     }
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
-    let ends_ok = rest.starts_with(|c: char| c.is_ascii_alphanumeric()) && rest.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let ends_ok =
+        rest.starts_with(|c: char| c.is_ascii_alphanumeric()) && rest.ends_with(|c: char| c.is_ascii_alphanumeric());
     if !rest.chars().all(ok_char) || !ends_ok {
         return Err("must be alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric".into());
     }
@@ -513,7 +557,10 @@ sharing:
             "version: v1\nflags:\n  plugin:\n    deviceListStrategy: [envvar, cdi-cri]\n",
         )
         .unwrap();
-        assert_eq!(c.device_list_strategies(), vec![DeviceListStrategy::EnvVar, DeviceListStrategy::CdiCri]);
+        assert_eq!(
+            c.device_list_strategies(),
+            vec![DeviceListStrategy::EnvVar, DeviceListStrategy::CdiCri]
+        );
     }
 
     fn err(text: &str) -> String {
@@ -525,17 +572,28 @@ sharing:
         let e = err("version: v1\nflags:\n  migStrategy: mixd\n");
         assert!(e.contains("flags.migStrategy") && e.contains("mixd"), "{e}");
 
-        let e = err("version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - name: nvidia.com/gpu\n      replicas: 1\n");
+        let e = err(
+            "version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - name: nvidia.com/gpu\n      replicas: 1\n",
+        );
         assert_eq!(
             e,
             "device plugin config: sharing.timeSlicing.resources[0].replicas: invalid value \"1\": must be at least 2 to share a device"
         );
 
-        let e = err("version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - name: nvidia.com/gpu\n      replicas: 4\n      devices: some\n");
-        assert!(e.contains("sharing.timeSlicing.resources[0].devices") && e.contains("\"some\""), "{e}");
+        let e = err(
+            "version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - name: nvidia.com/gpu\n      replicas: 4\n      devices: some\n",
+        );
+        assert!(
+            e.contains("sharing.timeSlicing.resources[0].devices") && e.contains("\"some\""),
+            "{e}"
+        );
 
-        let e = err("version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - name: amd.com/gpu\n      replicas: 4\n");
-        assert!(e.contains("resources[0].name") && e.contains("amd.com/gpu") && e.contains("nvidia.com/ prefix"), "{e}");
+        let e =
+            err("version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - name: amd.com/gpu\n      replicas: 4\n");
+        assert!(
+            e.contains("resources[0].name") && e.contains("amd.com/gpu") && e.contains("nvidia.com/ prefix"),
+            "{e}"
+        );
 
         let e = err("version: v1\nflags:\n  migStrategy: none\n  migStrategi: none\n");
         assert!(e.contains("unknown field `migStrategi`"), "{e}");
@@ -544,9 +602,14 @@ sharing:
         assert!(e.contains("version") && e.contains("v2"), "{e}");
 
         let e = err("version: v1\nflags:\n  plugin:\n    deviceListStrategy: nfs\n");
-        assert!(e.contains("flags.plugin.deviceListStrategy") && e.contains("nfs"), "{e}");
+        assert!(
+            e.contains("flags.plugin.deviceListStrategy") && e.contains("nfs"),
+            "{e}"
+        );
 
-        let e = err("version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - name: gpu\n      replicas: 2\n      memoryPerReplica: 8GB\n");
+        let e = err(
+            "version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - name: gpu\n      replicas: 2\n      memoryPerReplica: 8GB\n",
+        );
         assert!(e.contains("memoryPerReplica") && e.contains("8GB"), "{e}");
     }
 

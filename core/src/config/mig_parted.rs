@@ -94,7 +94,12 @@ impl MigPartedConfig {
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
         let c: MigPartedConfig = from_yaml(WHAT, text)?;
         if c.version != "v1" {
-            return Err(ConfigError::invalid(WHAT, "version", &c.version, "unknown version; only v1 is supported"));
+            return Err(ConfigError::invalid(
+                WHAT,
+                "version",
+                &c.version,
+                "unknown version; only v1 is supported",
+            ));
         }
         for (name, entries) in &c.mig_configs {
             for (i, e) in entries.iter().enumerate() {
@@ -128,14 +133,24 @@ impl MigPartedConfig {
     pub fn targets(&self, name: &str, machine: &MachineProfile) -> Result<BTreeMap<u32, GpuTarget>, ConfigError> {
         let entries = self.mig_configs.get(name).ok_or_else(|| {
             let known: Vec<&str> = self.names().collect();
-            ConfigError::invalid(WHAT, "mig-configs", name, format!("no such config; known: {}", known.join(", ")))
+            ConfigError::invalid(
+                WHAT,
+                "mig-configs",
+                name,
+                format!("no such config; known: {}", known.join(", ")),
+            )
         })?;
         let mut out: BTreeMap<u32, GpuTarget> = machine.gpus.iter().map(|g| (g.index, GpuTarget::Untouched)).collect();
         for (i, e) in entries.iter().enumerate() {
             let at = |f: &str| format!("mig-configs.{name}[{i}].{f}");
             if let EntryDevices::List(list) = &e.devices {
                 if let Some(bad) = list.iter().find(|d| machine.gpu(**d).is_none()) {
-                    return Err(ConfigError::invalid(WHAT, at("devices"), bad, format!("this machine has {} GPUs", machine.gpus.len())));
+                    return Err(ConfigError::invalid(
+                        WHAT,
+                        at("devices"),
+                        bad,
+                        format!("this machine has {} GPUs", machine.gpus.len()),
+                    ));
                 }
             }
             for g in &machine.gpus {
@@ -143,7 +158,12 @@ impl MigPartedConfig {
                     EntryDevices::All => true,
                     EntryDevices::List(l) => l.contains(&g.index),
                 };
-                let pci = g.pci_device_id.or_else(|| machine.gpu_model(g).model().and_then(|m| m.pci_device_ids.first().copied()));
+                let pci = g.pci_device_id.or_else(|| {
+                    machine
+                        .gpu_model(g)
+                        .model()
+                        .and_then(|m| m.pci_device_ids.first().copied())
+                });
                 let filtered_in = match &e.device_filter {
                     None => true,
                     Some(filters) => filters.iter().any(|f| parse_device_filter(f).ok() == pci),
@@ -156,7 +176,12 @@ impl MigPartedConfig {
                 } else {
                     let model = machine.gpu_model(g);
                     let family = model.mig_family().ok_or_else(|| {
-                        ConfigError::invalid(WHAT, at("mig-enabled"), true, format!("GPU {} ({}) is not MIG-capable", g.index, g.product_name))
+                        ConfigError::invalid(
+                            WHAT,
+                            at("mig-enabled"),
+                            true,
+                            format!("GPU {} ({}) is not MIG-capable", g.index, g.product_name),
+                        )
                     })?;
                     let mut wanted: Vec<(ProfileKind, u32)> = Vec::new();
                     for (profile, count) in &e.mig_devices {
@@ -165,13 +190,18 @@ impl MigPartedConfig {
                                 WHAT,
                                 at(&format!("mig-devices.{profile}")),
                                 profile,
-                                format!("unknown MIG profile for {}; it has: {}", g.product_name, family.profile_names().join(", ")),
+                                format!(
+                                    "unknown MIG profile for {}; it has: {}",
+                                    g.product_name,
+                                    family.profile_names().join(", ")
+                                ),
                             )
                         })?;
                         wanted.push((p.kind, *count));
                     }
-                    let layout = MigLayout::pack(family, &wanted)
-                        .map_err(|err| ConfigError::invalid(WHAT, at("mig-devices"), format!("{:?}", e.mig_devices), err.to_string()))?;
+                    let layout = MigLayout::pack(family, &wanted).map_err(|err| {
+                        ConfigError::invalid(WHAT, at("mig-devices"), format!("{:?}", e.mig_devices), err.to_string())
+                    })?;
                     GpuTarget::MigEnabled(layout)
                 };
                 out.insert(g.index, target);
@@ -205,7 +235,10 @@ mod tests {
                 )
             })
             .collect();
-        MachineProfile::from_yaml(&format!("name: m\nnuma_nodes: [{{id: 0, cpus: \"0-7\"}}]\ngpus:\n{gpus}")).unwrap()
+        MachineProfile::from_yaml(&format!(
+            "name: m\nnuma_nodes: [{{id: 0, cpus: \"0-7\"}}]\ngpus:\n{gpus}"
+        ))
+        .unwrap()
     }
 
     // The shape of NVIDIA's default mig-parted config (GPU operator), abridged.
@@ -247,7 +280,9 @@ mig-configs:
         let a100 = machine("NVIDIA A100-SXM4-40GB", 4);
         let t = c.targets("2x2g.10gb-3x1g.5gb", &a100).unwrap();
         for target in t.values() {
-            let GpuTarget::MigEnabled(l) = target else { panic!("{target:?}") };
+            let GpuTarget::MigEnabled(l) = target else {
+                panic!("{target:?}")
+            };
             assert_eq!(l.counts(), BTreeMap::from([("1g.5gb", 3), ("2g.10gb", 2)]));
         }
         let t = c.targets("custom-split", &a100).unwrap();
@@ -278,23 +313,40 @@ mig-configs:
             .targets("x", &machine("NVIDIA A100-SXM4-40GB", 1))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("mig-configs.x[0].mig-devices") && e.contains("does not fit"), "{e}");
+        assert!(
+            e.contains("mig-configs.x[0].mig-devices") && e.contains("does not fit"),
+            "{e}"
+        );
 
-        let e = MigPartedConfig::from_yaml("version: v1\nmig-configs:\n  x:\n    - devices: some\n      mig-enabled: false\n").unwrap_err().to_string();
+        let e = MigPartedConfig::from_yaml(
+            "version: v1\nmig-configs:\n  x:\n    - devices: some\n      mig-enabled: false\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("mig-configs.x[0].devices") && e.contains("some"), "{e}");
 
-        let e = MigPartedConfig::from_yaml("version: v1\nmig-configs:\n  x:\n    - devices: all\n      mig-enabled: true\n      mig-device: {}\n").unwrap_err().to_string();
+        let e = MigPartedConfig::from_yaml(
+            "version: v1\nmig-configs:\n  x:\n    - devices: all\n      mig-enabled: true\n      mig-device: {}\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("unknown field `mig-device`"), "{e}");
 
         let e = MigPartedConfig::from_yaml("version: v1\nmig-configs:\n  x:\n    - device-filter: \"0x20B01002\"\n      devices: all\n      mig-enabled: false\n").unwrap_err().to_string();
-        assert!(e.contains("device-filter[0]") && e.contains("0x20B01002") && e.contains("not NVIDIA"), "{e}");
+        assert!(
+            e.contains("device-filter[0]") && e.contains("0x20B01002") && e.contains("not NVIDIA"),
+            "{e}"
+        );
 
         let c = MigPartedConfig::from_yaml(CONFIG).unwrap();
         let e = c.targets("nope", &machine("Tesla T4", 1)).unwrap_err().to_string();
         assert!(e.contains("\"nope\"") && e.contains("all-disabled"), "{e}");
         let e = c.targets("all-1g.5gb", &machine("NVIDIA A100-SXM4-40GB", 1));
         assert!(e.is_ok());
-        let e = c.targets("2x2g.10gb-3x1g.5gb", &machine("Tesla T4", 1)).unwrap_err().to_string();
+        let e = c
+            .targets("2x2g.10gb-3x1g.5gb", &machine("Tesla T4", 1))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not MIG-capable") && e.contains("Tesla T4"), "{e}");
     }
 }

@@ -4,7 +4,9 @@
 pub mod device_plugin;
 pub mod mig_parted;
 
-pub use device_plugin::{DeviceListStrategy, DevicePluginConfig, MigStrategy, ReplicaDevices, ReplicatedResource, SharingStrategy};
+pub use device_plugin::{
+    DeviceListStrategy, DevicePluginConfig, MigStrategy, ReplicaDevices, ReplicatedResource, SharingStrategy,
+};
 pub use mig_parted::{MigConfigEntry, MigPartedConfig};
 
 /// Parses a Kubernetes binary/decimal quantity of bytes (`8Gi`, `512Mi`,
@@ -13,7 +15,9 @@ pub fn quantity_to_mib(q: &str) -> Result<u64, String> {
     let q = q.trim();
     let split = q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len());
     let (num, unit) = q.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("`{q}` is not a quantity like 8Gi or 512Mi"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{q}` is not a quantity like 8Gi or 512Mi"))?;
     let bytes_per: u64 = match unit {
         "" => 1,
         "Ki" => 1 << 10,
@@ -24,9 +28,15 @@ pub fn quantity_to_mib(q: &str) -> Result<u64, String> {
         "M" => 1_000_000,
         "G" => 1_000_000_000,
         "T" => 1_000_000_000_000,
-        _ => return Err(format!("`{q}`: unknown unit `{unit}` (use Ki, Mi, Gi, Ti, k, M, G or T)")),
+        _ => {
+            return Err(format!(
+                "`{q}`: unknown unit `{unit}` (use Ki, Mi, Gi, Ti, k, M, G or T)"
+            ));
+        }
     };
-    n.checked_mul(bytes_per).map(|b| b >> 20).ok_or_else(|| format!("`{q}` is too large"))
+    n.checked_mul(bytes_per)
+        .map(|b| b >> 20)
+        .ok_or_else(|| format!("`{q}` is too large"))
 }
 
 #[cfg(test)]

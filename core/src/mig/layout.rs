@@ -27,8 +27,16 @@ pub struct MigLayout {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LayoutError {
     #[error("instance {index} ({profile} at {placement}): start {start} is not a legal placement; legal: {legal}")]
-    IllegalPlacement { index: usize, profile: String, placement: Placement, start: u8, legal: String },
-    #[error("instance {index} ({profile} at {placement}) overlaps instance {other} ({other_profile} at {other_placement})")]
+    IllegalPlacement {
+        index: usize,
+        profile: String,
+        placement: Placement,
+        start: u8,
+        legal: String,
+    },
+    #[error(
+        "instance {index} ({profile} at {placement}) overlaps instance {other} ({other_profile} at {other_placement})"
+    )]
     Overlap {
         index: usize,
         profile: String,
@@ -40,9 +48,18 @@ pub enum LayoutError {
     #[error("instance {index} ({profile}): more than {max} instances of {profile} on one GPU")]
     CountExceeded { index: usize, profile: String, max: u8 },
     #[error("instance {index} ({profile}): layout needs {used} compute slices, the GPU has {available}")]
-    ComputeExceeded { index: usize, profile: String, used: u8, available: u8 },
+    ComputeExceeded {
+        index: usize,
+        profile: String,
+        used: u8,
+        available: u8,
+    },
     #[error("MIG profile {profile:?} does not exist on {family:?}; it has: {available}")]
-    UnknownProfile { profile: String, family: MigFamily, available: String },
+    UnknownProfile {
+        profile: String,
+        family: MigFamily,
+        available: String,
+    },
     #[error("{requested} does not fit on one {family:?} GPU")]
     DoesNotFit { requested: String, family: MigFamily },
 }
@@ -53,7 +70,10 @@ impl MigLayout {
     }
 
     pub fn empty(family: MigFamily) -> Self {
-        MigLayout { family, instances: Vec::new() }
+        MigLayout {
+            family,
+            instances: Vec::new(),
+        }
     }
 
     fn name(&self, kind: ProfileKind) -> String {
@@ -73,7 +93,12 @@ impl MigLayout {
                     profile: self.name(inst.kind),
                     placement: inst.placement,
                     start: inst.placement.start,
-                    legal: spec.placements.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
+                    legal: spec
+                        .placements
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 });
             }
             if let Some((other, o)) = self.instances[..index]
@@ -92,7 +117,11 @@ impl MigLayout {
             }
             counts[inst.kind as usize] += 1;
             if counts[inst.kind as usize] > spec.max_count {
-                return Err(LayoutError::CountExceeded { index, profile: self.name(inst.kind), max: spec.max_count });
+                return Err(LayoutError::CountExceeded {
+                    index,
+                    profile: self.name(inst.kind),
+                    max: spec.max_count,
+                });
             }
             compute += spec.compute_slices;
             if compute > COMPUTE_SLICES {
@@ -142,7 +171,11 @@ impl MigLayout {
         for &(kind, n) in wanted {
             let max = kind.spec().max_count as u32;
             if n > max {
-                return Err(LayoutError::CountExceeded { index: 0, profile: family.profile(kind).name.into(), max: kind.spec().max_count });
+                return Err(LayoutError::CountExceeded {
+                    index: 0,
+                    profile: family.profile(kind).name.into(),
+                    max: kind.spec().max_count,
+                });
             }
             kinds.extend(std::iter::repeat_n(kind, n as usize));
         }
@@ -163,7 +196,9 @@ impl MigLayout {
 }
 
 fn place_all(layout: &mut MigLayout, rest: &[ProfileKind]) -> bool {
-    let Some((&kind, tail)) = rest.split_first() else { return true };
+    let Some((&kind, tail)) = rest.split_first() else {
+        return true;
+    };
     for &placement in kind.spec().placements {
         let inst = MigInstance { kind, placement };
         if layout.can_add(inst) {
@@ -191,7 +226,12 @@ impl fmt::Display for MigLayout {
 fn candidates() -> Vec<MigInstance> {
     ALL_KINDS
         .iter()
-        .flat_map(|&kind| kind.spec().placements.iter().map(move |&placement| MigInstance { kind, placement }))
+        .flat_map(|&kind| {
+            kind.spec()
+                .placements
+                .iter()
+                .map(move |&placement| MigInstance { kind, placement })
+        })
         .collect()
 }
 
@@ -227,7 +267,13 @@ mod tests {
     use proptest::prelude::*;
 
     fn inst(kind: ProfileKind, start: u8) -> MigInstance {
-        MigInstance { kind, placement: Placement { start, size: kind.spec().memory_slices } }
+        MigInstance {
+            kind,
+            placement: Placement {
+                start,
+                size: kind.spec().memory_slices,
+            },
+        }
     }
 
     fn has_layout(all: &[MigLayout], want: &[(ProfileKind, u32)]) -> bool {
@@ -280,19 +326,47 @@ mod tests {
     fn invalid_layouts_name_the_instance_and_reason() {
         use ProfileKind::*;
         let f = MigFamily::A100_40gb;
-        let overlap = MigLayout::new(f, vec![inst(G3, 0), inst(G2, 2)]).validate().unwrap_err();
-        assert_eq!(overlap.to_string(), "instance 1 (2g.10gb at 2:2) overlaps instance 0 (3g.20gb at 0:4)");
-
-        let illegal = MigLayout::new(f, vec![MigInstance { kind: G3, placement: Placement { start: 2, size: 4 } }])
+        let overlap = MigLayout::new(f, vec![inst(G3, 0), inst(G2, 2)])
             .validate()
             .unwrap_err();
-        assert_eq!(illegal.to_string(), "instance 0 (3g.20gb at 2:4): start 2 is not a legal placement; legal: 0:4, 4:4");
+        assert_eq!(
+            overlap.to_string(),
+            "instance 1 (2g.10gb at 2:2) overlaps instance 0 (3g.20gb at 0:4)"
+        );
 
-        let one_g_at_7 = MigLayout::new(f, vec![MigInstance { kind: G1, placement: Placement { start: 7, size: 1 } }]);
-        assert!(matches!(one_g_at_7.validate(), Err(LayoutError::IllegalPlacement { start: 7, .. })));
+        let illegal = MigLayout::new(
+            f,
+            vec![MigInstance {
+                kind: G3,
+                placement: Placement { start: 2, size: 4 },
+            }],
+        )
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            illegal.to_string(),
+            "instance 0 (3g.20gb at 2:4): start 2 is not a legal placement; legal: 0:4, 4:4"
+        );
 
-        let two_me = MigLayout::new(f, vec![inst(G1Me, 0), inst(G1Me, 1)]).validate().unwrap_err();
-        assert_eq!(two_me.to_string(), "instance 1 (1g.5gb+me): more than 1 instances of 1g.5gb+me on one GPU");
+        let one_g_at_7 = MigLayout::new(
+            f,
+            vec![MigInstance {
+                kind: G1,
+                placement: Placement { start: 7, size: 1 },
+            }],
+        );
+        assert!(matches!(
+            one_g_at_7.validate(),
+            Err(LayoutError::IllegalPlacement { start: 7, .. })
+        ));
+
+        let two_me = MigLayout::new(f, vec![inst(G1Me, 0), inst(G1Me, 1)])
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            two_me.to_string(),
+            "instance 1 (1g.5gb+me): more than 1 instances of 1g.5gb+me on one GPU"
+        );
     }
 
     #[test]
@@ -302,7 +376,10 @@ mod tests {
         l.validate().unwrap();
         assert_eq!(l.counts(), BTreeMap::from([("1g.5gb", 3), ("2g.10gb", 2)]));
         let err = MigLayout::pack(MigFamily::A100_40gb, &[(G4, 1), (G3, 1), (G1, 1)]).unwrap_err();
-        assert_eq!(err.to_string(), "1x4g.20gb + 1x3g.20gb + 1x1g.5gb does not fit on one A100_40gb GPU");
+        assert_eq!(
+            err.to_string(),
+            "1x4g.20gb + 1x3g.20gb + 1x1g.5gb does not fit on one A100_40gb GPU"
+        );
     }
 
     fn arb_layout() -> impl Strategy<Value = MigLayout> {

@@ -31,7 +31,11 @@ impl Placement {
 
     /// Bit mask of the memory slices it covers.
     pub fn mask(self) -> u8 {
-        let ones = if self.size >= 8 { 0xFF } else { (1u16 << self.size) as u8 - 1 };
+        let ones = if self.size >= 8 {
+            0xFF
+        } else {
+            (1u16 << self.size) as u8 - 1
+        };
         ones << self.start
     }
 }

@@ -219,12 +219,36 @@ const H200_141GB: [Row; 7] = [
 /// Correct the table row and drop the entry here once verified.
 pub const UNVERIFIED: &[(MigFamily, &str, &str)] = &[
     (MigFamily::H100_80gb, "1g.20gb", "26 SMs seen in a single dump"),
-    (MigFamily::H200_141gb, "1g.35gb", "memory and SMs inferred from H100 geometry"),
-    (MigFamily::H200_141gb, "3g.71gb", "memory inferred as half of 7g; 60 SMs from one benchmark note"),
-    (MigFamily::H200_141gb, "4g.71gb", "memory and SMs inferred from H100 geometry"),
-    (MigFamily::H200_141gb, "*", "profile ids and placements inferred identical to H100"),
-    (MigFamily::H100Pcie80gb, "*", "SM counts scaled to 114 SMs; no dump seen"),
-    (MigFamily::A100_40gb, "*", "engine counts from the MIG user guide, not a dump"),
+    (
+        MigFamily::H200_141gb,
+        "1g.35gb",
+        "memory and SMs inferred from H100 geometry",
+    ),
+    (
+        MigFamily::H200_141gb,
+        "3g.71gb",
+        "memory inferred as half of 7g; 60 SMs from one benchmark note",
+    ),
+    (
+        MigFamily::H200_141gb,
+        "4g.71gb",
+        "memory and SMs inferred from H100 geometry",
+    ),
+    (
+        MigFamily::H200_141gb,
+        "*",
+        "profile ids and placements inferred identical to H100",
+    ),
+    (
+        MigFamily::H100Pcie80gb,
+        "*",
+        "SM counts scaled to 114 SMs; no dump seen",
+    ),
+    (
+        MigFamily::A100_40gb,
+        "*",
+        "engine counts from the MIG user guide, not a dump",
+    ),
 ];
 
 impl MigFamily {
@@ -246,7 +270,13 @@ impl MigFamily {
             name,
             memory_mib,
             sms,
-            engines: Engines { copy, decoder, encoder, jpeg, ofa },
+            engines: Engines {
+                copy,
+                decoder,
+                encoder,
+                jpeg,
+                ofa,
+            },
         }
     }
 
@@ -299,7 +329,10 @@ mod tests {
 
     #[test]
     fn protocol_table_ids_and_indices() {
-        let ids: Vec<_> = ALL_KINDS.iter().map(|k| (k.spec().profile_id, k.spec().nvml_index)).collect();
+        let ids: Vec<_> = ALL_KINDS
+            .iter()
+            .map(|k| (k.spec().profile_id, k.spec().nvml_index))
+            .collect();
         assert_eq!(ids, vec![(19, 0), (20, 7), (15, 9), (14, 1), (9, 2), (5, 3), (0, 4)]);
         assert_eq!(ProfileKind::from_profile_id(14), Some(ProfileKind::G2));
         assert_eq!(ProfileKind::from_profile_id(99), None);
@@ -309,7 +342,7 @@ mod tests {
     fn placements_cover_exactly_their_memory_slices() {
         for k in ALL_KINDS {
             let s = k.spec();
-            assert_eq!(s.placements.len() >= s.max_count as usize, true, "{k:?}");
+            assert!(s.placements.len() >= s.max_count as usize, "{k:?}");
             for p in s.placements {
                 assert_eq!(p.size, s.memory_slices);
                 assert!(p.end() <= super::super::MEMORY_SLICES);
@@ -321,7 +354,15 @@ mod tests {
     fn names_by_family() {
         assert_eq!(
             MigFamily::A100_40gb.profile_names(),
-            ["1g.5gb", "1g.5gb+me", "1g.10gb", "2g.10gb", "3g.20gb", "4g.20gb", "7g.40gb"]
+            [
+                "1g.5gb",
+                "1g.5gb+me",
+                "1g.10gb",
+                "2g.10gb",
+                "3g.20gb",
+                "4g.20gb",
+                "7g.40gb"
+            ]
         );
         assert_eq!(MigFamily::H200_141gb.profile(ProfileKind::G7).name, "7g.141gb");
         assert_eq!(MigFamily::H100_80gb.profile(ProfileKind::G7).sms, 132);
@@ -330,8 +371,14 @@ mod tests {
             Some(ProfileKind::G1Me)
         );
         // 1g.10gb is the double-memory 1g on A100-40GB but the plain 1g on H100.
-        assert_eq!(MigFamily::A100_40gb.profile_by_name("1g.10gb").map(|p| p.kind), Some(ProfileKind::G1DoubleMem));
-        assert_eq!(MigFamily::H100_80gb.profile_by_name("1g.10gb").map(|p| p.kind), Some(ProfileKind::G1));
+        assert_eq!(
+            MigFamily::A100_40gb.profile_by_name("1g.10gb").map(|p| p.kind),
+            Some(ProfileKind::G1DoubleMem)
+        );
+        assert_eq!(
+            MigFamily::H100_80gb.profile_by_name("1g.10gb").map(|p| p.kind),
+            Some(ProfileKind::G1)
+        );
     }
 
     #[test]
