@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::device_plugin::{DevicePluginConfig, MigStrategy, RESOURCE_PREFIX, ReplicaDevices, SharingStrategy};
+use crate::config::mig_parted::GpuTarget;
 use crate::config::quantity_to_mib;
 use crate::machine::MachineProfile;
 use crate::mig::{MigLayout, Placement};
@@ -98,29 +99,28 @@ pub fn gpu_resource_name() -> String {
     format!("{RESOURCE_PREFIX}/gpu")
 }
 
-/// The inventory a machine profile describes, with `layouts` (per GPU index)
-/// replacing the profile's own MIG instances where given.
-pub fn inventory(machine: &MachineProfile, layouts: &BTreeMap<u32, MigLayout>) -> Vec<GpuInventory> {
+/// The inventory a machine profile describes, with each GPU's MIG state
+/// taken from `targets` (a resolved mig-parted config) where it says more
+/// than [`GpuTarget::Untouched`], else from the profile.
+pub fn inventory(machine: &MachineProfile, targets: &BTreeMap<u32, GpuTarget>) -> Vec<GpuInventory> {
     machine
         .gpus
         .iter()
         .map(|g| {
-            let layout = layouts
-                .get(&g.index)
-                .cloned()
-                .or_else(|| machine.mig_layout(g).ok().filter(|_| g.mig_enabled));
-            let mig_enabled = g.mig_enabled || layouts.contains_key(&g.index);
-            let mig_devices = layout
-                .filter(|_| mig_enabled)
-                .map(|l| mig_devices(&g.uuid, &l.canonical()))
-                .unwrap_or_default();
+            let (mig_enabled, layout) = match targets.get(&g.index) {
+                Some(GpuTarget::MigDisabled) => (false, None),
+                Some(GpuTarget::MigEnabled(l)) => (true, Some(l.clone())),
+                Some(GpuTarget::Untouched) | None => {
+                    (g.mig_enabled, machine.mig_layout(g).ok().filter(|_| g.mig_enabled))
+                }
+            };
             GpuInventory {
                 index: g.index,
                 uuid: g.uuid.clone(),
                 memory_mib: machine.gpu_memory_mib(g),
                 numa_node: Some(g.numa_node),
                 mig_enabled,
-                mig_devices,
+                mig_devices: layout.map(|l| mig_devices(&g.uuid, &l.canonical())).unwrap_or_default(),
             }
         })
         .collect()
@@ -402,7 +402,6 @@ pub fn parse_replica_id(id: &str) -> (&str, Option<u32>) {
 mod tests {
     use super::*;
     use crate::config::MigPartedConfig;
-    use crate::config::mig_parted::GpuTarget;
 
     fn machine(product: &str, n: u32) -> MachineProfile {
         let gpus: String = (0..n)
@@ -418,23 +417,17 @@ mod tests {
         DevicePluginConfig::from_yaml(text).unwrap()
     }
 
-    fn layouts_from(mig_parted: &str, name: &str, m: &MachineProfile) -> BTreeMap<u32, MigLayout> {
+    fn targets(mig_parted: &str, name: &str, m: &MachineProfile) -> BTreeMap<u32, GpuTarget> {
         MigPartedConfig::from_yaml(mig_parted)
             .unwrap()
             .targets(name, m)
             .unwrap()
-            .into_iter()
-            .filter_map(|(i, t)| match t {
-                GpuTarget::MigEnabled(l) => Some((i, l)),
-                _ => None,
-            })
-            .collect()
     }
 
     #[test]
     fn fact_mixed_2x2g_3x1g_on_4_a100_40gb() {
         let m = machine("NVIDIA A100-SXM4-40GB", 4);
-        let layouts = layouts_from(
+        let layouts = targets(
             "version: v1\nmig-configs:\n  2x2g.10gb-3x1g.5gb:\n    - devices: all\n      mig-enabled: true\n      mig-devices: {\"1g.5gb\": 3, \"2g.10gb\": 2}\n",
             "2x2g.10gb-3x1g.5gb",
             &m,
@@ -473,13 +466,13 @@ mod tests {
     fn strategies_none_single_mixed() {
         let m = machine("NVIDIA A100-SXM4-40GB", 2);
         let all_1g = "version: v1\nmig-configs:\n  a:\n    - devices: all\n      mig-enabled: true\n      mig-devices: {\"1g.5gb\": 7}\n  b:\n    - devices: [0]\n      mig-enabled: true\n      mig-devices: {\"1g.5gb\": 7}\n  c:\n    - devices: [0]\n      mig-enabled: true\n      mig-devices: {\"3g.20gb\": 2}\n    - devices: [1]\n      mig-enabled: true\n      mig-devices: {\"1g.5gb\": 7}\n";
-        let inv = inventory(&m, &layouts_from(all_1g, "a", &m));
+        let inv = inventory(&m, &targets(all_1g, "a", &m));
         let none = resource_counts(&inv, &dp("version: v1\n")).unwrap();
         assert_eq!(none, BTreeMap::from([("nvidia.com/gpu".to_string(), 2)]));
         let single = resource_counts(&inv, &dp("version: v1\nflags: {migStrategy: single}\n")).unwrap();
         assert_eq!(single, BTreeMap::from([("nvidia.com/gpu".to_string(), 14)]));
 
-        let half = inventory(&m, &layouts_from(all_1g, "b", &m));
+        let half = inventory(&m, &targets(all_1g, "b", &m));
         let e = resource_counts(&half, &dp("version: v1\nflags: {migStrategy: single}\n")).unwrap_err();
         assert_eq!(
             e,
@@ -497,7 +490,7 @@ mod tests {
             ])
         );
 
-        let two_kinds = inventory(&m, &layouts_from(all_1g, "c", &m));
+        let two_kinds = inventory(&m, &targets(all_1g, "c", &m));
         let e = resource_counts(&two_kinds, &dp("version: v1\nflags: {migStrategy: single}\n")).unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -508,7 +501,7 @@ mod tests {
     #[test]
     fn shared_mig_resources_rename_and_device_selection() {
         let m = machine("NVIDIA A100-SXM4-40GB", 2);
-        let layouts = layouts_from(
+        let layouts = targets(
             "version: v1\nmig-configs:\n  a:\n    - devices: all\n      mig-enabled: true\n      mig-devices: {\"1g.5gb+me\": 1, \"3g.20gb\": 1, \"2g.10gb\": 1}\n",
             "a",
             &m,
