@@ -143,6 +143,23 @@ impl MigPartedConfig {
         let mut out: BTreeMap<u32, GpuTarget> = machine.gpus.iter().map(|g| (g.index, GpuTarget::Untouched)).collect();
         for (i, e) in entries.iter().enumerate() {
             let at = |f: &str| format!("mig-configs.{name}[{i}].{f}");
+            let model_matches = |g: &crate::machine::GpuSpec| {
+                let pci = g.pci_device_id.or_else(|| {
+                    machine
+                        .gpu_model(g)
+                        .model()
+                        .and_then(|m| m.pci_device_ids.first().copied())
+                });
+                match &e.device_filter {
+                    None => true,
+                    Some(filters) => filters.iter().any(|f| parse_device_filter(f).ok() == pci),
+                }
+            };
+            // An entry whose device-filter matches no GPU here does not apply
+            // to this machine, so its device indices are not checked either.
+            if !machine.gpus.iter().any(model_matches) {
+                continue;
+            }
             if let EntryDevices::List(list) = &e.devices {
                 if let Some(bad) = list.iter().find(|d| machine.gpu(**d).is_none()) {
                     return Err(ConfigError::invalid(
@@ -158,17 +175,7 @@ impl MigPartedConfig {
                     EntryDevices::All => true,
                     EntryDevices::List(l) => l.contains(&g.index),
                 };
-                let pci = g.pci_device_id.or_else(|| {
-                    machine
-                        .gpu_model(g)
-                        .model()
-                        .and_then(|m| m.pci_device_ids.first().copied())
-                });
-                let filtered_in = match &e.device_filter {
-                    None => true,
-                    Some(filters) => filters.iter().any(|f| parse_device_filter(f).ok() == pci),
-                };
-                if !selected || !filtered_in {
+                if !selected || !model_matches(g) {
                     continue;
                 }
                 let target = if !e.mig_enabled {
