@@ -96,11 +96,31 @@ fn config_files_load() {
     assert_eq!(f.tiers()[2].oversubscription, 2.0);
     // 32 leaves, 4 spine blocks, 1 core.
     assert_eq!(f.switches().len(), 37);
+}
+
+/// The cluster files against the real machine profile
+/// (`configs/machines/dgx-h100.yaml`), not the inline stand-in.
+#[test]
+fn cluster_files_with_machine_profile_file() {
     let ms = file_machines();
     for f in [pod32(), pod128()] {
         let n = &f.nodes()[0];
         assert_eq!(ms.get(&n.machine).map(|m| m.gpus.len()), Some(8), "{}", n.machine);
+        pod_checks(&f, &ms);
     }
+    let f = pod128();
+    let x = f.distance(&ms, g("dgx-001", 0), g("dgx-128", 0)).expect("distance");
+    assert_eq!(
+        x,
+        Distance {
+            route: Route::Network {
+                tier: 2,
+                via_other_rail: false
+            },
+            hops: 5,
+            gbps: 25.0
+        }
+    );
 }
 
 #[test]
@@ -120,54 +140,57 @@ fn every_cluster_file_parses() {
 
 #[test]
 fn pod32_distances() {
-    let f = pod32();
-    for ms in [machines(), file_machines()] {
-        let d = |a, b| f.distance(&ms, a, b).expect("distance");
-        // Same GPU.
-        assert_eq!(d(g("dgx-001", 3), g("dgx-001", 3)).route, Route::SameGpu);
-        // NVSwitch pair: H100 SXM has 18 NVLink 4 links, 450 GB/s one way.
-        let x = d(g("dgx-001", 0), g("dgx-001", 7));
-        assert_eq!(
-            x,
-            Distance {
-                route: Route::SameNode(NodeLink::NvLink { nvswitch: true }),
-                hops: 1,
-                gbps: 450.0
-            }
-        );
-        // Same rail, two nodes of the SU: one leaf, 400 Gb/s = 50 GB/s.
-        let x = d(g("dgx-001", 2), g("dgx-032", 2));
-        assert_eq!(
-            x,
-            Distance {
-                route: Route::Network {
-                    tier: 0,
-                    via_other_rail: false
-                },
-                hops: 1,
-                gbps: 50.0
-            }
-        );
-        // Different rails cross the spine; 1:1, so still 50 GB/s.
-        let x = d(g("dgx-001", 2), g("dgx-002", 5));
-        assert_eq!(
-            x,
-            Distance {
-                route: Route::Network {
-                    tier: 1,
-                    via_other_rail: false
-                },
-                hops: 3,
-                gbps: 50.0
-            }
-        );
-    }
+    pod_checks(&pod32(), &machines());
+}
+
+/// Checks that hold in every DGX H100 scalable unit, pod32 and 4pod128 alike.
+fn pod_checks(f: &Fabric, ms: &BTreeMap<String, MachineProfile>) {
+    let d = |a, b| f.distance(ms, a, b).expect("distance");
+    // Same GPU.
+    assert_eq!(d(g("dgx-001", 3), g("dgx-001", 3)).route, Route::SameGpu);
+    // NVSwitch pair: H100 SXM has 18 NVLink 4 links, 450 GB/s one way.
+    let x = d(g("dgx-001", 0), g("dgx-001", 7));
+    assert_eq!(
+        x,
+        Distance {
+            route: Route::SameNode(NodeLink::NvLink { nvswitch: true }),
+            hops: 1,
+            gbps: 450.0
+        }
+    );
+    // Same rail, two nodes of the SU: one leaf, 400 Gb/s = 50 GB/s.
+    let x = d(g("dgx-001", 2), g("dgx-032", 2));
+    assert_eq!(
+        x,
+        Distance {
+            route: Route::Network {
+                tier: 0,
+                via_other_rail: false
+            },
+            hops: 1,
+            gbps: 50.0
+        }
+    );
+    // Different rails cross the spine; 1:1, so still 50 GB/s.
+    let x = d(g("dgx-001", 2), g("dgx-002", 5));
+    assert_eq!(
+        x,
+        Distance {
+            route: Route::Network {
+                tier: 1,
+                via_other_rail: false
+            },
+            hops: 3,
+            gbps: 50.0
+        }
+    );
 }
 
 #[test]
 fn pod128_distances_and_groups() {
     let f = pod128();
-    let ms = file_machines();
+    let ms = machines();
+    pod_checks(&f, &ms);
     let d = |a, b| f.distance(&ms, a, b).expect("distance");
     assert_eq!(
         d(g("dgx-033", 1), g("dgx-064", 1)).route,
