@@ -219,36 +219,6 @@ impl MachineProfile {
             .sum()
     }
 
-    /// PCIe root complex of a GPU.
-    pub fn gpu_root(&self, g: &GpuSpec) -> Option<String> {
-        self.root_of(g.pcie_switch.as_deref(), g.pcie_root.as_deref())
-    }
-
-    /// PCIe root complex of a NIC.
-    pub fn nic_root(&self, n: &NicSpec) -> Option<String> {
-        self.root_of(n.pcie_switch.as_deref(), n.pcie_root.as_deref())
-    }
-
-    /// The NIC a GPU should use for inter-node traffic: one on the same PCIe
-    /// switch, else the same root complex, else the same NUMA node, else any;
-    /// rail NICs before front-end ones, then by name, so the answer is stable.
-    pub fn nearest_nic(&self, gpu: u32) -> Option<&NicSpec> {
-        let g = self.gpu(gpu)?;
-        let groot = self.gpu_root(g);
-        self.nics.iter().min_by_key(|n| {
-            let distance = if n.pcie_switch.is_some() && n.pcie_switch == g.pcie_switch {
-                0
-            } else if groot.is_some() && self.nic_root(n) == groot {
-                1
-            } else if n.numa_node == g.numa_node {
-                2
-            } else {
-                3
-            };
-            (distance, n.rail.is_none(), n.name.clone())
-        })
-    }
-
     /// Cross-reference checks serde cannot do. Errors name the field path.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let numa: BTreeSet<u32> = self.numa_nodes.iter().map(|n| n.id).collect();
@@ -519,10 +489,9 @@ nics: [{name: mlx5_0, pci_bus_id: "0000:09:00.0", numa_node: 0, pcie_switch: sw0
     }
 
     #[test]
-    fn nvlink_and_nearest_nic() {
+    fn nvlink_pair_bandwidth() {
         let p = MachineProfile::from_yaml(MINI).unwrap();
         assert_eq!(p.nvlink_gbps(0, 1), 0);
-        assert_eq!(p.nearest_nic(0).map(|n| n.name.as_str()), Some("mlx5_0"));
         let bridged = MINI.replace("nics:", "nvlink: {links: [{gpus: [0, 1], links: 4}]}\nnics:");
         let p = MachineProfile::from_yaml(&bridged).unwrap();
         assert_eq!(p.nvlink_gbps(1, 0), 100);

@@ -5,22 +5,24 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::FabricError;
 use super::model::{Fabric, Node};
-use crate::catalog::Architecture;
-use crate::machine::{MachineProfile, NicSpec};
+use crate::machine::MachineProfile;
+use crate::topology::{NearestNic, NodeTopology, TopologyLevel};
 
-/// Where machine profiles come from; the fabric only stores their names.
+/// Where machine topologies come from, by machine profile name; the fabric
+/// only stores the names. Topologies are built once per machine, so the
+/// per-GPU answers distance needs (nearest NIC, PCIe level) are lookups.
 pub trait MachineLookup {
-    fn machine(&self, name: &str) -> Option<&MachineProfile>;
+    fn machine(&self, name: &str) -> Option<&NodeTopology>;
 }
 
-impl MachineLookup for BTreeMap<String, MachineProfile> {
-    fn machine(&self, name: &str) -> Option<&MachineProfile> {
+impl MachineLookup for BTreeMap<String, NodeTopology> {
+    fn machine(&self, name: &str) -> Option<&NodeTopology> {
         self.get(name)
     }
 }
 
-impl<S: std::hash::BuildHasher> MachineLookup for HashMap<String, MachineProfile, S> {
-    fn machine(&self, name: &str) -> Option<&MachineProfile> {
+impl<S: std::hash::BuildHasher> MachineLookup for HashMap<String, NodeTopology, S> {
+    fn machine(&self, name: &str) -> Option<&NodeTopology> {
         self.get(name)
     }
 }
@@ -47,8 +49,8 @@ pub enum NodeLink {
     /// No NVLink in the profile, but the node is in a multi-node NVLink domain
     /// (e.g. a GB200 tray whose GPUs meet on the rack's NVLink switches).
     NvlDomain,
-    /// Host PCIe only, at this generation's x16 bandwidth.
-    Pcie { generation: u8 },
+    /// Host PCIe only; `level` is where the two GPUs meet in the PCIe tree.
+    Pcie { level: TopologyLevel },
 }
 
 /// The kind of path, ordered from closest to farthest.
@@ -81,35 +83,17 @@ pub struct Distance {
     pub gbps: f64,
 }
 
-/// Nominal x16 bandwidth one way, GB/s: Gen3 16, Gen4 32, Gen5 64.
-pub fn pcie_gbps(generation: u8) -> f64 {
-    match generation {
-        0..=3 => 16.0,
-        4 => 32.0,
-        _ => 64.0,
-    }
-}
-
-/// PCIe generation of a GPU's host link, from its architecture: Hopper parts
-/// are Gen5, Ampere and Ada Gen4, older Gen3. Unknown models: Gen4, the common
-/// case for current servers.
-fn pcie_gen(m: &MachineProfile, gpu: u32) -> u8 {
-    let arch = m
-        .gpu(gpu)
-        .and_then(|g| m.gpu_model(g).model())
-        .map(|model| model.architecture);
-    match arch {
-        Some(Architecture::Hopper) => 5,
-        Some(Architecture::Ampere | Architecture::Ada) | None => 4,
-        Some(Architecture::Pascal | Architecture::Volta | Architecture::Turing) => 3,
-    }
-}
-
 /// A GPU with its node and machine, checked to exist.
 struct At<'f> {
     node: &'f Node,
-    machine: &'f MachineProfile,
+    topo: &'f NodeTopology,
     gpu: u32,
+}
+
+impl At<'_> {
+    fn machine(&self) -> &MachineProfile {
+        self.topo.profile()
+    }
 }
 
 impl Fabric {
@@ -117,24 +101,20 @@ impl Fabric {
         let node = self
             .node(g.node)
             .ok_or_else(|| FabricError::UnknownNode { node: g.node.into() })?;
-        let machine = machines
+        let topo = machines
             .machine(&node.machine)
             .ok_or_else(|| FabricError::UnknownMachine {
                 node: node.name.clone(),
                 machine: node.machine.clone(),
             })?;
-        if machine.gpu(g.gpu).is_none() {
+        if topo.profile().gpu(g.gpu).is_none() {
             return Err(FabricError::UnknownGpu {
                 node: node.name.clone(),
                 machine: node.machine.clone(),
                 gpu: g.gpu,
             });
         }
-        Ok(At {
-            node,
-            machine,
-            gpu: g.gpu,
-        })
+        Ok(At { node, topo, gpu: g.gpu })
     }
 
     /// The path between two GPUs. Symmetric in `a` and `b`.
@@ -154,7 +134,7 @@ impl Fabric {
                     gbps: f64::INFINITY,
                 });
             }
-            let (link, hops, gbps) = self.intra_node(a.node, a.machine, a.gpu, b.gpu);
+            let (link, hops, gbps) = self.intra_node(a.node, a.topo, a.gpu, b.gpu);
             return Ok(Distance {
                 route: Route::SameNode(link),
                 hops,
@@ -163,7 +143,7 @@ impl Fabric {
         }
         if let (Some(da), Some(db)) = (a.node.domain, b.node.domain) {
             if da == db {
-                let gbps = self.domain_gbps(&a, b.machine, b.gpu);
+                let gbps = self.domain_gbps(&a, b.machine(), b.gpu);
                 if gbps > 0.0 {
                     return Ok(Distance {
                         route: Route::NvlDomain,
@@ -185,25 +165,24 @@ impl Fabric {
 
     /// Two different GPUs of one node: NVLink when the profile has it, else the
     /// NVLink domain's switches, else PCIe.
-    fn intra_node(&self, node: &Node, m: &MachineProfile, a: u32, b: u32) -> (NodeLink, u32, f64) {
+    fn intra_node(&self, node: &Node, topo: &NodeTopology, a: u32, b: u32) -> (NodeLink, u32, f64) {
+        let m = topo.profile();
         let nv = m.nvlink_gbps(a, b);
         if nv > 0 {
             let nvswitch = m.nvlink.nvswitch;
             return (NodeLink::NvLink { nvswitch }, u32::from(nvswitch), f64::from(nv));
         }
         if node.domain.is_some() {
-            let here = At {
-                node,
-                machine: m,
-                gpu: a,
-            };
+            let here = At { node, topo, gpu: a };
             let gbps = self.domain_gbps(&here, m, b);
             if gbps > 0.0 {
                 return (NodeLink::NvlDomain, 1, gbps);
             }
         }
-        let generation = pcie_gen(m, a).min(pcie_gen(m, b));
-        (NodeLink::Pcie { generation }, 1, pcie_gbps(generation))
+        // Both GPUs were resolved against this topology, so the queries hold.
+        let level = topo.level(a, b).unwrap_or(TopologyLevel::System);
+        let gbps = topo.bandwidth_gbps(a, b).unwrap_or(0);
+        (NodeLink::Pcie { level }, 1, f64::from(gbps))
     }
 
     /// Domain bandwidth for a GPU pair: the domain's own figure, else the
@@ -218,7 +197,7 @@ impl Fabric {
                 .and_then(|g| m.gpu_model(g).model())
                 .map_or(0, |x| x.nvlink_gbps())
         };
-        f64::from(own(a.machine, a.gpu).min(own(mb, gb)))
+        f64::from(own(a.machine(), a.gpu).min(own(mb, gb)))
     }
 
     /// Bandwidth over the network for NICs of `nic_a`/`nic_b` Gb/s meeting at
@@ -235,8 +214,8 @@ impl Fabric {
     }
 
     fn direct_network(&self, a: &At<'_>, b: &At<'_>) -> Option<Distance> {
-        let na = a.machine.nearest_nic(a.gpu)?;
-        let nb = b.machine.nearest_nic(b.gpu)?;
+        let na = a.topo.gpu_nic(a.gpu)?;
+        let nb = b.topo.gpu_nic(b.gpu)?;
         let tier = self.meet(a.node.leaf(na.rail)?, b.node.leaf(nb.rail)?)?;
         Some(Distance {
             route: Route::Network {
@@ -291,17 +270,17 @@ impl Fabric {
 
     /// From a GPU to the NIC on `rail` of its node: hops and bandwidth of the
     /// intra-node leg (none if the GPU's own NIC is on that rail).
-    fn leg_to_rail<'m>(&self, at: &At<'m>, rail: u32) -> Option<(u32, f64, &'m NicSpec)> {
-        let m = at.machine;
-        let on_rail = |g: u32| m.nearest_nic(g).filter(|n| n.rail == Some(rail));
+    fn leg_to_rail<'m>(&self, at: &At<'m>, rail: u32) -> Option<(u32, f64, &'m NearestNic)> {
+        let topo = at.topo;
+        let on_rail = |g: u32| topo.gpu_nic(g).filter(|n| n.rail == Some(rail));
         if let Some(nic) = on_rail(at.gpu) {
             return Some((0, f64::INFINITY, nic));
         }
-        m.gpus
-            .iter()
-            .filter_map(|g| on_rail(g.index).map(|nic| (g.index, nic)))
+        topo.gpu_indices()
+            .into_iter()
+            .filter_map(|g| on_rail(g).map(|nic| (g, nic)))
             .map(|(g, nic)| {
-                let (_, hops, gbps) = self.intra_node(at.node, m, at.gpu, g);
+                let (_, hops, gbps) = self.intra_node(at.node, topo, at.gpu, g);
                 (hops, gbps, nic)
             })
             .max_by(|x, y| x.1.total_cmp(&y.1).then(y.0.cmp(&x.0)))

@@ -22,7 +22,7 @@ pub mod yaml;
 #[cfg(test)]
 mod tests;
 
-pub use distance::{Distance, GpuRef, MachineLookup, NodeLink, Route, pcie_gbps};
+pub use distance::{Distance, GpuRef, MachineLookup, NodeLink, Route};
 pub use labels::{LabelOptions, LabelScheme};
 pub use model::{DomainId, Fabric, Node, NodeGroup, NvlDomain, Switch, SwitchId, Tier, Uplinks};
 

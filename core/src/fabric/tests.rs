@@ -4,6 +4,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::machine::MachineProfile;
+use crate::topology::{NodeTopology, TopologyLevel};
 
 fn clusters_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs")
@@ -58,16 +59,19 @@ nics: [{name: mlx5_0, pci_bus_id: "0000:18:00.0", numa_node: 0, pcie_root: "pci0
     .expect("inline profile")
 }
 
-fn machines() -> BTreeMap<String, MachineProfile> {
-    [dgx_inline(), pcie_box()]
+fn topologies(profiles: impl IntoIterator<Item = MachineProfile>) -> BTreeMap<String, NodeTopology> {
+    profiles
         .into_iter()
-        .map(|m| (m.name.clone(), m))
+        .map(|m| (m.name.clone(), NodeTopology::from_profile(&m).expect("topology")))
         .collect()
 }
 
-fn file_machines() -> BTreeMap<String, MachineProfile> {
-    let m = MachineProfile::from_yaml(&load("machines/dgx-h100.yaml")).expect("dgx-h100.yaml");
-    [(m.name.clone(), m)].into_iter().collect()
+fn machines() -> BTreeMap<String, NodeTopology> {
+    topologies([dgx_inline(), pcie_box()])
+}
+
+fn file_machines() -> BTreeMap<String, NodeTopology> {
+    topologies([MachineProfile::from_yaml(&load("machines/dgx-h100.yaml")).expect("dgx-h100.yaml")])
 }
 
 fn g(node: &str, gpu: u32) -> GpuRef<'_> {
@@ -144,7 +148,7 @@ fn pod32_distances() {
 }
 
 /// Checks that hold in every DGX H100 scalable unit, pod32 and 4pod128 alike.
-fn pod_checks(f: &Fabric, ms: &BTreeMap<String, MachineProfile>) {
+fn pod_checks(f: &Fabric, ms: &BTreeMap<String, NodeTopology>) {
     let d = |a, b| f.distance(ms, a, b).expect("distance");
     // Same GPU.
     assert_eq!(d(g("dgx-001", 3), g("dgx-001", 3)).route, Route::SameGpu);
@@ -292,12 +296,14 @@ fn nvlink_domain_pcie_and_unreachable() {
             gbps: 900.0
         }
     );
-    // L40S (Ada) has no NVLink: PCIe Gen4.
+    // L40S (Ada) has no NVLink: PCIe Gen4 x16, meeting at the NUMA node.
     let x = d(g("pcie-a", 0), g("pcie-a", 1));
     assert_eq!(
         x,
         Distance {
-            route: Route::SameNode(NodeLink::Pcie { generation: 4 }),
+            route: Route::SameNode(NodeLink::Pcie {
+                level: TopologyLevel::Node
+            }),
             hops: 1,
             gbps: 32.0
         }

@@ -61,6 +61,7 @@ pub(crate) struct GpuNode {
 pub(crate) struct NicNode {
     pub name: String,
     pub rail: Option<u32>,
+    pub speed_gbps: u32,
     pub pos: PciePos,
     pub vertex: NodeIndex,
 }
@@ -69,6 +70,8 @@ pub(crate) struct NicNode {
 #[derive(Debug, Clone)]
 pub struct NodeTopology {
     name: String,
+    /// The profile it was built from, so callers holding a topology need nothing else.
+    profile: MachineProfile,
     graph: TopologyGraph,
     vertices: BTreeMap<Vertex, NodeIndex>,
     /// Sorted by GPU index; a GPU's position here is its dense id.
@@ -80,6 +83,9 @@ pub struct NodeTopology {
     pub(crate) nvlink: Vec<Vec<u32>>,
     /// Pairwise common-ancestor level by dense id.
     pub(crate) levels: Vec<Vec<TopologyLevel>>,
+    /// Each GPU's nearest NIC among all NICs, by dense id; computed once
+    /// because the fabric asks for it on every cross-node distance.
+    pub(crate) nearest: Vec<Option<super::NearestNic>>,
 }
 
 /// The PCIe switch table of a profile, with each switch's chain to the top.
@@ -327,6 +333,7 @@ impl NodeTopology {
             nics.push(NicNode {
                 name: n.name.clone(),
                 rail: n.rail,
+                speed_gbps: n.speed_gbps,
                 pos,
                 vertex,
             });
@@ -386,6 +393,7 @@ impl NodeTopology {
 
         let mut topo = NodeTopology {
             name: p.name.clone(),
+            profile: p.clone(),
             graph: b.graph,
             vertices: b.vertices,
             gpus,
@@ -393,9 +401,11 @@ impl NodeTopology {
             numa_socket,
             nvlink: Vec::new(),
             levels: Vec::new(),
+            nearest: Vec::new(),
         };
         topo.nvlink = topo.nvlink_matrix();
         topo.levels = topo.level_matrix();
+        topo.nearest = topo.nearest_nics()?;
         Ok(topo)
     }
 
@@ -443,6 +453,10 @@ impl NodeTopology {
                     .collect()
             })
             .collect()
+    }
+
+    pub fn profile(&self) -> &MachineProfile {
+        &self.profile
     }
 
     pub fn name(&self) -> &str {

@@ -126,13 +126,15 @@ fn machine_dgx_h100_facts() {
     assert_eq!(rails, (0..8).collect::<Vec<_>>());
     assert!(p.nics.iter().filter(|n| n.rail.is_some()).all(|n| n.speed_gbps == 400));
     assert_eq!(p.nics.iter().filter(|n| n.rail.is_none()).count(), 2);
-    // Each compute NIC shares its PCIe switch with exactly one GPU, on the same NUMA node.
+    // Each compute NIC shares its PCIe switch with exactly one GPU, on the same
+    // NUMA node, and is that GPU's NIC (so GPU i is on rail i).
+    let topo = crate::topology::NodeTopology::from_profile(&p).unwrap();
     for n in p.nics.iter().filter(|n| n.rail.is_some()) {
         let gpus: Vec<_> = p.gpus.iter().filter(|g| g.pcie_switch == n.pcie_switch).collect();
         assert_eq!(gpus.len(), 1, "{}", n.name);
         assert_eq!(gpus[0].numa_node, n.numa_node, "{}", n.name);
         assert_eq!(
-            p.nearest_nic(gpus[0].index).map(|x| x.name.as_str()),
+            topo.gpu_nic(gpus[0].index).map(|x| x.name.as_str()),
             Some(n.name.as_str())
         );
     }
@@ -142,4 +144,19 @@ fn machine_dgx_h100_facts() {
         .map(|n| crate::machine::parse_cpulist(&n.cpus).map_or(0, |c| c.len()))
         .sum();
     assert_eq!(cpus, 224);
+}
+
+/// The cached per-GPU NIC the fabric uses is the same answer placement gets
+/// when it ranks NICs with every one of them free.
+#[test]
+fn cached_gpu_nic_matches_a_fresh_ranking() {
+    for name in ["dgx-h100", "dgx-a100", "a100-pcie-4x", "t4-2x", "dgx-h100-mig"] {
+        let p = load(name);
+        let topo = crate::topology::NodeTopology::from_profile(&p).unwrap();
+        let all: std::collections::BTreeSet<String> = p.nics.iter().map(|n| n.name.clone()).collect();
+        for g in &p.gpus {
+            let fresh = topo.nearest_nic(g.index, Some(&all)).unwrap();
+            assert_eq!(topo.gpu_nic(g.index), fresh.as_ref(), "{name} GPU {}", g.index);
+        }
+    }
 }
