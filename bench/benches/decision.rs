@@ -1,0 +1,56 @@
+//! Cost of one placement decision on the 1,213-node openb cluster, half
+//! full, for each policy.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use railyard_bench::replay::sample;
+use railyard_bench::trace::{parse_nodes, parse_pods};
+use railyard_core::packing::{Cluster, PolicyKind, TaskDistribution};
+
+fn load() -> Option<(Cluster, Vec<railyard_core::packing::PodRequest>)> {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let nodes = std::fs::read_to_string(data.join("openb_node_list_gpu_node.csv")).ok()?;
+    let pods = std::fs::read_to_string(data.join("openb_pod_list_default.csv")).ok()?;
+    let (nodes, models) = parse_nodes(&nodes).ok()?;
+    let pods: Vec<_> = parse_pods(&pods).ok()?.iter().map(|p| p.request(&models)).collect();
+    Some((Cluster::new(&nodes), pods))
+}
+
+fn decisions(c: &mut Criterion) {
+    let Some((empty, pods)) = load() else { return };
+    let tasks = Arc::new(TaskDistribution::from_requests(&pods, 0.95, true));
+    let workload = sample(&pods, empty.gpu_capacity_milli, 1.3, 42);
+    // Fill to about 60% of GPU capacity with Railyard so nodes are mixed.
+    let mut cluster = empty.clone();
+    let mut filler = PolicyKind::Railyard.build(1, tasks.clone());
+    let mut arrived = 0;
+    let mut rest = workload.iter();
+    for pod in rest.by_ref() {
+        if let Some(p) = filler.place(&cluster, pod) {
+            let _ = cluster.apply(pod, p);
+        }
+        arrived += pod.total_gpu_milli();
+        if arrived * 10 >= cluster.gpu_capacity_milli * 6 {
+            break;
+        }
+    }
+    let probe: Vec<_> = rest.take(64).copied().collect();
+    let mut group = c.benchmark_group("decision_1213_nodes");
+    for kind in PolicyKind::ALL {
+        let mut policy = kind.build(7, tasks.clone());
+        let mut i = 0;
+        group.bench_function(kind.name(), |b| {
+            b.iter(|| {
+                i = (i + 1) % probe.len();
+                black_box(policy.place(black_box(&cluster), &probe[i]))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decisions);
+criterion_main!(benches);
