@@ -555,8 +555,13 @@ impl SimMachine {
 
     /// Destroys a GPU instance's compute instance, then the GPU instance.
     pub fn destroy_mig_instance(&mut self, gpu: u32, gpu_instance: u32) -> Result<(), GpuError> {
-        let ci = self
-            .live_gpu(gpu, Op::DestroyGpuInstance)?
+        let g = self.live_gpu(gpu, Op::DestroyGpuInstance)?;
+        if g.family.is_none() {
+            return Err(GpuError::NotSupported {
+                op: Op::DestroyGpuInstance,
+            });
+        }
+        let ci = g
             .instances
             .get(&gpu_instance)
             .ok_or(GpuError::NotFound {
