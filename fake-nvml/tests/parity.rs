@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! NvmlBackend over the fake libnvidia-ml against SimBackend, for every
 //! machine profile: identical inventories, MIG create/destroy at every legal
 //! placement, identical failures for illegal ones, processes and memory.
