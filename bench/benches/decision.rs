@@ -23,9 +23,9 @@ fn decisions(c: &mut Criterion) {
     let Some((empty, pods)) = load() else { return };
     let tasks = Arc::new(TaskDistribution::from_requests(&pods, 0.95, true));
     let workload = sample(&pods, empty.gpu_capacity_milli, 1.3, 42);
-    // Fill to about 60% of GPU capacity with Railyard so nodes are mixed.
+    // Fill to about 60% of GPU capacity (best-fit) so nodes are mixed.
     let mut cluster = empty.clone();
-    let mut filler = PolicyKind::Railyard.build(1, tasks.clone());
+    let mut filler = PolicyKind::BestFit.build(1, tasks.clone());
     let mut arrived = 0;
     let mut rest = workload.iter();
     for pod in rest.by_ref() {
@@ -40,7 +40,8 @@ fn decisions(c: &mut Criterion) {
     let probe: Vec<_> = rest.take(64).copied().collect();
     let mut group = c.benchmark_group("decision_1213_nodes");
     for kind in PolicyKind::ALL {
-        let mut policy = kind.build(7, tasks.clone());
+        let dist = Arc::new(TaskDistribution::with_options(&pods, kind.dist_options()));
+        let mut policy = kind.build(7, dist);
         let mut i = 0;
         group.bench_function(kind.name(), |b| {
             b.iter(|| {

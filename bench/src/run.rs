@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use railyard_core::packing::fragmentation::DistOptions;
 use railyard_core::packing::policies::{Railyard, RailyardConfig};
-use railyard_core::packing::{Cluster, NodeSpec, Policy, PodRequest, PolicyKind, TaskDistribution};
+use railyard_core::packing::{Cluster, NodeSpec, PodRequest, Policy, PolicyKind, TaskDistribution};
 
 use crate::replay::{replay, sample};
 use crate::report::Run;
@@ -62,6 +62,9 @@ fn railyard_setup() -> (DistOptions, RailyardConfig) {
     if let Some(v) = env::<u8>("RY_MEM") {
         d.with_memory = v != 0;
     }
+    if let Some(v) = env("RY_LAMBDA") {
+        c.lambda = v;
+    }
     if let Some(v) = env("RY_EPS") {
         c.eps = v;
     }
@@ -72,7 +75,13 @@ fn railyard_setup() -> (DistOptions, RailyardConfig) {
     (d, c)
 }
 
-fn build_policy(kind: PolicyKind, seed: u64, paper: &Arc<TaskDistribution>, ry: &Arc<TaskDistribution>, opts: &Options) -> Box<dyn Policy> {
+fn build_policy(
+    kind: PolicyKind,
+    seed: u64,
+    paper: &Arc<TaskDistribution>,
+    ry: &Arc<TaskDistribution>,
+    opts: &Options,
+) -> Box<dyn Policy> {
     match kind {
         PolicyKind::Railyard => Box::new(Railyard::with_config(ry.clone(), railyard_setup().1)),
         _ => kind.build_with(seed, paper.clone(), opts.random_ties),
@@ -86,12 +95,19 @@ pub fn run_all(traces: &[Trace], opts: &Options, progress: &(dyn Fn(u64) + Sync)
         seed_ix: usize,
         policy: PolicyKind,
     }
-    let paper = DistOptions { popularity: opts.popularity, ..DistOptions::PAPER };
-    let tasks: Vec<Arc<TaskDistribution>> =
-        traces.iter().map(|t| Arc::new(TaskDistribution::with_options(&t.pods, paper))).collect();
+    let paper = DistOptions {
+        popularity: opts.popularity,
+        ..DistOptions::PAPER
+    };
+    let tasks: Vec<Arc<TaskDistribution>> = traces
+        .iter()
+        .map(|t| Arc::new(TaskDistribution::with_options(&t.pods, paper)))
+        .collect();
     let ry_dist = railyard_setup().0;
-    let ry_tasks: Vec<Arc<TaskDistribution>> =
-        traces.iter().map(|t| Arc::new(TaskDistribution::with_options(&t.pods, ry_dist))).collect();
+    let ry_tasks: Vec<Arc<TaskDistribution>> = traces
+        .iter()
+        .map(|t| Arc::new(TaskDistribution::with_options(&t.pods, ry_dist)))
+        .collect();
     let samples: Vec<Vec<Vec<PodRequest>>> = traces
         .iter()
         .map(|t| {
@@ -126,8 +142,13 @@ pub fn run_all(traces: &[Trace], opts: &Options, progress: &(dyn Fn(u64) + Sync)
                     let t = &traces[job.trace];
                     let seed = opts.seeds[job.seed_ix];
                     // Tie-breaks draw from a stream apart from the sampler's.
-                    let mut policy =
-                        build_policy(job.policy, seed ^ 0x5EED_F7A1, &tasks[job.trace], &ry_tasks[job.trace], opts);
+                    let mut policy = build_policy(
+                        job.policy,
+                        seed ^ 0x5EED_F7A1,
+                        &tasks[job.trace],
+                        &ry_tasks[job.trace],
+                        opts,
+                    );
                     let result = replay(
                         &t.cluster,
                         &samples[job.trace][job.seed_ix],

@@ -51,8 +51,12 @@ pub struct DistOptions {
 
 impl DistOptions {
     /// The FGD paper's setting.
-    pub const PAPER: DistOptions =
-        DistOptions { popularity: 0.95, include_cpu_only: true, weight_by_gpu: false, with_memory: false };
+    pub const PAPER: DistOptions = DistOptions {
+        popularity: 0.95,
+        include_cpu_only: true,
+        weight_by_gpu: false,
+        with_memory: false,
+    };
 }
 
 /// The workload's typical tasks, as the FGD simulator builds them: shapes
@@ -75,7 +79,12 @@ impl TaskDistribution {
     ) -> Self {
         Self::with_options(
             pods,
-            DistOptions { popularity, include_cpu_only, weight_by_gpu: false, with_memory: false },
+            DistOptions {
+                popularity,
+                include_cpu_only,
+                weight_by_gpu: false,
+                with_memory: false,
+            },
         )
     }
 
@@ -119,7 +128,14 @@ impl TaskDistribution {
                 } else {
                     num_gpu as f64 * gpu_milli as f64 / MILLI as f64
                 };
-                TaskType { cpu_milli, memory_mib, num_gpu, gpu_milli, gpu_spec, weight: n as f64 * per }
+                TaskType {
+                    cpu_milli,
+                    memory_mib,
+                    num_gpu,
+                    gpu_milli,
+                    gpu_spec,
+                    weight: n as f64 * per,
+                }
             })
             .collect();
         Self::from_types(types)
@@ -264,6 +280,7 @@ mod tests {
     fn t(cpu: u32, num_gpu: u8, gpu_milli: u16, weight: f64) -> TaskType {
         TaskType {
             cpu_milli: cpu,
+            memory_mib: 0,
             num_gpu,
             gpu_milli,
             gpu_spec: ModelMask::ANY,

@@ -2,8 +2,8 @@
 //! the node's expected fragmentation under the typical task distribution
 //! grows least. Inside a node a fractional pod goes to the GPU with the
 //! smallest growth. Scored as the simulator does — `sigmoid(Δ/1000)·100`
-//! truncated to an integer, random tie-breaks — so results compare with
-//! the paper's.
+//! truncated to an integer, ties to the first node — so results compare
+//! with the paper's.
 
 use std::sync::Arc;
 

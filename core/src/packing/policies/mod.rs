@@ -1,8 +1,9 @@
 //! Placement policies: each picks a node and GPUs for one pod, or none.
 //!
 //! Baselines follow their published descriptions as the FGD simulator
-//! implements them, including its integer node scores with random
-//! tie-breaks, so their numbers are comparable with the paper's.
+//! implements them, including its integer node scores; ties go to the first
+//! node in list order (optionally at random), which is what reproduces the
+//! paper's numbers.
 
 use std::sync::Arc;
 
@@ -153,7 +154,11 @@ pub(crate) struct RandomArgMax {
 
 impl RandomArgMax {
     pub(crate) fn new(random_ties: bool) -> Self {
-        RandomArgMax { best: None, ties: 0, random_ties }
+        RandomArgMax {
+            best: None,
+            ties: 0,
+            random_ties,
+        }
     }
 
     pub(crate) fn offer(&mut self, rng: &mut SplitMix64, score: i64, p: Placement) {

@@ -1,13 +1,16 @@
 //! Railyard's placement policy.
 //!
-//! Starts from FGD's idea — place where expected fragmentation under the
-//! workload's task mix grows least — and fixes what the integer scores
-//! of the simulator throw away:
-//! - exact fragmentation growth, no sigmoid/integer bucketing, so small
-//!   differences between nodes decide instead of a coin flip;
-//! - deterministic tie-breaks that keep whole GPUs and whole nodes free for
-//!   multi-GPU pods: prefer nodes already in use, then the node left with
-//!   the least idle GPU, then the lowest index.
+//! Starts from FGD's idea — place where the expected fragmentation under
+//! the workload's task mix grows least — and changes what the measured
+//! replays showed to matter:
+//! - the task mix keeps every shape (FGD cuts at 95% of pods, which drops
+//!   all 2/4/8-GPU shapes) and carries memory, so a node out of memory
+//!   counts its idle GPUs as fragments;
+//! - growth is exact, not a truncated sigmoid; differences under `eps`
+//!   milli-GPU count as ties;
+//! - ties go to nodes already in use, then to the node left with the least
+//!   idle GPU, then to the lowest index: whole GPUs and whole nodes stay
+//!   free for multi-GPU pods.
 
 use std::sync::Arc;
 
@@ -30,23 +33,39 @@ pub struct RailyardConfig {
     pub eps: f64,
     pub prefer_in_use: bool,
     pub prefer_less_idle: bool,
+    /// Weight of best-fit tightness (idle GPU milli plus CPU in GPU
+    /// equivalents left on the node) against fragmentation growth.
+    pub lambda: f64,
 }
 
 impl RailyardConfig {
-    pub const DEFAULT: RailyardConfig = RailyardConfig { eps: 50.0, prefer_in_use: true, prefer_less_idle: true };
+    pub const DEFAULT: RailyardConfig = RailyardConfig {
+        eps: 50.0,
+        prefer_in_use: true,
+        prefer_less_idle: true,
+        lambda: 0.0,
+    };
 }
 
 impl Railyard {
     /// The distribution options Railyard wants its task mix built with.
-    pub const DIST: DistOptions =
-        DistOptions { popularity: 0.95, include_cpu_only: true, weight_by_gpu: false, with_memory: false };
+    pub const DIST: DistOptions = DistOptions {
+        popularity: 1.0,
+        include_cpu_only: true,
+        weight_by_gpu: false,
+        with_memory: true,
+    };
 
     pub fn new(tasks: Arc<TaskDistribution>) -> Self {
         Self::with_config(tasks, RailyardConfig::DEFAULT)
     }
 
     pub fn with_config(tasks: Arc<TaskDistribution>, cfg: RailyardConfig) -> Self {
-        Railyard { tasks, cache: FragCache::default(), cfg }
+        Railyard {
+            tasks,
+            cache: FragCache::default(),
+            cfg,
+        }
     }
 }
 
@@ -82,8 +101,10 @@ impl Policy for Railyard {
             let before = self.cache.get(&self.tasks, cluster, i);
             let idle = node.gpu_idle_milli() as i64;
             for_each_option(&self.tasks, node, pod, |gpus, after| {
+                let cpu_after = (node.cpu_left - pod.cpu_milli) as f64 / 16.0;
+                let tight = (idle - pod.total_gpu_milli() as i64) as f64 + cpu_after;
                 let key = Key {
-                    growth: before - after,
+                    growth: before - after - self.cfg.lambda * tight,
                     in_use: node.pods > 0,
                     idle_after: -(idle - pod.total_gpu_milli() as i64),
                 };
