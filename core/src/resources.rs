@@ -425,28 +425,6 @@ mod tests {
     }
 
     #[test]
-    fn fact_mixed_2x2g_3x1g_on_4_a100_40gb() {
-        let m = machine("NVIDIA A100-SXM4-40GB", 4);
-        let layouts = targets(
-            "version: v1\nmig-configs:\n  2x2g.10gb-3x1g.5gb:\n    - devices: all\n      mig-enabled: true\n      mig-devices: {\"1g.5gb\": 3, \"2g.10gb\": 2}\n",
-            "2x2g.10gb-3x1g.5gb",
-            &m,
-        );
-        let counts = resource_counts(
-            &inventory(&m, &layouts),
-            &dp("version: v1\nflags: {migStrategy: mixed}\n"),
-        )
-        .unwrap();
-        assert_eq!(
-            counts,
-            BTreeMap::from([
-                ("nvidia.com/mig-1g.5gb".to_string(), 12),
-                ("nvidia.com/mig-2g.10gb".to_string(), 8)
-            ])
-        );
-    }
-
-    #[test]
     fn fact_time_slicing_4_replicas_rename_by_default() {
         let m = machine("Tesla T4", 4);
         let cfg = dp(

@@ -75,6 +75,8 @@ pub fn map_nvml_error(op: Op, e: NvmlError) -> GpuError {
 
 /// `(gpu instance, compute instance)` → (MIG UUID, memory MiB).
 type MigDevices = BTreeMap<(u32, u32), (String, u64)>;
+/// A MIG device handle with its `(gpu instance, compute instance)` ids.
+type MigHandle<'n> = (Device<'n>, (u32, u32));
 
 type Job = Box<dyn for<'n> FnOnce(&mut Ctx<'n>) + Send>;
 
@@ -450,10 +452,11 @@ impl<'n> Ctx<'n> {
         Ok((info, peers))
     }
 
-    /// MIG devices of a GPU: `(gi, ci)` → (UUID, memory MiB).
-    fn mig_devices(&self, d: &Device<'n>, op: Op) -> Result<MigDevices, GpuError> {
+    /// MIG device handles of a GPU with their `(gi, ci)` ids. NVML's MIG
+    /// index space has gaps (NOT_FOUND), which are skipped.
+    fn mig_handles(&self, d: &Device<'n>, op: Op) -> Result<Vec<MigHandle<'n>>, GpuError> {
         let e = |e| map_nvml_error(op, e);
-        let mut out = BTreeMap::new();
+        let mut out = Vec::new();
         for k in 0..d.mig_device_count().map_err(e)? {
             let m = match d.mig_device_by_index(k) {
                 Ok(m) => m,
@@ -461,6 +464,16 @@ impl<'n> Ctx<'n> {
                 Err(err) => return Err(e(err)),
             };
             let ids = raw::mig_device_instance_ids(self.nvml, &m, op)?;
+            out.push((m, ids));
+        }
+        Ok(out)
+    }
+
+    /// MIG devices of a GPU: `(gi, ci)` → (UUID, memory MiB).
+    fn mig_devices(&self, d: &Device<'n>, op: Op) -> Result<MigDevices, GpuError> {
+        let e = |e| map_nvml_error(op, e);
+        let mut out = BTreeMap::new();
+        for (m, ids) in self.mig_handles(d, op)? {
             let uuid = m.uuid().map_err(e)?;
             let mem = m.memory_info().map_err(e)?.total / MIB;
             out.insert(ids, (uuid, mem));
@@ -556,13 +569,7 @@ impl<'n> Ctx<'n> {
         if mig_on {
             // Per MIG device: works without the privilege the parent's
             // aggregated list needs.
-            for k in 0..d.mig_device_count().map_err(e)? {
-                let m = match d.mig_device_by_index(k) {
-                    Ok(m) => m,
-                    Err(NvmlError::NotFound) => continue,
-                    Err(err) => return Err(e(err)),
-                };
-                let ids = raw::mig_device_instance_ids(self.nvml, &m, op)?;
+            for (m, ids) in self.mig_handles(&d, op)? {
                 for p in m.running_compute_processes().map_err(e)? {
                     out.push(convert(p, Some(ids)));
                 }
