@@ -6,8 +6,10 @@
 #![forbid(unsafe_code)]
 
 pub mod catalog;
+pub mod comm;
 pub mod config;
 pub mod fabric;
+pub mod gang;
 pub mod machine;
 pub mod mig;
 pub mod packing;
