@@ -1,0 +1,130 @@
+//! Builds a [`Snapshot`] from what a scan read — GPU processes from the
+//! backend, `/proc`, PodResources — and carries out a report's signals.
+//! The sources stay behind plain data and one small trait, so the same code
+//! runs against kubelet and NVML in production and against fakes in tests.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use railyard_core::resources::AdvertisedResource;
+
+use crate::attribution::{Attribution, attribute};
+use crate::policy::{Action, ContainerKey, Owner, ProcessSample, Report, Snapshot};
+use crate::procfs::ProcFs;
+use crate::signal::{SignalOutcome, signal_checked};
+
+/// A GPU process as the backend reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuProcessInfo {
+    /// Host PID.
+    pub pid: u32,
+    /// Physical GPU or MIG device UUID.
+    pub device: String,
+    pub used_mib: Option<u64>,
+}
+
+/// Maps a cgroup's (pod UID, CRI container id) to the names PodResources
+/// uses; backed by CRI container labels or pod status in production.
+pub trait ContainerResolver {
+    fn resolve(&self, pod_uid: &str, container_id: &str) -> Option<ContainerKey>;
+}
+
+/// The device ids one container holds, from PodResources `List`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerDevices {
+    pub key: ContainerKey,
+    pub device_ids: Vec<String>,
+}
+
+/// Shared replica id → (physical device UUID, memory share MiB), from the
+/// resources the device plugin advertises. Whole GPUs and MIG devices are
+/// not in it: hardware isolates them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShareTable(BTreeMap<String, (String, u64)>);
+
+impl ShareTable {
+    pub fn from_resources(resources: &[AdvertisedResource]) -> Self {
+        ShareTable(
+            resources
+                .iter()
+                .flat_map(|r| r.devices.iter())
+                .filter(|d| d.replica.is_some())
+                .map(|d| (d.id.clone(), (d.device.id.clone(), d.memory_share_mib)))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, replica_id: &str) -> Option<&(String, u64)> {
+        self.0.get(replica_id)
+    }
+
+    /// Share per (container, device): the container's replicas on one device add up.
+    pub fn container_shares(&self, pods: &[ContainerDevices]) -> BTreeMap<(ContainerKey, String), u64> {
+        let mut out = BTreeMap::new();
+        for c in pods {
+            for id in &c.device_ids {
+                if let Some((device, share)) = self.0.get(id) {
+                    *out.entry((c.key.clone(), device.clone())).or_insert(0) += share;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Assembles one scan's snapshot. `gpu` is `None` when the backend could not
+/// be read, `pods` is `None` when PodResources could not be.
+pub fn build_snapshot(
+    now: Duration,
+    gpu: Option<(Duration, Vec<GpuProcessInfo>)>,
+    pods: Option<&[ContainerDevices]>,
+    shares: &ShareTable,
+    procfs: &ProcFs,
+    resolver: &dyn ContainerResolver,
+) -> Snapshot {
+    let (gpu_data_age, processes) = match gpu {
+        Some((age, procs)) => (Some(age), procs),
+        None => (None, Vec::new()),
+    };
+    let samples = processes
+        .into_iter()
+        .filter_map(|p| {
+            // A process that exited since NVML listed it has nothing to enforce.
+            let start_time = procfs.start_time(p.pid).ok()?;
+            let owner = match procfs.cgroup(p.pid).map(|c| attribute(&c)) {
+                Ok(Attribution::Host) => Owner::Host,
+                Ok(Attribution::Container { pod_uid, container_id }) => resolver
+                    .resolve(&pod_uid, &container_id)
+                    .map_or(Owner::Unattributed, Owner::Container),
+                Ok(Attribution::Unattributed { .. }) | Err(_) => Owner::Unattributed,
+            };
+            Some(ProcessSample {
+                pid: p.pid,
+                start_time,
+                device: p.device,
+                used_mib: p.used_mib,
+                owner,
+            })
+        })
+        .collect();
+    Snapshot {
+        now,
+        gpu_data_age,
+        shares: pods.map(|p| shares.container_shares(p)),
+        processes: samples,
+    }
+}
+
+/// Sends the report's signals, each checked against PID reuse.
+pub fn execute(report: &Report, procfs: &ProcFs) -> Vec<(Action, SignalOutcome)> {
+    report
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Signal {
+                pid, start_time, sig, ..
+            } => Some((a.clone(), signal_checked(procfs, *pid, *start_time, *sig))),
+            Action::Violation { .. } => None,
+        })
+        .collect()
+}
