@@ -54,6 +54,11 @@ impl ShareTable {
         )
     }
 
+    /// From explicit (replica id → (device UUID, share MiB)) pairs.
+    pub fn from_pairs(pairs: BTreeMap<String, (String, u64)>) -> Self {
+        ShareTable(pairs)
+    }
+
     pub fn get(&self, replica_id: &str) -> Option<&(String, u64)> {
         self.0.get(replica_id)
     }
@@ -72,6 +77,46 @@ impl ShareTable {
     }
 }
 
+/// Attribution per PID, kept between scans: a process's cgroup and start
+/// time never change, so steady-state scans read no `/proc` files. Entries
+/// go when their PID leaves NVML's list. Signals re-read the start time, so
+/// a PID reused between scans is still caught before anything is sent.
+#[derive(Debug, Default)]
+pub struct AttributionCache {
+    by_pid: BTreeMap<u32, (u64, Owner)>,
+}
+
+impl AttributionCache {
+    pub fn len(&self) -> usize {
+        self.by_pid.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_pid.is_empty()
+    }
+
+    fn lookup(&mut self, pid: u32, procfs: &ProcFs, resolver: &dyn ContainerResolver) -> Option<(u64, Owner)> {
+        if let Some(hit) = self.by_pid.get(&pid) {
+            return Some(hit.clone());
+        }
+        // A process that exited since NVML listed it has nothing to enforce.
+        let start_time = procfs.start_time(pid).ok()?;
+        let owner = match procfs.cgroup(pid).map(|c| attribute(&c)) {
+            Ok(Attribution::Host) => Owner::Host,
+            Ok(Attribution::Container { pod_uid, container_id }) => resolver
+                .resolve(&pod_uid, &container_id)
+                .map_or(Owner::Unattributed, Owner::Container),
+            Ok(Attribution::Unattributed { .. }) | Err(_) => Owner::Unattributed,
+        };
+        // An unresolved container may resolve later (its pod just started):
+        // only settled answers are kept.
+        if owner != Owner::Unattributed {
+            self.by_pid.insert(pid, (start_time, owner.clone()));
+        }
+        Some((start_time, owner))
+    }
+}
+
 /// Assembles one scan's snapshot. `gpu` is `None` when the backend could not
 /// be read, `pods` is `None` when PodResources could not be.
 pub fn build_snapshot(
@@ -81,23 +126,20 @@ pub fn build_snapshot(
     shares: &ShareTable,
     procfs: &ProcFs,
     resolver: &dyn ContainerResolver,
+    cache: &mut AttributionCache,
 ) -> Snapshot {
     let (gpu_data_age, processes) = match gpu {
         Some((age, procs)) => (Some(age), procs),
         None => (None, Vec::new()),
     };
+    if gpu_data_age.is_some() {
+        let listed: std::collections::BTreeSet<u32> = processes.iter().map(|p| p.pid).collect();
+        cache.by_pid.retain(|pid, _| listed.contains(pid));
+    }
     let samples = processes
         .into_iter()
         .filter_map(|p| {
-            // A process that exited since NVML listed it has nothing to enforce.
-            let start_time = procfs.start_time(p.pid).ok()?;
-            let owner = match procfs.cgroup(p.pid).map(|c| attribute(&c)) {
-                Ok(Attribution::Host) => Owner::Host,
-                Ok(Attribution::Container { pod_uid, container_id }) => resolver
-                    .resolve(&pod_uid, &container_id)
-                    .map_or(Owner::Unattributed, Owner::Container),
-                Ok(Attribution::Unattributed { .. }) | Err(_) => Owner::Unattributed,
-            };
+            let (start_time, owner) = cache.lookup(p.pid, procfs, resolver)?;
             Some(ProcessSample {
                 pid: p.pid,
                 start_time,

@@ -13,7 +13,7 @@ use railyard_core::resources::{GpuInventory, advertised_resources};
 use railyard_watchdog::policy::{ContainerKey, Enforcer, PolicyConfig};
 use railyard_watchdog::procfs::ProcFs;
 use railyard_watchdog::scan::{
-    ContainerDevices, ContainerResolver, GpuProcessInfo, ShareTable, build_snapshot, execute,
+    AttributionCache, ContainerDevices, ContainerResolver, GpuProcessInfo, ShareTable, build_snapshot, execute,
 };
 use railyard_watchdog::signal::{Sig, SignalOutcome};
 
@@ -142,7 +142,8 @@ fn offender_is_terminated_and_everyone_else_survives() {
     ];
     let procfs = ProcFs::new(&root);
     let mut enforcer = Enforcer::new(PolicyConfig::default());
-    let scan = |e: &mut Enforcer, secs: u64| {
+    let mut cache = AttributionCache::default();
+    let mut scan = |e: &mut Enforcer, secs: u64| {
         let snap = build_snapshot(
             Duration::from_secs(secs),
             Some((Duration::ZERO, gpu_procs.clone())),
@@ -150,6 +151,7 @@ fn offender_is_terminated_and_everyone_else_survives() {
             &shares,
             &procfs,
             &Resolver,
+            &mut cache,
         );
         let report = e.apply(&snap);
         execute(&report, &procfs)
