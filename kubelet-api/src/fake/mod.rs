@@ -1,0 +1,16 @@
+//! Test doubles that behave like the kubelet (feature `test-util`):
+//!
+//! - [`FakeKubelet`]: serves device-plugin `Registration` on `kubelet.sock`
+//!   in a temp dir, validates each request as kubelet does, dials the
+//!   plugin's endpoint, holds its `ListAndWatch` stream, calls
+//!   `GetPreferredAllocation` and `Allocate` the way pod admission does, and
+//!   restarts like kubelet (every socket in the directory removed,
+//!   `kubelet.sock` recreated).
+//! - [`FakePodResources`]: the PodResources v1 `List` / `Get` /
+//!   `GetAllocatableResources` server over state a test sets.
+
+mod kubelet;
+mod podresources;
+
+pub use kubelet::{Admission, AdmissionError, FakeKubelet, Plugin, TempDir};
+pub use podresources::FakePodResources;
