@@ -405,7 +405,7 @@ fn network_leg<M: MachineLookup + ?Sized>(
     let mut gbps = 0.0;
     let mut tier: Option<usize> = None;
     let mut mismatches = 0;
-    for (na, nb) in a.nics.iter().zip(&b.nics) {
+    for (na, nb) in pair_nics(&a.nics, &b.nics) {
         let leaves = a.node.leaf(na.rail).zip(b.node.leaf(nb.rail));
         let Some(t) = leaves.and_then(|(x, y)| fabric.meet(x, y)) else {
             return fallback();
@@ -428,6 +428,27 @@ fn network_leg<M: MachineLookup + ?Sized>(
         tier,
         rail_mismatches: mismatches,
     })
+}
+
+/// Pairs two nodes' NICs for the channels between them: same rail first
+/// (one leaf hop), then the rest in rail order. Symmetric in `a` and `b`.
+fn pair_nics<'n>(a: &[&'n NearestNic], b: &[&'n NearestNic]) -> Vec<(&'n NearestNic, &'n NearestNic)> {
+    let mut used = vec![false; b.len()];
+    let mut out = Vec::with_capacity(a.len().min(b.len()));
+    let mut rest_a = Vec::new();
+    for &na in a {
+        let same = (0..b.len()).find(|&j| !used[j] && na.rail.is_some() && b[j].rail == na.rail);
+        match same {
+            Some(j) => {
+                used[j] = true;
+                out.push((na, b[j]));
+            }
+            None => rest_a.push(na),
+        }
+    }
+    let rest_b = b.iter().zip(&used).filter(|(_, u)| !**u).map(|(&nb, _)| nb);
+    out.extend(rest_a.into_iter().zip(rest_b));
+    out
 }
 
 /// NCCL's tree across nodes: each node limited by its intra-node part (NVLS

@@ -1,0 +1,293 @@
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::comm::tests::{fabric, machines};
+use crate::fabric::Fabric;
+use crate::topology::NodeTopology;
+
+fn setup() -> (Fabric, BTreeMap<String, NodeTopology>) {
+    (fabric(), machines())
+}
+
+fn idx<M: crate::fabric::MachineLookup + ?Sized>(c: &GangCluster<'_, M>, name: &str) -> usize {
+    c.node_index(name).unwrap_or_else(|| panic!("no node {name}"))
+}
+
+/// Takes every GPU of the named nodes.
+fn take_nodes<M: crate::fabric::MachineLookup + ?Sized>(c: &GangCluster<'_, M>, free: &mut FreeState, names: &[&str]) {
+    for n in names {
+        let i = idx(c, n);
+        let gpus = free.free_gpus(c, i);
+        free.take(c, i, &gpus).expect("take");
+    }
+}
+
+fn placed(d: Decision) -> GangPlan {
+    match d {
+        Decision::Place(p) => p,
+        Decision::Wait(w) => panic!("expected a placement, got {w:?}"),
+    }
+}
+
+fn waited(d: Decision) -> NoFit {
+    match d {
+        Decision::Wait(w) => w,
+        Decision::Place(p) => panic!("expected to wait, got {p:?}"),
+    }
+}
+
+/// Members per node, in rank order of first appearance.
+fn per_node(p: &GangPlan) -> Vec<(String, usize)> {
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for m in &p.members {
+        match out.last_mut() {
+            Some((n, c)) if *n == m.node => *c += m.gpus.len(),
+            _ => out.push((m.node.clone(), m.gpus.len())),
+        }
+    }
+    out
+}
+
+const DGX: [&str; 8] = ["a0", "a1", "a2", "a3", "b0", "b1", "b2", "b3"];
+
+#[test]
+fn pcie_boxes_get_three_of_four_gpus_per_node() {
+    let (f, m) = setup();
+    let c = GangCluster::new(&f, &m).expect("cluster");
+    let mut free = FreeState::all_free(&c);
+    take_nodes(&c, &mut free, &DGX);
+    let p = placed(c.plan(&Gang::new(12, 1), &free).expect("plan"));
+    assert_eq!(
+        per_node(&p),
+        vec![("p0".into(), 3), ("p1".into(), 3), ("p2".into(), 3), ("p3".into(), 3)]
+    );
+    assert_eq!(p.scope, Level::Tier(0));
+    // Four per node would have fit on three boxes but estimates worse.
+    assert!(p.estimate.host_contention == 1.0);
+}
+
+#[test]
+fn nvswitch_boxes_get_full_nodes() {
+    let (f, m) = setup();
+    let c = GangCluster::new(&f, &m).expect("cluster");
+    let free = FreeState::all_free(&c);
+    let p = placed(c.plan(&Gang::new(16, 1), &free).expect("plan"));
+    assert_eq!(p.nodes, 2);
+    assert!(per_node(&p).iter().all(|(_, n)| *n == 8));
+    assert_eq!(p.scope, Level::Tier(0));
+    assert!((370.0..=385.0).contains(&p.estimate.busbw_gbps));
+}
+
+#[test]
+fn a_gang_that_fits_one_node_stays_on_one_node() {
+    let (f, m) = setup();
+    let c = GangCluster::new(&f, &m).expect("cluster");
+    let free = FreeState::all_free(&c);
+    let p = placed(c.plan(&Gang::new(2, 4), &free).expect("plan"));
+    assert_eq!(p.nodes, 1);
+    assert_eq!(p.scope, Level::Node);
+    assert_eq!(p.members[0].gpus, vec![0, 1, 2, 3]);
+    assert_eq!(p.members[1].gpus, vec![4, 5, 6, 7]);
+}
+
+#[test]
+fn a_gang_waits_rather_than_split_or_start_partially() {
+    let (f, m) = setup();
+    let c = GangCluster::new(&f, &m).expect("cluster");
+    let mut free = FreeState::all_free(&c);
+    take_nodes(&c, &mut free, &["a0", "a1", "b0"]);
+    // 5 full DGX nodes are free; 6 × 8 must wait, whole, and could run on an empty cluster.
+    let w = waited(c.plan(&Gang::new(6, 8), &free).expect("plan"));
+    assert!(w.fits_empty);
+    assert!(matches!(w.reason, NoFitReason::Fragmented { need: 6, fit: 5 }), "{w:?}");
+    // 4 × 8 inside one leaf group: each unit has 2 or 3 free nodes, so wait.
+    let mut leaf = Gang::new(4, 8);
+    leaf.required = Some(Level::Tier(0));
+    let w = waited(c.plan(&leaf, &free).expect("plan"));
+    assert!(w.fits_empty);
+    assert!(
+        matches!(w.reason, NoFitReason::NoDomain { need: 4, best: 3, .. }),
+        "{w:?}"
+    );
+    // Without the requirement it spans both units.
+    let p = placed(c.plan(&Gang::new(4, 8), &free).expect("plan"));
+    assert_eq!(p.scope, Level::Tier(2));
+    // 9 × 8 never fits: only 8 nodes have 8 GPUs.
+    let w = waited(c.plan(&Gang::new(9, 8), &FreeState::all_free(&c)).expect("plan"));
+    assert!(!w.fits_empty);
+    let w = waited(c.plan(&Gang::new(1, 16), &free).expect("plan"));
+    assert_eq!(
+        w,
+        NoFit {
+            reason: NoFitReason::MemberTooBig {
+                gpus_per_member: 16,
+                largest_node: 8
+            },
+            fits_empty: false
+        }
+    );
+}
+
+#[test]
+fn min_members_lets_an_elastic_gang_start_smaller() {
+    let (f, m) = setup();
+    let c = GangCluster::new(&f, &m).expect("cluster");
+    let mut free = FreeState::all_free(&c);
+    take_nodes(&c, &mut free, &["a0", "a1", "b0", "b1", "b2"]);
+    let mut g = Gang::new(4, 8);
+    g.min_members = 2;
+    // a2, a3 and b3 are free: three of four members start, across units.
+    let p = placed(c.plan(&g, &free).expect("plan"));
+    assert_eq!(p.members.len(), 3);
+    assert_eq!(p.scope, Level::Tier(2));
+    // Kept inside one unit, two start.
+    g.required = Some(Level::Tier(0));
+    let p = placed(c.plan(&g, &free).expect("plan"));
+    assert_eq!(p.members.len(), 2);
+    assert_eq!(p.scope, Level::Tier(0));
+}
+
+#[test]
+fn small_gangs_fill_fragments_before_breaking_clean_nodes_and_groups() {
+    let (f, m) = setup();
+    let c = GangCluster::new(&f, &m).expect("cluster");
+    let mut free = FreeState::all_free(&c);
+    let a2 = idx(&c, "a2");
+    free.take(&c, a2, &[0, 1, 2, 3]).expect("take");
+    let p = placed(c.plan(&Gang::new(1, 4), &free).expect("plan"));
+    assert_eq!(p.members[0].node, "a2");
+    // Two full nodes: the fragmented unit (a) keeps unit b clean.
+    let p = placed(c.plan(&Gang::new(2, 8), &free).expect("plan"));
+    let nodes: BTreeSet<String> = p.members.iter().map(|m| m.node.clone()).collect();
+    assert!(nodes.iter().all(|n| n.starts_with('a')), "{nodes:?}");
+}
+
+#[test]
+fn rails_follow_the_first_node() {
+    let (f, m) = setup();
+    let c = GangCluster::new(&f, &m).expect("cluster");
+    let mut free = FreeState::all_free(&c);
+    take_nodes(
+        &c,
+        &mut free,
+        &["a2", "a3", "b0", "b1", "b2", "b3", "p0", "p1", "p2", "p3"],
+    );
+    free.take(&c, idx(&c, "a0"), &[0, 1, 2, 3]).expect("take");
+    free.take(&c, idx(&c, "a1"), &[6, 7]).expect("take");
+    let p = placed(c.plan(&Gang::new(2, 4), &free).expect("plan"));
+    assert_eq!(p.members[0].node, "a0");
+    assert_eq!(p.members[0].gpus, vec![4, 5, 6, 7]);
+    assert_eq!(p.members[1].node, "a1");
+    assert!(
+        p.members[1].gpus.contains(&4) && p.members[1].gpus.contains(&5),
+        "{p:?}"
+    );
+    // Two mismatched NIC pairs on each of the ring's two legs.
+    assert_eq!(p.estimate.rail_mismatches, 4);
+}
+
+#[test]
+fn preferred_level_is_kept_when_it_can_be() {
+    let (f, m) = setup();
+    let c = GangCluster::new(&f, &m).expect("cluster");
+    let mut free = FreeState::all_free(&c);
+    take_nodes(&c, &mut free, &["a0"]);
+    let mut g = Gang::new(3, 8);
+    g.preferred = Some(Level::Tier(0));
+    let p = placed(c.plan(&g, &free).expect("plan"));
+    assert_eq!(p.scope, Level::Tier(0));
+}
+
+#[test]
+fn invalid_gangs_and_states_are_errors() {
+    let (f, m) = setup();
+    let c = GangCluster::new(&f, &m).expect("cluster");
+    let free = FreeState::all_free(&c);
+    assert_eq!(c.plan(&Gang::new(0, 1), &free), Err(GangError::NoMembers));
+    assert_eq!(c.plan(&Gang::new(1, 0), &free), Err(GangError::NoGpusPerMember));
+    let mut g = Gang::new(2, 1);
+    g.min_members = 3;
+    assert_eq!(
+        c.plan(&g, &free),
+        Err(GangError::MinAboveMembers { min: 3, members: 2 })
+    );
+    let mut s = free.clone();
+    assert_eq!(
+        s.take(&c, 0, &[9]),
+        Err(GangError::UnknownGpu {
+            node: "a0".into(),
+            gpu: 9
+        })
+    );
+    s.take(&c, 0, &[1]).expect("take");
+    assert_eq!(
+        s.take(&c, 0, &[2, 1]),
+        Err(GangError::GpuNotFree {
+            node: "a0".into(),
+            gpu: 1
+        })
+    );
+    assert_eq!(s.free_count(0), 7, "a failed take changes nothing");
+    assert!(matches!(Level::parse(&f, "spine"), Ok(Level::Tier(1))));
+    assert!(matches!(Level::parse(&f, "rack"), Err(GangError::UnknownLevel { .. })));
+}
+
+fn state_and_gang() -> impl Strategy<Value = (Vec<u8>, u32, u32, u32)> {
+    (
+        proptest::collection::vec(any::<u8>(), 12),
+        1u32..12,
+        prop_oneof![Just(1u32), Just(2), Just(4), Just(8)],
+        1u32..12,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn plans_are_all_or_nothing_without_double_booking_and_ranks_in_node_runs(
+        (masks, members, k, min) in state_and_gang()
+    ) {
+        let (f, m) = setup();
+        let c = GangCluster::new(&f, &m).expect("cluster");
+        let mut free = FreeState::all_free(&c);
+        for (n, mask) in masks.iter().enumerate() {
+            let gpus: Vec<u32> = free.free_gpus(&c, n).into_iter().filter(|g| mask & (1 << g) != 0).collect();
+            free.take(&c, n, &gpus).expect("take");
+        }
+        let mut g = Gang::new(members, k);
+        g.min_members = min.min(members);
+        match c.plan(&g, &free).expect("plan") {
+            Decision::Place(p) => {
+                prop_assert!(p.members.len() as u32 >= g.min_members && p.members.len() as u32 <= g.members);
+                let mut seen = BTreeSet::new();
+                for mem in &p.members {
+                    prop_assert_eq!(mem.gpus.len() as u32, k);
+                    let free_here: BTreeSet<u32> = free.free_gpus(&c, mem.node_index).into_iter().collect();
+                    for &gpu in &mem.gpus {
+                        prop_assert!(free_here.contains(&gpu), "GPU {} on {} was not free", gpu, mem.node);
+                        prop_assert!(seen.insert((mem.node_index, gpu)), "GPU {} on {} booked twice", gpu, mem.node);
+                    }
+                }
+                // Each node's members are one run of consecutive ranks.
+                let runs = per_node(&p);
+                let distinct: BTreeSet<&String> = runs.iter().map(|(n, _)| n).collect();
+                prop_assert_eq!(distinct.len(), runs.len());
+                let mut after = free.clone();
+                after.apply(&c, &p).expect("apply");
+                prop_assert_eq!(after.total_free() + seen.len() as u64, free.total_free());
+                // When the whole gang fits somewhere, none is left behind.
+                if p.members.len() < g.members as usize {
+                    let more = Gang { min_members: p.members.len() as u32 + 1, ..g.clone() };
+                    prop_assert!(matches!(c.plan(&more, &free).expect("plan"), Decision::Wait(_)));
+                }
+            }
+            Decision::Wait(w) => {
+                let empty = FreeState::all_free(&c);
+                let on_empty = c.plan(&g, &empty).expect("plan");
+                prop_assert_eq!(w.fits_empty, matches!(on_empty, Decision::Place(_)));
+            }
+        }
+    }
+}
