@@ -5,6 +5,7 @@
 //! as pure functions.
 #![forbid(unsafe_code)]
 
+pub mod allocation;
 pub mod catalog;
 pub mod comm;
 pub mod config;

@@ -1,1 +1,87 @@
-fn main() {}
+//! `railyard-device-plugin`: see README.md for flags and examples.
+
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use prometheus_client::registry::Registry;
+use railyard_core::machine::MachineProfile;
+use railyard_device_plugin::config::FlagOrFileLabels;
+use railyard_device_plugin::metrics::Metrics;
+use railyard_device_plugin::options::{Backend, Options};
+use railyard_device_plugin::topology::NoopAnnotator;
+use railyard_device_plugin::{PluginConfig, dry_run, http, spawn};
+use railyard_gpu::{GpuBackend, NvmlBackend, NvmlConfig, SimBackend};
+
+fn main() -> anyhow::Result<()> {
+    let opts = Options::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let labels = FlagOrFileLabels::from_options(&opts);
+    if opts.dry_run {
+        let (config, resources) = dry_run::resources(&opts, &labels).map_err(anyhow::Error::msg)?;
+        print!("{}", dry_run::report(&config, &resources));
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(run(opts, labels))
+}
+
+async fn run(opts: Options, labels: FlagOrFileLabels) -> anyhow::Result<()> {
+    let machine = match &opts.machine {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Some(MachineProfile::from_yaml(&text).with_context(|| format!("parsing {}", p.display()))?)
+        }
+        None => None,
+    };
+    let backend: Arc<dyn GpuBackend> = match opts.backend {
+        Backend::Sim => {
+            let Some(m) = machine.clone() else {
+                bail!("--backend sim needs --machine <profile.yaml>")
+            };
+            Arc::new(SimBackend::new(m))
+        }
+        Backend::Nvml => Arc::new(
+            NvmlBackend::new(NvmlConfig {
+                lib_path: opts.nvml_library.clone(),
+                ..NvmlConfig::default()
+            })
+            .context("initialising NVML")?,
+        ),
+    };
+    let metrics_addr = opts.metrics_addr().map_err(anyhow::Error::msg)?;
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    let cfg = PluginConfig {
+        annotator: Arc::new(NoopAnnotator {
+            node: opts.node_name.clone(),
+        }),
+        options: opts,
+        backend,
+        labels: Arc::new(labels),
+        machine,
+        metrics,
+    };
+    let (handle, task) = spawn(cfg, true).await?;
+    if let Some(addr) = metrics_addr {
+        let app = http::router(Arc::new(registry), handle.clone());
+        tokio::spawn(async move {
+            if let Err(e) = http::serve(addr, app).await {
+                tracing::error!(%addr, error = %e, "metrics server failed");
+            }
+        });
+    }
+    task.await.context("control loop panicked")?;
+    tracing::info!("stopped; sockets removed");
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! `--dry-run`: the resources this node would advertise, from a machine
+//! profile (and optionally a mig-parted layout) and the selected config.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use railyard_core::config::MigPartedConfig;
+use railyard_core::machine::MachineProfile;
+use railyard_core::resources::{AdvertisedResource, advertised_resources, inventory};
+
+use crate::config::{self, NodeLabels};
+use crate::options::Options;
+
+/// Computes the advertised resources without touching kubelet or a GPU.
+pub fn resources(o: &Options, labels: &dyn NodeLabels) -> Result<(String, Vec<AdvertisedResource>), String> {
+    let path = o.machine.as_ref().ok_or("--dry-run needs --machine <profile.yaml>")?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let machine = MachineProfile::from_yaml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let targets = match (&o.mig_config, &o.mig_config_name) {
+        (Some(p), Some(name)) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let cfg = MigPartedConfig::from_yaml(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+            cfg.targets(name, &machine)
+                .map_err(|e| format!("mig-parted config {name:?}: {e}"))?
+        }
+        (Some(_), None) => return Err("--mig-config needs --mig-config-name".into()),
+        _ => BTreeMap::new(),
+    };
+    let source = config::select(o, labels).map_err(|e| e.to_string())?;
+    let cfg = config::load(&source, o).map_err(|e| e.to_string())?;
+    let res = advertised_resources(&inventory(&machine, &targets), &cfg)
+        .map_err(|e| format!("config {}: {e}", source.describe()))?;
+    Ok((source.describe(), res))
+}
+
+/// The report `--dry-run` prints.
+pub fn report(config: &str, resources: &[AdvertisedResource]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "config: {config}");
+    for r in resources {
+        let _ = writeln!(out, "{}: {}", r.name, r.devices.len());
+        if r.sharing != railyard_core::config::SharingStrategy::None {
+            let _ = writeln!(
+                out,
+                "  sharing: {}{}",
+                r.sharing,
+                if r.fail_requests_greater_than_one {
+                    ", failRequestsGreaterThanOne"
+                } else {
+                    ""
+                }
+            );
+        }
+        for d in &r.devices {
+            let numa = d.device.numa_node.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                out,
+                "  {}  index={} numa={} memory={}MiB{}",
+                d.id,
+                d.device.index,
+                numa,
+                d.memory_share_mib,
+                d.device
+                    .mig_profile
+                    .map(|p| format!(" profile={p}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,73 @@
+//! Prometheus metrics, registered into a registry the caller owns.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    /// Advertised device ids by resource and health.
+    pub devices: Family<Labels, Gauge>,
+    /// Containers allocated, by resource.
+    pub allocations: Family<Labels, Counter>,
+    /// Allocate / GetPreferredAllocation calls refused, by resource and call.
+    pub allocation_errors: Family<Labels, Counter>,
+    /// Register calls, by resource and result (ok / error).
+    pub registrations: Family<Labels, Counter>,
+    /// Kubelet restarts seen (kubelet.sock recreated or own sockets removed).
+    pub kubelet_restarts: Counter,
+    /// Config checks that changed the config, by result (applied / rejected).
+    pub config_reloads: Family<Labels, Counter>,
+    /// Health events from the GPU backend, by kind.
+    pub health_events: Family<Labels, Counter>,
+}
+
+pub fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+impl Metrics {
+    pub fn new(registry: &mut Registry) -> Metrics {
+        let m = Metrics::default();
+        let r = registry.sub_registry_with_prefix("railyard_device_plugin");
+        r.register(
+            "devices",
+            "Advertised device ids by resource and health",
+            m.devices.clone(),
+        );
+        r.register(
+            "allocations",
+            "Containers allocated, by resource",
+            m.allocations.clone(),
+        );
+        r.register(
+            "allocation_errors",
+            "Allocate and GetPreferredAllocation calls refused",
+            m.allocation_errors.clone(),
+        );
+        r.register(
+            "registrations",
+            "Register calls to kubelet, by result",
+            m.registrations.clone(),
+        );
+        r.register(
+            "kubelet_restarts",
+            "Kubelet restarts detected",
+            m.kubelet_restarts.clone(),
+        );
+        r.register(
+            "config_reloads",
+            "Config changes, applied or rejected",
+            m.config_reloads.clone(),
+        );
+        r.register(
+            "health_events",
+            "GPU health events from the backend",
+            m.health_events.clone(),
+        );
+        m
+    }
+}

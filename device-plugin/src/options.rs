@@ -1,0 +1,171 @@
+//! Command-line flags and their environment variables. Names follow NVIDIA's
+//! k8s-device-plugin where it has the same setting (`--mig-strategy` /
+//! `MIG_STRATEGY`, …); flags and environment variables override the config
+//! file's `flags:` section, as in NVIDIA's plugin (flag > env > file >
+//! default).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use railyard_core::allocation::ReplicaPolicy;
+use railyard_core::config::device_plugin::{DeviceIdStrategy, MigStrategy};
+
+/// Railyard's Kubernetes device plugin: advertises GPUs, MIG devices and
+/// shared replicas to kubelet, as NVIDIA's k8s-device-plugin does.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "railyard-device-plugin", version)]
+pub struct Options {
+    /// NVIDIA device plugin config file (`version: v1`).
+    #[arg(long, env = "CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
+
+    /// Directory of named configs (a mounted ConfigMap: one file per name,
+    /// `.yaml`/`.yml` optional); the node label `nvidia.com/device-plugin.config`
+    /// picks one, else `--default-config`.
+    #[arg(long, env = "CONFIG_DIR")]
+    pub config_dir: Option<PathBuf>,
+
+    /// Named config used when the node has no `nvidia.com/device-plugin.config` label.
+    #[arg(long, env = "DEFAULT_CONFIG")]
+    pub default_config: Option<String>,
+
+    /// The value of the node label `nvidia.com/device-plugin.config`, when it
+    /// is passed in directly (no API access).
+    #[arg(long, env = "NODE_CONFIG_LABEL")]
+    pub node_config_label: Option<String>,
+
+    /// File of node labels, `key="value"` (or `key=value`) per line, as a
+    /// downward-API volume or a label-sync sidecar writes it. Re-read on
+    /// every config check, so relabelling the node switches configs.
+    #[arg(long, env = "NODE_LABELS_FILE")]
+    pub node_labels_file: Option<PathBuf>,
+
+    #[arg(long, env = "MIG_STRATEGY")]
+    pub mig_strategy: Option<MigStrategy>,
+
+    /// Exit when the GPUs cannot be enumerated at start (else serve nothing and retry).
+    #[arg(long, env = "FAIL_ON_INIT_ERROR", num_args = 0..=1, default_missing_value = "true")]
+    pub fail_on_init_error: Option<bool>,
+
+    /// One or more of envvar, volume-mounts, cdi-annotations, cdi-cri (comma-separated).
+    #[arg(long, env = "DEVICE_LIST_STRATEGY", value_delimiter = ',')]
+    pub device_list_strategy: Option<Vec<String>>,
+
+    /// uuid or index: how devices are named to the container runtime.
+    #[arg(long, env = "DEVICE_ID_STRATEGY", value_parser = parse_id_strategy)]
+    pub device_id_strategy: Option<DeviceIdStrategy>,
+
+    /// Also return the device nodes in `Allocate` (for runtimes without the NVIDIA hook).
+    #[arg(long, env = "PASS_DEVICE_SPECS", num_args = 0..=1, default_missing_value = "true")]
+    pub pass_device_specs: Option<bool>,
+
+    /// Root of the driver installation on the host (`/` or e.g. `/run/nvidia/driver`).
+    #[arg(long, env = "NVIDIA_DRIVER_ROOT")]
+    pub nvidia_driver_root: Option<String>,
+
+    /// Root under which `/dev/nvidia*` are found on the host (defaults to the driver root).
+    #[arg(long, env = "NVIDIA_DEV_ROOT")]
+    pub nvidia_dev_root: Option<String>,
+
+    /// Host directory of the MPS control daemons (MPS sharing).
+    #[arg(long, env = "MPS_ROOT")]
+    pub mps_root: Option<String>,
+
+    /// Prefix of CDI annotations (`cdi-annotations` strategy).
+    #[arg(long, env = "CDI_ANNOTATION_PREFIX")]
+    pub cdi_annotation_prefix: Option<String>,
+
+    /// kubelet's device-plugin directory: kubelet.sock and the plugin sockets.
+    #[arg(long, env = "DEVICE_PLUGIN_DIR", default_value = "/var/lib/kubelet/device-plugins")]
+    pub device_plugin_dir: PathBuf,
+
+    /// Where CDI spec files are written (CDI strategies).
+    #[arg(long, env = "CDI_DIR", default_value = "/var/run/cdi")]
+    pub cdi_dir: PathBuf,
+
+    /// CDI kind (`vendor/class`) of the generated spec.
+    #[arg(long, env = "CDI_KIND", default_value = "railyard.dev/gpu")]
+    pub cdi_kind: String,
+
+    /// How GetPreferredAllocation picks shared replicas.
+    #[arg(long, env = "REPLICA_POLICY", default_value_t = ReplicaPolicy::Distributed)]
+    pub replica_policy: ReplicaPolicy,
+
+    /// Where the GPUs come from: NVML, or a simulated machine (`--machine`).
+    #[arg(long, value_enum, env = "GPU_BACKEND", default_value_t = Backend::Nvml)]
+    pub backend: Backend,
+
+    /// libnvidia-ml.so to load (default: the system's).
+    #[arg(long, env = "NVML_LIBRARY")]
+    pub nvml_library: Option<PathBuf>,
+
+    /// Machine profile (configs/machines/*.yaml): the simulated machine with
+    /// `--backend sim` and `--dry-run`, and the node topology for preferred
+    /// allocation in any mode (else it is derived from the inventory).
+    #[arg(long, env = "MACHINE_PROFILE")]
+    pub machine: Option<PathBuf>,
+
+    /// mig-parted config applied to the machine in `--dry-run` (and to a
+    /// simulated backend at start), with `--mig-config-name`.
+    #[arg(long)]
+    pub mig_config: Option<PathBuf>,
+
+    #[arg(long, requires = "mig_config")]
+    pub mig_config_name: Option<String>,
+
+    /// Print the resources that would be advertised and exit.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Serve /metrics and /healthz here; empty disables.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9401")]
+    pub metrics_addr: Option<String>,
+
+    /// Publish the node's GPU topology as the node annotation
+    /// `railyard.dev/gpu-topology`. This build has no Kubernetes API client,
+    /// so publishing is a logged no-op (see README).
+    #[arg(long, env = "PUBLISH_TOPOLOGY", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub publish_topology: bool,
+
+    /// This node's name (for the annotation).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// How often the config (file, named configs, node labels) is checked, in ms.
+    #[arg(long, env = "CONFIG_POLL_MS", default_value_t = 1000)]
+    pub config_poll_ms: u64,
+
+    /// How often sockets are checked for a kubelet restart, in ms.
+    #[arg(long, env = "SOCKET_POLL_MS", default_value_t = 100)]
+    pub socket_poll_ms: u64,
+}
+
+fn parse_id_strategy(s: &str) -> Result<DeviceIdStrategy, String> {
+    match s {
+        "uuid" => Ok(DeviceIdStrategy::Uuid),
+        "index" => Ok(DeviceIdStrategy::Index),
+        _ => Err(format!("unknown device id strategy {s:?}; valid: uuid, index")),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    Nvml,
+    Sim,
+}
+
+impl Options {
+    /// Options with every default, for tests and embedding: equivalent to
+    /// running with no flags and no environment.
+    pub fn defaults() -> Options {
+        Options::parse_from(["railyard-device-plugin"])
+    }
+
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, String> {
+        match self.metrics_addr.as_deref() {
+            None | Some("") => Ok(None),
+            Some(a) => a.parse().map(Some).map_err(|e| format!("--metrics-addr {a:?}: {e}")),
+        }
+    }
+}
