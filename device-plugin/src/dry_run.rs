@@ -69,3 +69,87 @@ pub fn report(config: &str, resources: &[AdvertisedResource]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::path::PathBuf;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::FlagOrFileLabels;
+
+    fn repo(rel: &str) -> String {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(rel)
+            .display()
+            .to_string()
+    }
+
+    fn run(args: &[&str]) -> Result<String, String> {
+        let mut all = vec!["railyard-device-plugin".to_string(), "--dry-run".into()];
+        all.extend(args.iter().map(|a| {
+            if a.starts_with("configs/") {
+                repo(a)
+            } else {
+                a.to_string()
+            }
+        }));
+        let o = Options::parse_from(all);
+        let (config, res) = resources(&o, &FlagOrFileLabels::from_options(&o))?;
+        Ok(report(&config, &res))
+    }
+
+    #[test]
+    fn the_two_resource_facts() {
+        let out = run(&[
+            "--machine",
+            "configs/machines/a100-pcie-4x.yaml",
+            "--config-file",
+            "configs/device-plugin/mig-mixed.yaml",
+            "--mig-config",
+            "configs/mig-parted/config.yaml",
+            "--mig-config-name",
+            "2x2g.10gb-3x1g.5gb",
+        ])
+        .unwrap();
+        let heads: Vec<&str> = out.lines().filter(|l| l.starts_with("nvidia.com/")).collect();
+        assert_eq!(
+            heads,
+            ["nvidia.com/mig-1g.5gb: 12", "nvidia.com/mig-2g.10gb: 8"],
+            "{out}"
+        );
+
+        let out = run(&[
+            "--machine",
+            "configs/machines/a100-pcie-4x.yaml",
+            "--config-file",
+            "configs/device-plugin/time-slicing-4.yaml",
+        ])
+        .unwrap();
+        let heads: Vec<&str> = out.lines().filter(|l| l.starts_with("nvidia.com/")).collect();
+        assert_eq!(heads, ["nvidia.com/gpu.shared: 16"], "{out}");
+        assert!(out.contains("  sharing: time-slicing\n"), "{out}");
+        assert!(out.contains("::3  index=3 numa=1 memory=10240MiB"), "{out}");
+    }
+
+    #[test]
+    fn errors_are_clear() {
+        let e = run(&["--config-file", "configs/device-plugin/mig-mixed.yaml"]).unwrap_err();
+        assert!(e.contains("--machine"), "{e}");
+        let e = run(&[
+            "--machine",
+            "configs/machines/a100-pcie-4x.yaml",
+            "--mig-strategy",
+            "single",
+            "--mig-config",
+            "configs/mig-parted/config.yaml",
+            "--mig-config-name",
+            "2x2g.10gb-3x1g.5gb",
+        ])
+        .unwrap_err();
+        assert!(e.contains("more than one MIG device type"), "{e}");
+    }
+}

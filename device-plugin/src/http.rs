@@ -61,6 +61,9 @@ async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 pub async fn serve(addr: SocketAddr, app: Router) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_on(tokio::net::TcpListener::bind(addr).await?, app).await
+}
+
+pub async fn serve_on(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
     axum::serve(listener, app).await
 }

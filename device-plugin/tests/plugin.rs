@@ -430,3 +430,39 @@ async fn reload_reenumerates_and_shutdown_removes_sockets() {
         .collect();
     assert_eq!(left, ["kubelet.sock"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_healthz_over_http() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (env, _sim) = start_sim("t4-2x", "version: v1\n").await;
+    env.devices("nvidia.com/gpu", 2).await;
+    env.plugin
+        .wait_status(T, |s| s.registered.contains("nvidia.com/gpu"))
+        .await
+        .unwrap();
+    let Env { registry, plugin, .. } = env;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = railyard_device_plugin::http::router(Arc::new(registry), plugin.clone());
+    tokio::spawn(railyard_device_plugin::http::serve_on(listener, app));
+    let get = |path: &'static str| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let h = get("/healthz").await;
+    assert!(h.starts_with("HTTP/1.1 200") && h.ends_with("ok"), "{h}");
+    let m = get("/metrics").await;
+    assert!(
+        m.contains("railyard_device_plugin_registrations_total{resource=\"nvidia.com/gpu\",result=\"ok\"} 1"),
+        "{m}"
+    );
+    plugin.shutdown();
+    plugin.wait_status(T, |s| !s.running).await.unwrap();
+    let h = get("/healthz").await;
+    assert!(h.starts_with("HTTP/1.1 503"), "{h}");
+}
