@@ -2,6 +2,7 @@
 //! ATC'23) through Railyard's placement policy and the baselines it is
 //! compared with, the way the FGD paper measures them.
 
+pub mod gang;
 pub mod replay;
 pub mod report;
 pub mod run;

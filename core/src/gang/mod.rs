@@ -176,6 +176,29 @@ pub enum Decision {
     Wait(NoFit),
 }
 
+/// Whether a gang should start on the best placement available now or keep
+/// waiting for one closer to what it would get on an empty cluster (Slurm's
+/// `--switches=N@max-time` idea): take it when it reaches `accept_ratio` of
+/// the empty-cluster bus bandwidth, or once the gang has waited `max_wait_s`.
+/// Waiting trades queueing delay for a faster job; a job whose all-reduce
+/// runs at half speed can lose far more than a short wait.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Patience {
+    pub accept_ratio: f64,
+    pub max_wait_s: f64,
+}
+
+impl Patience {
+    pub fn accept(&self, busbw_gbps: f64, best_gbps: f64, waited_s: f64) -> bool {
+        let ratio = if best_gbps.is_infinite() || best_gbps <= 0.0 {
+            1.0
+        } else {
+            busbw_gbps / best_gbps
+        };
+        ratio >= self.accept_ratio || waited_s >= self.max_wait_s
+    }
+}
+
 /// Invalid input. Each variant names the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GangError {

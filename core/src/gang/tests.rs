@@ -291,3 +291,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn patience_takes_a_good_placement_at_once_and_a_poor_one_only_after_waiting() {
+    let p = Patience {
+        accept_ratio: 0.95,
+        max_wait_s: 600.0,
+    };
+    assert!(p.accept(370.0, 376.0, 0.0));
+    assert!(!p.accept(188.0, 376.0, 599.0));
+    assert!(p.accept(188.0, 376.0, 600.0));
+    assert!(p.accept(f64::INFINITY, f64::INFINITY, 0.0));
+}

@@ -1,0 +1,493 @@
+//! Event-driven simulation of one policy over one workload: arrivals,
+//! completions, a best-effort FIFO queue (a job that does not fit does not
+//! block the ones behind it), and per-job measurements.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::time::{Duration, Instant};
+
+use railyard_core::comm::estimate;
+use railyard_core::fabric::{GpuRef, MachineLookup};
+use railyard_core::gang::{Decision, FreeState, Gang, GangCluster, Level, Patience};
+
+use super::policies::{Member, PolicyKind, World, place_fraction, place_gang, place_pod};
+use super::workload::Job;
+
+/// What happened to one job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    pub gang: bool,
+    pub gpus: u32,
+    pub arrival_s: f64,
+    pub start_s: Option<f64>,
+    /// Estimated busbw ÷ the best on an empty cluster (gangs only).
+    pub ratio: Option<f64>,
+    pub one_leaf: bool,
+    pub one_nvl: bool,
+    /// Some members held GPUs while others waited.
+    pub partial: bool,
+    /// Can never run on this cluster (dropped at arrival).
+    pub never: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub policy: PolicyKind,
+    pub seed: u64,
+    pub records: Vec<JobRecord>,
+    /// (hours, allocated %, running %) every sample step.
+    pub curve: Vec<(f64, f64, f64)>,
+    /// Time-weighted mean over the arrival window, % of GPUs: held by any
+    /// pod, and held by running jobs (not by partial gangs).
+    pub alloc_mean: f64,
+    pub running_mean: f64,
+    /// Partial gangs evicted to break a deadlock.
+    pub evictions: u32,
+    pub makespan_s: f64,
+    pub decide_time: Duration,
+    pub decisions: u64,
+    /// Bookkeeping errors (taking a busy GPU, freeing a free one): 0 unless
+    /// a policy double-books.
+    pub errors: u32,
+}
+
+/// Simulation settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimOptions {
+    /// Allocation sample step, seconds.
+    pub sample_s: f64,
+    /// Railyard starts a gang below this busbw ratio only after waiting
+    /// `max_wait_frac` × its duration (the simulator's stand-in for the
+    /// expected runtime). `accept_ratio` 0 turns waiting off.
+    pub accept_ratio: f64,
+    pub max_wait_frac: f64,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            sample_s: 900.0,
+            accept_ratio: 0.95,
+            max_wait_frac: 0.25,
+        }
+    }
+}
+
+/// Best busbw a gang shape can get on the empty cluster, by (members, k).
+pub type BestCache = HashMap<(u32, u32), f64>;
+
+pub fn best_busbw<M: MachineLookup + ?Sized>(c: &GangCluster<'_, M>, members: u32, k: u32) -> Option<f64> {
+    match c.plan(&Gang::new(members, k), &FreeState::all_free(c)).ok()? {
+        Decision::Place(p) => Some(p.estimate.busbw_gbps),
+        Decision::Wait(_) => None,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Ev {
+    /// Finishes sort first at equal times, so their GPUs are free for arrivals.
+    Finish,
+    Arrive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+struct T(f64);
+impl Eq for T {}
+#[allow(clippy::derive_ord_xor_partial_ord)]
+impl Ord for T {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&o.0)
+    }
+}
+
+struct Sim<'a, 'c, M: MachineLookup + ?Sized> {
+    c: &'a GangCluster<'c, M>,
+    jobs: &'a [Job],
+    policy: PolicyKind,
+    w: World,
+    held: Vec<Vec<Member>>,
+    frac: Vec<Option<(usize, u32)>>,
+    rec: Vec<JobRecord>,
+    queue: Vec<usize>,
+    events: BinaryHeap<Reverse<(T, Ev, usize)>>,
+    running: usize,
+    decide: Duration,
+    decisions: u64,
+    errors: u32,
+    opts: SimOptions,
+}
+
+/// Simulates `policy` over `jobs` (sorted by arrival) on cluster `c`.
+pub fn simulate<M: MachineLookup + ?Sized>(
+    c: &GangCluster<'_, M>,
+    jobs: &[Job],
+    policy: PolicyKind,
+    seed: u64,
+    best: &BestCache,
+    opts: &SimOptions,
+) -> RunResult {
+    let sample_s = opts.sample_s;
+    let mut s = Sim {
+        c,
+        jobs,
+        policy,
+        w: World {
+            free: FreeState::all_free(c),
+            shared: BTreeMap::new(),
+        },
+        held: vec![Vec::new(); jobs.len()],
+        frac: vec![None; jobs.len()],
+        rec: jobs
+            .iter()
+            .map(|j| JobRecord {
+                gang: j.is_gang(),
+                gpus: j.gpus(),
+                arrival_s: j.arrival_s,
+                start_s: None,
+                ratio: None,
+                one_leaf: false,
+                one_nvl: false,
+                partial: false,
+                never: false,
+            })
+            .collect(),
+        queue: Vec::new(),
+        events: jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| Reverse((T(j.arrival_s), Ev::Arrive, i)))
+            .collect(),
+        running: 0,
+        decide: Duration::ZERO,
+        decisions: 0,
+        errors: 0,
+        opts: *opts,
+    };
+    let total = c.total_gpus() as f64;
+    let window = jobs.iter().map(|j| j.arrival_s).fold(0.0, f64::max);
+    let (mut area_alloc, mut area_run, mut last_t) = (0.0, 0.0, 0.0);
+    let mut curve = Vec::new();
+    let mut next_sample = 0.0;
+    let mut evictions = 0;
+    let mut makespan: f64 = 0.0;
+    while let Some(Reverse((T(t), _, _))) = s.events.peek().copied() {
+        let (alloc, run) = s.usage();
+        while next_sample <= t {
+            curve.push((next_sample / 3600.0, alloc / total * 100.0, run / total * 100.0));
+            next_sample += sample_s;
+        }
+        let upto = t.min(window);
+        if upto > last_t {
+            area_alloc += alloc * (upto - last_t);
+            area_run += run * (upto - last_t);
+            last_t = upto;
+        }
+        let mut freed = false;
+        let mut arrived = Vec::new();
+        while let Some(Reverse((T(te), ev, j))) = s.events.peek().copied() {
+            if te > t {
+                break;
+            }
+            s.events.pop();
+            match ev {
+                Ev::Finish => {
+                    s.release(j);
+                    s.running -= 1;
+                    freed = true;
+                    makespan = makespan.max(t);
+                }
+                Ev::Arrive => arrived.push(j),
+            }
+        }
+        for j in arrived {
+            if s.never_fits(j, best) {
+                s.rec[j].never = true;
+            } else {
+                s.queue.push(j);
+            }
+        }
+        s.pass(t, freed, best);
+        // Nothing running and nothing can start: partial gangs hold each
+        // other's GPUs. Evict the newest partial gang and try again.
+        // Each partial gang is evicted at most once per deadlock, newest first.
+        let mut evicted = Vec::new();
+        while s.running == 0 && !s.queue.is_empty() {
+            let Some(&victim) = s
+                .queue
+                .iter()
+                .rev()
+                .find(|&&j| !s.held[j].is_empty() && !evicted.contains(&j))
+            else {
+                break;
+            };
+            s.release(victim);
+            evicted.push(victim);
+            evictions += 1;
+            s.pass(t, true, best);
+        }
+    }
+    RunResult {
+        policy,
+        seed,
+        records: s.rec,
+        curve,
+        alloc_mean: if window > 0.0 {
+            area_alloc / window / total * 100.0
+        } else {
+            0.0
+        },
+        running_mean: if window > 0.0 {
+            area_run / window / total * 100.0
+        } else {
+            0.0
+        },
+        evictions,
+        makespan_s: makespan,
+        decide_time: s.decide,
+        decisions: s.decisions,
+        errors: s.errors,
+    }
+}
+
+impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
+    /// GPUs held by any pod, and by running jobs.
+    fn usage(&self) -> (f64, f64) {
+        let frac: f64 = self.w.shared.values().map(|&m| f64::from(m) / 1000.0).sum();
+        let mut all = frac;
+        let mut run = frac;
+        for (j, h) in self.held.iter().enumerate() {
+            let g: usize = h.iter().map(|m| m.1.len()).sum();
+            all += g as f64;
+            if self.rec[j].start_s.is_some() {
+                run += g as f64;
+            }
+        }
+        (all, run)
+    }
+
+    fn gang(&self, j: usize) -> Gang {
+        let job = &self.jobs[j];
+        let level = |s: &Option<String>| s.as_deref().and_then(|l| Level::parse(self.c.fabric(), l).ok());
+        Gang {
+            members: job.members,
+            gpus_per_member: job.gpus_per_member,
+            min_members: job.min_members,
+            required: level(&job.required),
+            preferred: level(&job.preferred),
+        }
+    }
+
+    fn never_fits(&self, j: usize, best: &BestCache) -> bool {
+        let job = &self.jobs[j];
+        if job.is_fractional() {
+            return false;
+        }
+        if job.gpus() > 1 {
+            return !best.contains_key(&(job.members, job.gpus_per_member));
+        }
+        u64::from(job.gpus()) > self.c.total_gpus()
+    }
+
+    fn release(&mut self, j: usize) {
+        for (n, gpus) in std::mem::take(&mut self.held[j]) {
+            if self.w.free.release(self.c, n, &gpus).is_err() {
+                self.errors += 1;
+            }
+        }
+        if let Some((n, g)) = self.frac[j].take() {
+            let milli = self.jobs[j].gpu_milli;
+            if let Some(u) = self.w.shared.get_mut(&(n, g)) {
+                *u = u.saturating_sub(milli);
+                if *u == 0 {
+                    self.w.shared.remove(&(n, g));
+                    if self.w.free.release(self.c, n, &[g]).is_err() {
+                        self.errors += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, j: usize, t: f64, best: &BestCache) {
+        self.rec[j].start_s = Some(t);
+        self.running += 1;
+        self.events
+            .push(Reverse((T(t + self.jobs[j].duration_s), Ev::Finish, j)));
+        if !self.rec[j].gang {
+            return;
+        }
+        let c = self.c;
+        let names: Vec<&str> = self.held[j]
+            .iter()
+            .map(|(n, _)| c.node_name(*n).unwrap_or_default())
+            .collect();
+        let ranks: Vec<GpuRef<'_>> = self.held[j]
+            .iter()
+            .zip(&names)
+            .flat_map(|((_, gpus), name)| gpus.iter().map(move |&g| GpuRef::new(name, g)))
+            .collect();
+        let job = &self.jobs[j];
+        if let (Ok(e), Some(b)) = (
+            estimate(c.fabric(), c.machines(), &ranks),
+            best.get(&(job.members, job.gpus_per_member)),
+        ) {
+            self.rec[j].ratio = Some(if e.busbw_gbps.is_infinite() && b.is_infinite() {
+                1.0
+            } else {
+                e.busbw_gbps / b
+            });
+        }
+        let nodes: Vec<usize> = self.held[j].iter().map(|m| m.0).collect();
+        let first = nodes[0];
+        self.rec[j].one_leaf = nodes.iter().all(|&n| c.group_at(0, n) == c.group_at(0, first));
+        let dom = |n: usize| c.fabric().nodes()[n].domain;
+        self.rec[j].one_nvl =
+            nodes.iter().all(|&n| n == first) || (dom(first).is_some() && nodes.iter().all(|&n| dom(n) == dom(first)));
+    }
+
+    fn take(&mut self, j: usize, members: Vec<Member>) {
+        for (n, gpus) in &members {
+            if self.w.free.take(self.c, *n, gpus).is_err() {
+                self.errors += 1;
+            }
+        }
+        self.held[j].extend(members);
+    }
+
+    /// Tries queued jobs in order. After an arrival only the new jobs are
+    /// tried (nothing was freed); after a completion, all of them.
+    fn pass(&mut self, t: f64, freed: bool, best: &BestCache) {
+        let queue = std::mem::take(&mut self.queue);
+        let mut keep = Vec::with_capacity(queue.len());
+        // Capacity only shrinks during a pass: a shape that failed fails again.
+        let mut failed: HashMap<(u32, u32, Option<String>), u32> = HashMap::new();
+        for j in queue {
+            let job = &self.jobs[j];
+            let fresh = self.rec[j].arrival_s >= t;
+            if !(freed || fresh) || self.w.free.total_free() == 0 && !job.is_fractional() {
+                keep.push(j);
+                continue;
+            }
+            let key = (job.gpus_per_member, job.gpu_milli, job.required.clone());
+            if failed.get(&key).is_some_and(|&m| job.members >= m) {
+                keep.push(j);
+                continue;
+            }
+            let started = Instant::now();
+            let (done, capacity) = self.try_place(j, t, best);
+            self.decide += started.elapsed();
+            self.decisions += 1;
+            if done {
+                self.start(j, t, best);
+            } else {
+                if capacity {
+                    let m = failed.entry(key).or_insert(u32::MAX);
+                    *m = (*m).min(self.jobs[j].members);
+                }
+                keep.push(j);
+            }
+        }
+        self.queue = keep;
+    }
+
+    /// Places what it can of job `j`: (can start, failed for lack of
+    /// capacity rather than by choice).
+    fn try_place(&mut self, j: usize, t: f64, best: &BestCache) -> (bool, bool) {
+        let job = &self.jobs[j];
+        let (c, p) = (self.c, self.policy);
+        if job.is_fractional() {
+            let milli = job.gpu_milli;
+            let Some((n, g)) = place_fraction(p, c, &self.w, milli) else {
+                return (false, true);
+            };
+            if !self.w.shared.contains_key(&(n, g)) && self.w.free.take(c, n, &[g]).is_err() {
+                self.errors += 1;
+            }
+            *self.w.shared.entry((n, g)).or_insert(0) += milli;
+            self.frac[j] = Some((n, g));
+            return (true, false);
+        }
+        if job.members == 1 || p.pod_by_pod() {
+            let k = job.gpus_per_member;
+            while self.held[j].len() < job.members as usize {
+                let Some(m) = place_pod(p, c, &self.w, k) else {
+                    if !self.held[j].is_empty() {
+                        self.rec[j].partial = true;
+                    }
+                    return (false, true);
+                };
+                self.take(j, vec![m]);
+            }
+            return (true, false);
+        }
+        let gang = self.gang(j);
+        if p == PolicyKind::Railyard && self.opts.accept_ratio > 0.0 {
+            let Ok(Decision::Place(plan)) = c.plan(&gang, &self.w.free) else {
+                return (false, true);
+            };
+            let patience = Patience {
+                accept_ratio: self.opts.accept_ratio,
+                max_wait_s: self.opts.max_wait_frac * job.duration_s,
+            };
+            let b = best
+                .get(&(job.members, job.gpus_per_member))
+                .copied()
+                .unwrap_or(plan.estimate.busbw_gbps);
+            if !patience.accept(plan.estimate.busbw_gbps, b, t - job.arrival_s) {
+                return (false, false);
+            }
+            self.take(j, plan.members.into_iter().map(|m| (m.node_index, m.gpus)).collect());
+            return (true, false);
+        }
+        match place_gang(p, c, &self.w, &gang) {
+            Some(members) => {
+                self.take(j, members);
+                (true, false)
+            }
+            None => (false, true),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gang::cli::load_machines;
+    use crate::gang::workload::{Mix, generate};
+    use railyard_core::fabric::Fabric;
+
+    #[test]
+    fn every_policy_runs_without_double_booking_and_railyard_never_splits_a_gang() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let text = std::fs::read_to_string(root.join("configs/clusters/dgx-h100-4pod128.yaml")).expect("cluster");
+        let fabric = Fabric::from_yaml(&text).expect("fabric");
+        let machines = load_machines(&root.join("configs/machines")).expect("machines");
+        let c = GangCluster::new(&fabric, &machines).expect("cluster");
+        let mix = Mix {
+            gangs: 60,
+            load: 0.9,
+            background: 0.15,
+            capacity_gpus: c.total_gpus(),
+        };
+        let jobs = generate(&mix, 1);
+        let mut best = BestCache::new();
+        for j in jobs.iter().filter(|j| j.is_gang()) {
+            if let Some(b) = best_busbw(&c, j.members, j.gpus_per_member) {
+                best.insert((j.members, j.gpus_per_member), b);
+            }
+        }
+        for p in PolicyKind::ALL {
+            let r = simulate(&c, &jobs, p, 1, &best, &SimOptions::default());
+            assert_eq!(r.errors, 0, "{p:?}");
+            let started = r.records.iter().filter(|x| x.start_s.is_some()).count();
+            assert!(
+                started + r.records.iter().filter(|x| x.never).count() == jobs.len(),
+                "{p:?}: all jobs finish"
+            );
+            if p == PolicyKind::Railyard {
+                assert_eq!(r.records.iter().filter(|x| x.partial).count(), 0);
+                assert!(r.records.iter().filter_map(|x| x.ratio).all(|x| x <= 1.0 + 1e-9));
+            }
+        }
+    }
+}
