@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use railyard_core::packing::PolicyKind;
+use railyard_core::packing::policies::RailyardConfig;
 
 use railyard_bench::report::{self, Summary};
 use railyard_bench::run::{self, Options, Trace};
@@ -82,6 +83,21 @@ struct ReplayArgs {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+    /// Railyard: score differences below this many milli-GPU are ties,
+    /// broken toward nodes in use, then the node left with least idle GPU.
+    #[arg(long, default_value_t = RailyardConfig::DEFAULT.eps, value_name = "MILLI")]
+    railyard_epsilon: f64,
+    /// Railyard: weight of CPU/memory-stranded GPU growth against
+    /// fragmentation growth (0 turns stranding off).
+    #[arg(long, default_value_t = RailyardConfig::DEFAULT.strand, value_name = "W")]
+    railyard_strand: f64,
+    /// Railyard: multiplier on the workload's mean CPU and memory per GPU
+    /// used to decide which idle GPUs are stranded.
+    #[arg(long, default_value_t = RailyardConfig::DEFAULT.rate_scale, value_name = "X")]
+    railyard_rate_scale: f64,
+    /// Railyard: plain lowest-index ties (no in-use / least-idle tie-breaks).
+    #[arg(long)]
+    railyard_index_ties: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +145,9 @@ fn main() -> Result<()> {
             .collect::<Result<_>>()?
     };
     let seeds = parse_seeds(&args.seeds)?;
+    if !(args.railyard_epsilon >= 0.0 && args.railyard_strand >= 0.0 && args.railyard_rate_scale > 0.0) {
+        bail!("--railyard-epsilon and --railyard-strand must be >= 0, --railyard-rate-scale > 0");
+    }
     let pod_files: Vec<PathBuf> = if !args.pods.is_empty() {
         args.pods.clone()
     } else {
@@ -190,6 +209,13 @@ fn main() -> Result<()> {
         threads,
         popularity: args.popularity,
         random_ties: args.random_ties,
+        railyard: RailyardConfig {
+            eps: args.railyard_epsilon,
+            strand: args.railyard_strand,
+            rate_scale: args.railyard_rate_scale,
+            prefer_in_use: !args.railyard_index_ties,
+            prefer_less_idle: !args.railyard_index_ties,
+        },
     };
     let gpus: u64 = nodes.iter().map(|n| n.gpus as u64).sum();
     eprintln!(

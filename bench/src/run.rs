@@ -42,37 +42,8 @@ pub struct Options {
     pub popularity: f64,
     /// Baselines break score ties at random instead of by node order.
     pub random_ties: bool,
-}
-
-fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
-/// Railyard's distribution and knobs, overridable through `RY_*`
-/// environment variables for tuning experiments.
-fn railyard_setup() -> (DistOptions, RailyardConfig) {
-    let mut d = Railyard::DIST;
-    let mut c = RailyardConfig::DEFAULT;
-    if let Some(v) = env("RY_POP") {
-        d.popularity = v;
-    }
-    if let Some(v) = env::<u8>("RY_WGPU") {
-        d.weight_by_gpu = v != 0;
-    }
-    if let Some(v) = env::<u8>("RY_MEM") {
-        d.with_memory = v != 0;
-    }
-    if let Some(v) = env("RY_LAMBDA") {
-        c.lambda = v;
-    }
-    if let Some(v) = env("RY_EPS") {
-        c.eps = v;
-    }
-    if let Some(v) = env::<u8>("RY_MODE") {
-        c.prefer_in_use = v & 1 != 0;
-        c.prefer_less_idle = v & 2 != 0;
-    }
-    (d, c)
+    /// Railyard's knobs (`--railyard-*` flags; defaults are the tuned values).
+    pub railyard: RailyardConfig,
 }
 
 fn build_policy(
@@ -83,7 +54,7 @@ fn build_policy(
     opts: &Options,
 ) -> Box<dyn Policy> {
     match kind {
-        PolicyKind::Railyard => Box::new(Railyard::with_config(ry.clone(), railyard_setup().1)),
+        PolicyKind::Railyard => Box::new(Railyard::with_config(ry.clone(), opts.railyard)),
         _ => kind.build_with(seed, paper.clone(), opts.random_ties),
     }
 }
@@ -103,7 +74,7 @@ pub fn run_all(traces: &[Trace], opts: &Options, progress: &(dyn Fn(u64) + Sync)
         .iter()
         .map(|t| Arc::new(TaskDistribution::with_options(&t.pods, paper)))
         .collect();
-    let ry_dist = railyard_setup().0;
+    let ry_dist = Railyard::DIST;
     let ry_tasks: Vec<Arc<TaskDistribution>> = traces
         .iter()
         .map(|t| Arc::new(TaskDistribution::with_options(&t.pods, ry_dist)))
