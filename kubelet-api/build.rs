@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/dra/v1beta1/api.proto",
         "proto/dra-health/v1alpha1/api.proto",
         "proto/podresources/v1/api.proto",
+        "proto/cri/runtime/v1/api.proto",
     ];
     let fds = protox::compile(protos, ["proto"])?;
     tonic_prost_build::configure().build_transport(false).compile_fds(fds)?;

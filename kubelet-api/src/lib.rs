@@ -9,9 +9,11 @@
 //! | [`dra::v1`], [`dra::v1beta1`] | `k8s.io.kubelet.pkg.apis.dra.v1`, `…v1beta1` | DRA driver |
 //! | [`dra::health::v1alpha1`] | `v1alpha1` | DRA driver (optional health) |
 //! | [`podresources::v1`] | `v1` | kubelet |
+//! | [`cri::runtime::v1`] | `runtime.v1` (`ListContainers` only) | container runtime |
 //!
 //! [`unix`] serves and dials tonic over unix sockets. With the `test-util`
-//! feature, [`fake`] has a fake kubelet and a fake PodResources server.
+//! feature, [`fake`] has a fake kubelet, a fake PodResources server and a
+//! fake CRI `RuntimeService`.
 #![deny(unsafe_code)]
 
 pub mod unix;
@@ -84,5 +86,26 @@ pub mod podresources {
     pub mod v1 {
         tonic::include_proto!("v1");
         pub const SOCKET_PATH: &str = "/var/lib/kubelet/pod-resources/kubelet.sock";
+    }
+}
+
+/// CRI `RuntimeService` v1, reduced to `ListContainers` (PROTOCOLS §9: CRI
+/// container id → pod and container names through the kubelet's labels).
+pub mod cri {
+    pub mod runtime {
+        #[allow(missing_debug_implementations, clippy::all)]
+        pub mod v1 {
+            tonic::include_proto!("runtime.v1");
+
+            /// containerd's CRI socket.
+            pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
+            /// CRI-O's socket.
+            pub const CRIO_SOCKET: &str = "/var/run/crio/crio.sock";
+            /// Labels kubelet puts on every container it creates.
+            pub const POD_NAME_LABEL: &str = "io.kubernetes.pod.name";
+            pub const POD_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
+            pub const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
+            pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
+        }
     }
 }

@@ -278,3 +278,82 @@ fn field_numbers_on_the_wire() {
     };
     assert_eq!(p.encode_to_vec(), [0x12, 1, b'm', 0x18, 2]);
 }
+
+#[tokio::test]
+async fn cri_list_containers_with_filters() {
+    use railyard_kubelet_api::cri::runtime::v1 as cri;
+    use railyard_kubelet_api::fake::{FakeRuntimeService, kube_container};
+    let dir = TempDir::new("railyard-cri-test").unwrap();
+    let path = dir.path().join("containerd/containerd.sock");
+    let fake = FakeRuntimeService::start(&path).unwrap();
+    fake.set_containers(vec![
+        kube_container("a".repeat(64).as_str(), "ml", "infer-0", "uid-0", "main"),
+        kube_container("b".repeat(64).as_str(), "ml", "infer-1", "uid-1", "main"),
+    ]);
+    let mut c = cri::runtime_service_client::RuntimeServiceClient::new(unix::dial(&path).await.unwrap());
+    let all = c
+        .list_containers(cri::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.containers.len(), 2);
+    assert_eq!(all.containers[1].labels[cri::POD_NAME_LABEL], "infer-1");
+    let one = c
+        .list_containers(cri::ListContainersRequest {
+            filter: Some(cri::ContainerFilter {
+                id: "a".repeat(64),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(one.containers.len(), 1);
+    assert_eq!(one.containers[0].metadata.as_ref().unwrap().name, "main");
+    fake.set_unavailable(true);
+    let e = c
+        .list_containers(cri::ListContainersRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable);
+    assert_eq!(fake.calls(), 3);
+}
+
+#[test]
+fn cri_names_and_field_numbers() {
+    use prost::Message;
+    use railyard_kubelet_api::cri::runtime::v1 as cri;
+    use tonic::server::NamedService;
+    // k8s.io/cri-api runtime/v1: service runtime.v1.RuntimeService.
+    assert_eq!(
+        <cri::runtime_service_server::RuntimeServiceServer<()> as NamedService>::NAME,
+        "runtime.v1.RuntimeService"
+    );
+    // Container: id #1 (0x0a), metadata #3 (0x1a) with name #1, state #6 as
+    // varint (0x30), labels #8 (0x42) as map entries {1: key, 2: value}.
+    let c = cri::Container {
+        id: "i".into(),
+        pod_sandbox_id: String::new(),
+        metadata: Some(cri::ContainerMetadata {
+            name: "n".into(),
+            attempt: 0,
+        }),
+        state: cri::ContainerState::ContainerRunning as i32,
+        labels: [("k".to_string(), "v".to_string())].into(),
+    };
+    assert_eq!(
+        c.encode_to_vec(),
+        [
+            0x0a, 1, b'i', 0x1a, 3, 0x0a, 1, b'n', 0x30, 1, 0x42, 6, 0x0a, 1, b'k', 0x12, 1, b'v'
+        ]
+    );
+    // ListContainersResponse.containers #1; ListContainersRequest.filter #1;
+    // ContainerFilter.label_selector #4 (0x22).
+    let f = cri::ListContainersRequest {
+        filter: Some(cri::ContainerFilter {
+            label_selector: [("k".to_string(), "v".to_string())].into(),
+            ..Default::default()
+        }),
+    };
+    assert_eq!(f.encode_to_vec(), [0x0a, 8, 0x22, 6, 0x0a, 1, b'k', 0x12, 1, b'v']);
+}

@@ -8,9 +8,13 @@
 //!   `kubelet.sock` recreated).
 //! - [`FakePodResources`]: the PodResources v1 `List` / `Get` /
 //!   `GetAllocatableResources` server over state a test sets.
+//! - [`FakeRuntimeService`]: a container runtime's CRI `ListContainers` over
+//!   containers a test sets ([`kube_container`] labels them as kubelet does).
 
+mod cri;
 mod kubelet;
 mod podresources;
 
+pub use cri::{FakeRuntimeService, kube_container};
 pub use kubelet::{Admission, AdmissionError, FakeKubelet, Plugin, TempDir};
 pub use podresources::FakePodResources;
