@@ -104,6 +104,9 @@ struct ReplayArgs {
 enum Command {
     /// Replay pod lists through the placement policies (FGD paper method).
     Replay(ReplayArgs),
+    /// Distributed-training gangs on a rail-optimized cluster: busbw,
+    /// queueing, allocation and partial gangs per policy.
+    Gang(railyard_bench::gang::cli::GangArgs),
 }
 
 fn data_dir() -> PathBuf {
@@ -131,9 +134,10 @@ fn label_of(path: &Path) -> String {
 }
 
 fn main() -> Result<()> {
-    let Cli {
-        command: Command::Replay(args),
-    } = Cli::parse();
+    let args = match Cli::parse().command {
+        Command::Replay(args) => args,
+        Command::Gang(args) => return railyard_bench::gang::cli::run(args),
+    };
     let started = Instant::now();
 
     let policies: Vec<PolicyKind> = if args.policies.iter().any(|p| p == "all") {
