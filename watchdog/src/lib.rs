@@ -7,10 +7,25 @@
 //!
 //! [`policy::Enforcer`] is a pure state machine driven by snapshots with an
 //! explicit clock, so every rule is tested without sleeping.
+//!
+//! [`service::Watchdog`] runs it on a node: GPU processes from a
+//! `railyard_gpu::GpuBackend` (MIG processes on their MIG device,
+//! [`devices`]), allocations from kubelet's PodResources ([`podresources`]),
+//! container names from the runtime's CRI ([`cri`]), and each decision as a
+//! log line, a pod Event ([`events`]) and metrics ([`metrics`]).
 #![forbid(unsafe_code)]
 
 pub mod attribution;
+pub mod cri;
+pub mod devices;
+pub mod events;
+pub mod metrics;
+pub mod podresources;
 pub mod policy;
 pub mod procfs;
 pub mod scan;
+pub mod service;
 pub mod signal;
+
+pub use devices::NodeView;
+pub use service::{Watchdog, WatchdogConfig};

@@ -36,31 +36,52 @@ pub struct ContainerDevices {
     pub device_ids: Vec<String>,
 }
 
-/// Shared replica id → (physical device UUID, memory share MiB), from the
-/// resources the device plugin advertises. Whole GPUs and MIG devices are
-/// not in it: hardware isolates them.
+/// Shared replica id → (GPU or MIG device UUID, memory share MiB), from the
+/// resources the device plugin advertises, and the names of the resources
+/// those replicas are advertised under. Whole GPUs and MIG devices are not in
+/// it: hardware isolates them. A time-sliced MIG device's replicas are, keyed
+/// on the MIG device's UUID.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ShareTable(BTreeMap<String, (String, u64)>);
+pub struct ShareTable {
+    replicas: BTreeMap<String, (String, u64)>,
+    /// Empty: any resource (tables built from pairs).
+    resources: std::collections::BTreeSet<String>,
+}
 
 impl ShareTable {
     pub fn from_resources(resources: &[AdvertisedResource]) -> Self {
-        ShareTable(
-            resources
+        let shared = |r: &&AdvertisedResource| r.devices.iter().any(|d| d.replica.is_some());
+        ShareTable {
+            replicas: resources
                 .iter()
                 .flat_map(|r| r.devices.iter())
                 .filter(|d| d.replica.is_some())
                 .map(|d| (d.id.clone(), (d.device.id.clone(), d.memory_share_mib)))
                 .collect(),
-        )
+            resources: resources.iter().filter(shared).map(|r| r.name.clone()).collect(),
+        }
     }
 
-    /// From explicit (replica id → (device UUID, share MiB)) pairs.
+    /// From explicit (replica id → (device UUID, share MiB)) pairs, under any resource name.
     pub fn from_pairs(pairs: BTreeMap<String, (String, u64)>) -> Self {
-        ShareTable(pairs)
+        ShareTable {
+            replicas: pairs,
+            resources: Default::default(),
+        }
     }
 
     pub fn get(&self, replica_id: &str) -> Option<&(String, u64)> {
-        self.0.get(replica_id)
+        self.replicas.get(replica_id)
+    }
+
+    /// No shared replicas: nothing to enforce.
+    pub fn is_empty(&self) -> bool {
+        self.replicas.is_empty()
+    }
+
+    /// Whether ids under this resource name can be shared replicas.
+    pub fn covers_resource(&self, name: &str) -> bool {
+        self.resources.is_empty() || self.resources.contains(name)
     }
 
     /// Share per (container, device): the container's replicas on one device add up.
@@ -68,7 +89,7 @@ impl ShareTable {
         let mut out = BTreeMap::new();
         for c in pods {
             for id in &c.device_ids {
-                if let Some((device, share)) = self.0.get(id) {
+                if let Some((device, share)) = self.replicas.get(id) {
                     *out.entry((c.key.clone(), device.clone())).or_insert(0) += share;
                 }
             }
@@ -93,6 +114,12 @@ impl AttributionCache {
 
     pub fn is_empty(&self) -> bool {
         self.by_pid.is_empty()
+    }
+
+    /// Drops what is known about `pid`, so the next scan attributes it
+    /// afresh (after a signal found the PID reused).
+    pub fn forget(&mut self, pid: u32) {
+        self.by_pid.remove(&pid);
     }
 
     fn lookup(&mut self, pid: u32, procfs: &ProcFs, resolver: &dyn ContainerResolver) -> Option<(u64, Owner)> {
