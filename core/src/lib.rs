@@ -9,6 +9,7 @@ pub mod allocation;
 pub mod catalog;
 pub mod comm;
 pub mod config;
+pub mod extender;
 pub mod fabric;
 pub mod gang;
 pub mod machine;

@@ -1,0 +1,446 @@
+//! Gangs in the extender: the first member to be filtered plans the whole
+//! gang with [`crate::gang`] and reserves every member's node and GPUs;
+//! later members are matched to a slot and filtered to its node. A plan is
+//! recorded on each bound member (see `PlanRecord`), so an extender that
+//! restarts rebuilds the reservation from the API.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::ask::{GpuAsk, PodAsk};
+use super::view::{ClusterView, PodRecord, PodState};
+use crate::fabric::{Fabric, LabelOptions};
+use crate::gang::{Decision, FreeState, Gang, GangCluster, GangError, Level};
+use crate::packing::MILLI;
+
+/// A gang as the API describes it (PodGroup `minMember`, Workload gang
+/// `minCount`), with the members' GPU size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GangSpec {
+    /// `<namespace>/<name>`.
+    pub id: String,
+    pub min_members: u32,
+    pub gpus_per_member: u32,
+    /// Topology level names (`leaf`, `nvlink`, `tier-1`, …) the gang must or
+    /// should stay within.
+    pub required: Option<String>,
+    pub preferred: Option<String>,
+}
+
+/// One member's planned place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotRecord {
+    pub node: String,
+    pub gpus: Vec<u32>,
+}
+
+/// A gang plan as recorded in pod annotations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanRecord {
+    pub gang: String,
+    /// Unix ms after which unfilled slots are released and re-planned.
+    pub expires_ms: u64,
+    /// In rank order.
+    pub slots: Vec<SlotRecord>,
+}
+
+/// A live reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub plan: PlanRecord,
+    /// Pod UID that claimed each slot.
+    pub claimed: Vec<Option<String>>,
+    /// Slot whose GPUs the reservation holds (not yet a pod's).
+    pub held: Vec<bool>,
+}
+
+/// What the filter does with a gang member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GangFilter {
+    /// Only this node.
+    Slot { node: String, slot: usize },
+    /// The gang does not fit now; every member waits.
+    Wait(String),
+    /// The gang can never fit.
+    Never(String),
+    /// Every slot is taken (a member beyond `minMember`): schedule as a
+    /// plain pod.
+    Plain,
+}
+
+/// Label injected into the planner's copy of node labels.
+const MACHINE_LABEL: &str = "railyard.dev/machine";
+
+impl ClusterView {
+    /// The reservation of a gang, if any.
+    pub fn reservation(&self, gang: &str) -> Option<&Reservation> {
+        self.gangs.get(gang)
+    }
+
+    pub fn reservations(&self) -> impl Iterator<Item = (&String, &Reservation)> {
+        self.gangs.iter()
+    }
+
+    /// Members of `gang` placed now (assumed or bound).
+    pub fn gang_members_placed(&self, gang: &str) -> u32 {
+        self.pods
+            .values()
+            .filter(|r| r.gang.as_ref().is_some_and(|(g, _)| g == gang))
+            .count() as u32
+    }
+
+    pub(crate) fn claimed_slot(&self, uid: &str) -> Option<(String, usize)> {
+        self.gangs.iter().find_map(|(g, r)| {
+            r.claimed
+                .iter()
+                .position(|c| c.as_deref() == Some(uid))
+                .map(|s| (g.clone(), s))
+        })
+    }
+
+    /// Decides for one member of `spec`: its slot (planning and reserving
+    /// the whole gang if there is no reservation yet), or why all wait.
+    /// `rank`: the member's preferred slot (its index in the job), if known.
+    pub fn gang_filter(
+        &mut self,
+        spec: &GangSpec,
+        uid: &str,
+        rank: Option<u32>,
+        now_ms: u64,
+    ) -> Result<GangFilter, GangError> {
+        self.expire(now_ms);
+        if let Some(r) = self.pods.get(uid) {
+            return Ok(GangFilter::Slot {
+                node: r.node.clone(),
+                slot: r.gang.as_ref().map_or(0, |(_, s)| *s),
+            });
+        }
+        if !self.gangs.contains_key(&spec.id) {
+            let placed = self.gang_members_placed(&spec.id);
+            let need = spec.min_members.saturating_sub(placed);
+            if need == 0 {
+                return Ok(GangFilter::Plain);
+            }
+            match self.plan_gang(spec, need, now_ms)? {
+                Ok(()) => {}
+                Err(wait) => return Ok(wait),
+            }
+        }
+        let Some(res) = self.gangs.get_mut(&spec.id) else {
+            return Ok(GangFilter::Plain);
+        };
+        if let Some(s) = res.claimed.iter().position(|c| c.as_deref() == Some(uid)) {
+            return Ok(GangFilter::Slot {
+                node: res.plan.slots[s].node.clone(),
+                slot: s,
+            });
+        }
+        let free = |s: usize| res.claimed[s].is_none() && res.held[s];
+        let slot = rank
+            .map(|r| r as usize)
+            .filter(|&r| r < res.claimed.len() && free(r))
+            .or_else(|| (0..res.claimed.len()).find(|&s| free(s)));
+        let Some(s) = slot else { return Ok(GangFilter::Plain) };
+        res.claimed[s] = Some(uid.to_string());
+        self.generation += 1;
+        Ok(GangFilter::Slot {
+            node: res.plan.slots[s].node.clone(),
+            slot: s,
+        })
+    }
+
+    /// The planner's fabric over nodes that publish a topology, rebuilt when
+    /// labels or topologies change. Labels that do not form a valid fabric
+    /// are dropped (every node then stands alone).
+    fn fabric(&mut self) -> Arc<Fabric> {
+        if let Some((g, f)) = &self.fabric
+            && *g == self.fabric_generation
+        {
+            return f.clone();
+        }
+        let mut labels: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        let mut bare: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for n in &self.nodes {
+            let Some(m) = n.machine.and_then(|m| self.machines.name(m)) else {
+                continue;
+            };
+            let mut l = n.input.labels.clone();
+            l.insert(MACHINE_LABEL.into(), m.to_string());
+            bare.insert(
+                n.input.name.clone(),
+                BTreeMap::from([(MACHINE_LABEL.to_string(), m.to_string())]),
+            );
+            labels.insert(n.input.name.clone(), l);
+        }
+        let opts = LabelOptions {
+            machine_label: Some(MACHINE_LABEL.into()),
+            ..LabelOptions::default()
+        };
+        let f = Fabric::from_labels(&labels, &opts)
+            .or_else(|_| Fabric::from_labels(&bare, &opts))
+            .or_else(|_| Fabric::from_labels(&BTreeMap::new(), &opts));
+        let f = Arc::new(match f {
+            Ok(f) => f,
+            Err(_) => return Arc::new(empty_fabric()),
+        });
+        self.fabric = Some((self.fabric_generation, f.clone()));
+        f
+    }
+
+    /// Plans `need` members and reserves them; `Err(wait)` when it must wait.
+    fn plan_gang(&mut self, spec: &GangSpec, need: u32, now_ms: u64) -> Result<Result<(), GangFilter>, GangError> {
+        let fabric = self.fabric();
+        let cluster = GangCluster::new(&fabric, &self.machines)?;
+        if cluster.is_empty() {
+            return Ok(Err(GangFilter::Never(
+                "no node publishes its GPU topology (railyard.dev/gpu-topology); gangs need it".into(),
+            )));
+        }
+        let mut free = FreeState::all_free(&cluster);
+        for (ci, fnode) in fabric.nodes().iter().enumerate() {
+            let Some(&i) = self.by_name.get(&fnode.name) else {
+                continue;
+            };
+            let n = &self.nodes[i];
+            let keep = if n.input.unschedulable {
+                0
+            } else {
+                n.free_mask() & mask_of(n.whole_alloc.saturating_sub(n.whole_used), n.free_mask())
+            };
+            let taken: Vec<u32> = n
+                .ids
+                .iter()
+                .enumerate()
+                .filter(|(p, _)| keep & (1 << p) == 0)
+                .map(|(_, &g)| g)
+                .collect();
+            if !taken.is_empty() {
+                free.take(&cluster, ci, &taken)?;
+            }
+        }
+        let parse = |s: &Option<String>| s.as_deref().map(|l| Level::parse(&fabric, l)).transpose();
+        let gang = Gang {
+            members: need,
+            gpus_per_member: spec.gpus_per_member,
+            min_members: need,
+            required: parse(&spec.required)?,
+            preferred: parse(&spec.preferred)?,
+        };
+        match cluster.plan(&gang, &free)? {
+            Decision::Wait(w) => {
+                let reason = format!("gang {} waits for {} members: {}", spec.id, need, w.reason);
+                Ok(Err(if w.fits_empty {
+                    GangFilter::Wait(reason)
+                } else {
+                    GangFilter::Never(format!("{reason}; it would not fit on an empty cluster either"))
+                }))
+            }
+            Decision::Place(plan) => {
+                let record = PlanRecord {
+                    gang: spec.id.clone(),
+                    expires_ms: now_ms.saturating_add(self.cfg.reservation_ttl_ms),
+                    slots: plan
+                        .members
+                        .iter()
+                        .map(|m| SlotRecord {
+                            node: m.node.clone(),
+                            gpus: m.gpus.clone(),
+                        })
+                        .collect(),
+                };
+                drop(cluster);
+                self.reserve(record);
+                Ok(Ok(()))
+            }
+        }
+    }
+
+    /// Holds every slot's GPUs that are free now.
+    fn reserve(&mut self, plan: PlanRecord) {
+        let mut held = Vec::with_capacity(plan.slots.len());
+        for s in &plan.slots {
+            held.push(self.hold(&s.node, &s.gpus));
+        }
+        self.generation += 1;
+        self.gangs.insert(
+            plan.gang.clone(),
+            Reservation {
+                claimed: vec![None; plan.slots.len()],
+                held,
+                plan,
+            },
+        );
+    }
+
+    fn hold(&mut self, node: &str, gpus: &[u32]) -> bool {
+        let Some(&i) = self.by_name.get(node) else { return false };
+        let n = &mut self.nodes[i];
+        let Some(mask) = n.positions(gpus) else { return false };
+        if mask & !n.free_mask() != 0 || n.whole_alloc.saturating_sub(n.whole_used) < gpus.len() as u32 {
+            return false;
+        }
+        n.reserved |= mask;
+        n.whole_used += gpus.len() as u32;
+        self.refresh_frag(i);
+        true
+    }
+
+    fn unhold(&mut self, node: &str, gpus: &[u32]) {
+        let Some(&i) = self.by_name.get(node) else { return };
+        let n = &mut self.nodes[i];
+        let Some(mask) = n.positions(gpus) else { return };
+        n.reserved &= !mask;
+        n.whole_used = n.whole_used.saturating_sub(gpus.len() as u32);
+        self.refresh_frag(i);
+    }
+
+    /// Moves a held slot's GPUs to pod `uid`. False when the slot is not held
+    /// or the pod does not ask for that many whole GPUs.
+    pub(crate) fn fill_slot(
+        &mut self,
+        gang: &str,
+        slot: usize,
+        uid: &str,
+        ask: &PodAsk,
+        node: &str,
+        state: PodState,
+    ) -> bool {
+        let Some(res) = self.gangs.get(gang) else { return false };
+        let Some(s) = res.plan.slots.get(slot) else {
+            return false;
+        };
+        if s.node != node || !res.held[slot] || ask.gpu != GpuAsk::Whole(s.gpus.len() as u32) {
+            return false;
+        }
+        if res.claimed[slot].as_deref().is_some_and(|c| c != uid) {
+            return false;
+        }
+        let Some(&i) = self.by_name.get(node) else { return false };
+        let Some(mask) = self.nodes[i].positions(&s.gpus) else {
+            return false;
+        };
+        if let Some(res) = self.gangs.get_mut(gang) {
+            res.held[slot] = false;
+            res.claimed[slot] = Some(uid.to_string());
+        }
+        let n = &mut self.nodes[i];
+        // The reservation counted the GPUs as used; the pod takes them over.
+        n.reserved &= !mask;
+        n.whole_used = n.whole_used.saturating_sub(mask.count_ones());
+        n.take(ask, mask, MILLI);
+        n.pods.push(uid.to_string());
+        self.pods.insert(
+            uid.to_string(),
+            PodRecord {
+                node: node.to_string(),
+                ask: ask.clone(),
+                mask,
+                milli: MILLI,
+                state,
+                applied: true,
+                gang: Some((gang.to_string(), slot)),
+            },
+        );
+        self.generation += 1;
+        true
+    }
+
+    /// A member's binding failed: its GPUs go back to the reservation.
+    pub(crate) fn return_to_slot(&mut self, gang: &str, slot: usize, uid: &str) {
+        let Some(r) = self.pods.remove(uid) else { return };
+        if let Some(&i) = self.by_name.get(&r.node) {
+            let n = &mut self.nodes[i];
+            n.give_back(&r.ask, r.mask, r.milli);
+            n.pods.retain(|u| u != uid);
+        }
+        let gpus = self.gangs.get(gang).and_then(|g| g.plan.slots.get(slot)).cloned();
+        if let Some(s) = gpus {
+            let ok = self.hold(&s.node, &s.gpus);
+            if let Some(res) = self.gangs.get_mut(gang) {
+                res.held[slot] = ok;
+            }
+        }
+        self.generation += 1;
+    }
+
+    /// Recreates a reservation from a recorded plan (after a restart), unless
+    /// one exists or the plan has expired.
+    pub(crate) fn rebuild_from_plan(&mut self, plan: &PlanRecord, now_ms: u64) {
+        if self.gangs.contains_key(&plan.gang) || plan.expires_ms <= now_ms {
+            return;
+        }
+        self.reserve(plan.clone());
+    }
+
+    /// Releases slots of expired reservations that no pod filled; the gang's
+    /// remaining members are planned again by the next member's filter.
+    pub fn expire(&mut self, now_ms: u64) {
+        let expired: Vec<String> = self
+            .gangs
+            .iter()
+            .filter(|(_, r)| r.plan.expires_ms <= now_ms)
+            .map(|(g, _)| g.clone())
+            .collect();
+        for g in expired {
+            self.release_reservation(&g);
+        }
+    }
+
+    pub(crate) fn release_reservation(&mut self, gang: &str) {
+        let Some(res) = self.gangs.remove(gang) else { return };
+        for (s, slot) in res.plan.slots.iter().enumerate() {
+            if res.held[s] {
+                self.unhold(&slot.node, &slot.gpus);
+            }
+        }
+        self.generation += 1;
+    }
+
+    /// Counts of reservations: (complete, filling).
+    pub fn gang_counts(&self) -> (usize, usize) {
+        let complete = self.gangs.values().filter(|r| r.held.iter().all(|h| !h)).count();
+        (complete, self.gangs.len() - complete)
+    }
+}
+
+/// The `n` lowest bits of `mask`.
+fn mask_of(n: u32, mask: u64) -> u64 {
+    let mut out = 0u64;
+    let mut m = mask;
+    for _ in 0..n {
+        if m == 0 {
+            break;
+        }
+        let b = m & m.wrapping_neg();
+        out |= b;
+        m &= !b;
+    }
+    out
+}
+
+fn empty_fabric() -> Fabric {
+    Fabric {
+        name: "empty".into(),
+        tiers: Vec::new(),
+        switches: Vec::new(),
+        domains: Vec::new(),
+        nodes: Vec::new(),
+        by_name: BTreeMap::new(),
+    }
+}
+
+impl ClusterView {
+    /// The gang, slot and node a pod has claimed, if any.
+    pub fn slot_of(&self, uid: &str) -> Option<(String, usize, String)> {
+        if let Some(r) = self.pods.get(uid)
+            && let Some((g, s)) = &r.gang
+        {
+            return Some((g.clone(), *s, r.node.clone()));
+        }
+        let (g, s) = self.claimed_slot(uid)?;
+        let node = self.gangs.get(&g)?.plan.slots.get(s)?.node.clone();
+        Some((g, s, node))
+    }
+}

@@ -1,0 +1,979 @@
+//! The extender's cluster view: nodes with per-GPU state, the pods on them,
+//! and filtering against it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use super::ask::{GPU_COUNT_LABEL, GPU_REPLICAS_LABEL, GPU_RESOURCE, GpuAsk, PodAsk, SHARED_RESOURCE};
+use super::gang::{PlanRecord, Reservation};
+use super::score::{ScoreConfig, Scorer, TopoCache};
+use crate::machine::MachineProfile;
+use crate::packing::MILLI;
+use crate::topology::{Constraints, NodeTopology};
+
+/// A node as the API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeInput {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Allocatable extended resources (`nvidia.com/*`), as counts.
+    pub allocatable: BTreeMap<String, i64>,
+    /// Allocatable CPU (millicores) and memory (MiB).
+    pub cpu_milli: u64,
+    pub memory_mib: u64,
+    /// The device plugin's `railyard.dev/gpu-topology` annotation, parsed.
+    pub topology: Option<Arc<MachineProfile>>,
+    pub unschedulable: bool,
+}
+
+/// A pod as the API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodObservation {
+    pub uid: String,
+    /// `spec.nodeName`.
+    pub node: Option<String>,
+    pub ask: PodAsk,
+    /// Succeeded or Failed: holds nothing.
+    pub finished: bool,
+    /// Railyard's recorded device choice (`railyard.dev/gpus`), GPU indices.
+    pub gpus: Option<Vec<u32>>,
+    /// Railyard's recorded gang plan and this pod's slot in it.
+    pub plan: Option<(PlanRecord, usize)>,
+}
+
+/// Tuning of the view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewConfig {
+    /// How long a gang reservation waits for all its members to bind, ms.
+    pub reservation_ttl_ms: u64,
+    pub score: ScoreConfig,
+}
+
+impl Default for ViewConfig {
+    fn default() -> Self {
+        ViewConfig {
+            reservation_ttl_ms: 120_000,
+            score: ScoreConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodState {
+    /// Bound by this extender, not yet seen bound in the API.
+    Assumed,
+    /// Seen with `spec.nodeName` in the API.
+    Bound,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct PodRecord {
+    pub node: String,
+    pub ask: PodAsk,
+    /// GPU positions held on the node (whole GPUs or the shared GPU).
+    pub mask: u64,
+    /// Milli taken on each GPU of `mask`.
+    pub milli: u16,
+    pub state: PodState,
+    /// Counted into the node's usage (false while the node is unknown).
+    pub applied: bool,
+    pub gang: Option<(String, usize)>,
+}
+
+/// One node's live state. GPU positions are the GPUs in ascending index
+/// order (the topology's, else `0..n`).
+#[derive(Debug, Clone)]
+pub(crate) struct NodeState {
+    pub input: NodeInput,
+    /// GPU index of each position.
+    pub ids: Vec<u32>,
+    /// NUMA node of each position (0 without topology).
+    pub numa: Vec<u32>,
+    /// Milli left per position; MIG-enabled GPUs have 0.
+    pub left: Vec<u16>,
+    /// Positions held by gang reservations.
+    pub reserved: u64,
+    /// Positions whose GPU is MIG-partitioned (never whole or shared).
+    pub mig_gpus: u64,
+    pub replicas_per_gpu: u32,
+    pub whole_alloc: u32,
+    pub shared_alloc: u32,
+    pub whole_used: u32,
+    pub shared_used: u32,
+    pub mig_used: BTreeMap<String, u32>,
+    pub cpu_used: u64,
+    pub mem_used: u64,
+    pub pods: Vec<String>,
+    /// Interned machine (topology) id.
+    pub machine: Option<u32>,
+    /// Packing fragmentation of the current state under the view's mix.
+    pub frag: f64,
+}
+
+impl NodeState {
+    fn new(input: NodeInput, machine: Option<(u32, &NodeTopology)>) -> NodeState {
+        let (ids, numa, mig_gpus) = match (&input.topology, machine) {
+            (Some(p), Some((_, t))) => {
+                let ids = t.gpu_indices();
+                let numa = ids.iter().map(|&g| t.gpu_numa(g).unwrap_or(0)).collect();
+                let mut mig = 0u64;
+                for (pos, &g) in ids.iter().enumerate().take(64) {
+                    if p.gpu(g).is_some_and(|s| s.mig_enabled) {
+                        mig |= 1 << pos;
+                    }
+                }
+                (ids, numa, mig)
+            }
+            _ => {
+                let count = input.labels.get(GPU_COUNT_LABEL).and_then(|v| v.parse::<u32>().ok());
+                let whole = alloc(&input, GPU_RESOURCE);
+                let n = count.unwrap_or(0).max(whole).min(64);
+                ((0..n).collect(), vec![0; n as usize], 0)
+            }
+        };
+        let ids: Vec<u32> = ids.into_iter().take(64).collect();
+        let n = ids.len() as u32;
+        let left = (0..ids.len())
+            .map(|p| if mig_gpus & (1 << p) != 0 { 0 } else { MILLI })
+            .collect();
+        let shared_alloc = alloc(&input, SHARED_RESOURCE);
+        let sharable = n - mig_gpus.count_ones();
+        let replicas_per_gpu = if shared_alloc == 0 {
+            0
+        } else {
+            input
+                .labels
+                .get(GPU_REPLICAS_LABEL)
+                .and_then(|v| v.parse::<u32>().ok())
+                .filter(|&r| r > 0)
+                .unwrap_or_else(|| shared_alloc.div_ceil(sharable.max(1)))
+        };
+        NodeState {
+            whole_alloc: alloc(&input, GPU_RESOURCE),
+            shared_alloc,
+            input,
+            ids,
+            numa,
+            left,
+            reserved: 0,
+            mig_gpus,
+            replicas_per_gpu,
+            whole_used: 0,
+            shared_used: 0,
+            mig_used: BTreeMap::new(),
+            cpu_used: 0,
+            mem_used: 0,
+            pods: Vec::new(),
+            machine: machine.map(|(id, _)| id),
+            frag: 0.0,
+        }
+    }
+
+    /// Positions with a whole GPU free (not reserved, not MIG).
+    pub fn free_mask(&self) -> u64 {
+        let mut m = 0u64;
+        for (p, &l) in self.left.iter().enumerate() {
+            if l == MILLI {
+                m |= 1 << p;
+            }
+        }
+        m & !self.reserved & !self.mig_gpus
+    }
+
+    /// Milli a shared request of `replicas` needs on one GPU.
+    pub fn share_milli(&self, replicas: u32) -> Option<u16> {
+        if self.replicas_per_gpu == 0 {
+            return None;
+        }
+        let m = (u64::from(replicas) * u64::from(MILLI)).div_ceil(u64::from(self.replicas_per_gpu));
+        (m <= u64::from(MILLI)).then_some(m as u16)
+    }
+
+    pub fn mig_alloc(&self, resource: &str) -> u32 {
+        alloc(&self.input, resource)
+    }
+
+    /// Why `ask` cannot go here now, and whether it never could (even on an
+    /// empty node). `None` when it fits.
+    pub fn check(&self, ask: &PodAsk) -> Option<Verdict> {
+        if self.input.unschedulable {
+            return Some(Verdict::Never("node is unschedulable"));
+        }
+        match &ask.gpu {
+            GpuAsk::None => None,
+            GpuAsk::Whole(k) => {
+                let k = *k;
+                let usable = self.whole_alloc.min(self.ids.len() as u32 - self.mig_gpus.count_ones());
+                if usable < k {
+                    return Some(Verdict::Never("node has fewer GPUs than the pod asks for"));
+                }
+                if ask.single_numa && self.single_numa_capacity() < k {
+                    return Some(Verdict::Never("no NUMA node of this node has that many GPUs"));
+                }
+                let free = self.free_mask();
+                if free.count_ones() < k || self.whole_alloc.saturating_sub(self.whole_used) < k {
+                    return Some(Verdict::Wait("not enough free whole GPUs"));
+                }
+                if ask.single_numa && !self.numa_fits(free, k) {
+                    return Some(Verdict::Wait("no single NUMA node has enough free GPUs"));
+                }
+                None
+            }
+            GpuAsk::Shared(r) => {
+                let Some(milli) = self.share_milli(*r) else {
+                    return Some(if self.replicas_per_gpu == 0 {
+                        Verdict::Never("node advertises no nvidia.com/gpu.shared")
+                    } else {
+                        Verdict::Never("more replicas than one GPU has")
+                    });
+                };
+                if self.shared_alloc.saturating_sub(self.shared_used) < *r {
+                    return Some(Verdict::Wait("not enough free GPU replicas"));
+                }
+                if self.best_share_gpu(milli).is_none() {
+                    return Some(Verdict::Wait("no single GPU has enough free share"));
+                }
+                None
+            }
+            GpuAsk::Mig { resource, count } => {
+                let total = self.mig_alloc(resource);
+                if total < *count {
+                    return Some(Verdict::Never("node does not offer that MIG profile"));
+                }
+                let used = self.mig_used.get(resource).copied().unwrap_or(0);
+                if total - used.min(total) < *count {
+                    return Some(Verdict::Wait("no free MIG device of that profile"));
+                }
+                None
+            }
+        }
+    }
+
+    fn single_numa_capacity(&self) -> u32 {
+        let mut per: BTreeMap<u32, u32> = BTreeMap::new();
+        for (p, &n) in self.numa.iter().enumerate() {
+            if self.mig_gpus & (1 << p) == 0 {
+                *per.entry(n).or_default() += 1;
+            }
+        }
+        per.values().copied().max().unwrap_or(0)
+    }
+
+    pub fn numa_fits(&self, free: u64, k: u32) -> bool {
+        let mut per: BTreeMap<u32, u32> = BTreeMap::new();
+        for (p, &n) in self.numa.iter().enumerate() {
+            if free & (1 << p) != 0 {
+                let c = per.entry(n).or_default();
+                *c += 1;
+                if *c >= k {
+                    return true;
+                }
+            }
+        }
+        k == 0
+    }
+
+    /// The fitting GPU with the least share left (lowest position on ties).
+    pub fn best_share_gpu(&self, milli: u16) -> Option<usize> {
+        let usable = !self.reserved & !self.mig_gpus;
+        (0..self.left.len())
+            .filter(|&p| usable & (1 << p) != 0 && self.left[p] >= milli)
+            .min_by_key(|&p| (self.left[p], p))
+    }
+
+    /// Adds a pod's use: `milli` on each GPU of `mask`, and its counts.
+    pub(crate) fn take(&mut self, ask: &PodAsk, mask: u64, milli: u16) {
+        for p in 0..self.left.len() {
+            if mask & (1 << p) != 0 {
+                self.left[p] = self.left[p].saturating_sub(milli);
+            }
+        }
+        match &ask.gpu {
+            GpuAsk::None => {}
+            GpuAsk::Whole(k) => self.whole_used += k,
+            GpuAsk::Shared(r) => self.shared_used += r,
+            GpuAsk::Mig { resource, count } => *self.mig_used.entry(resource.clone()).or_default() += count,
+        }
+        self.cpu_used += u64::from(ask.cpu_milli);
+        self.mem_used += u64::from(ask.memory_mib);
+    }
+
+    pub(crate) fn give_back(&mut self, ask: &PodAsk, mask: u64, milli: u16) {
+        for p in 0..self.left.len() {
+            if mask & (1 << p) != 0 {
+                self.left[p] = (self.left[p] + milli).min(MILLI);
+            }
+        }
+        match &ask.gpu {
+            GpuAsk::None => {}
+            GpuAsk::Whole(k) => self.whole_used = self.whole_used.saturating_sub(*k),
+            GpuAsk::Shared(r) => self.shared_used = self.shared_used.saturating_sub(*r),
+            GpuAsk::Mig { resource, count } => {
+                if let Some(u) = self.mig_used.get_mut(resource) {
+                    *u = u.saturating_sub(*count);
+                }
+            }
+        }
+        self.cpu_used = self.cpu_used.saturating_sub(u64::from(ask.cpu_milli));
+        self.mem_used = self.mem_used.saturating_sub(u64::from(ask.memory_mib));
+    }
+
+    pub fn positions(&self, gpus: &[u32]) -> Option<u64> {
+        let mut m = 0u64;
+        for g in gpus {
+            let p = self.ids.iter().position(|x| x == g)?;
+            m |= 1 << p;
+        }
+        Some(m)
+    }
+
+    pub fn indices(&self, mask: u64) -> Vec<u32> {
+        self.ids
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| mask & (1 << p) != 0)
+            .map(|(_, &g)| g)
+            .collect()
+    }
+}
+
+fn alloc(input: &NodeInput, resource: &str) -> u32 {
+    input
+        .allocatable
+        .get(resource)
+        .map_or(0, |&v| u32::try_from(v.max(0)).unwrap_or(u32::MAX))
+}
+
+/// Why a node was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Does not fit now; might after pods leave (preemption may help).
+    Wait(&'static str),
+    /// Cannot fit on this node whatever leaves.
+    Never(&'static str),
+}
+
+/// Filter answer over the nodes asked about, in their order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FilterOutcome {
+    pub passed: Vec<String>,
+    /// Node → reason; preemption might help.
+    pub failed: Vec<(String, String)>,
+    /// Node → reason; preemption cannot help.
+    pub unresolvable: Vec<(String, String)>,
+    /// Scores (0..=10) of `passed`, in order, when asked for.
+    pub scores: Vec<i64>,
+}
+
+/// A bind's device choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assumed {
+    /// GPU indices taken (whole GPUs, or the one shared GPU).
+    pub gpus: Vec<u32>,
+    /// Milli of each GPU taken.
+    pub milli: u16,
+    /// The gang plan and slot this pod filled, if any.
+    pub plan: Option<(PlanRecord, usize)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AssumeError {
+    #[error("node `{0}` is not in the extender's view")]
+    UnknownNode(String),
+    #[error("pod is already placed on `{0}`")]
+    ElsewhereAlready(String),
+    #[error("the pod no longer fits on `{node}`: {reason}")]
+    NoLongerFits { node: String, reason: &'static str },
+    #[error("node `{node}` is reserved for gang `{gang}` member slot; this pod's slot is on `{slot_node}`")]
+    WrongSlot {
+        node: String,
+        gang: String,
+        slot_node: String,
+    },
+}
+
+/// Interned machine topologies (the gang planner looks them up by name).
+#[derive(Debug, Default)]
+pub(crate) struct Machines {
+    pub list: Vec<(Arc<MachineProfile>, Arc<NodeTopology>, String)>,
+    pub by_name: HashMap<String, Arc<NodeTopology>>,
+}
+
+impl crate::fabric::MachineLookup for Machines {
+    fn machine(&self, name: &str) -> Option<&NodeTopology> {
+        self.by_name.get(name).map(|t| &**t)
+    }
+}
+
+impl Machines {
+    fn intern(&mut self, p: &Arc<MachineProfile>) -> Option<(u32, Arc<NodeTopology>)> {
+        if let Some(i) = self.list.iter().position(|(q, _, _)| Arc::ptr_eq(q, p) || **q == **p) {
+            return Some((i as u32, self.list[i].1.clone()));
+        }
+        let t = Arc::new(NodeTopology::from_profile(p).ok()?);
+        let name = format!("m{}-{}", self.list.len(), p.name);
+        self.by_name.insert(name.clone(), t.clone());
+        self.list.push((p.clone(), t.clone(), name));
+        Some(((self.list.len() - 1) as u32, t))
+    }
+
+    pub fn name(&self, id: u32) -> Option<&str> {
+        self.list.get(id as usize).map(|(_, _, n)| n.as_str())
+    }
+
+    pub fn topo(&self, id: u32) -> Option<&NodeTopology> {
+        self.list.get(id as usize).map(|(_, t, _)| &**t)
+    }
+}
+
+/// The cluster as the extender sees it.
+#[derive(Debug)]
+pub struct ClusterView {
+    pub(crate) cfg: ViewConfig,
+    pub(crate) nodes: Vec<NodeState>,
+    pub(crate) by_name: HashMap<String, usize>,
+    pub(crate) pods: HashMap<String, PodRecord>,
+    pub(crate) gangs: BTreeMap<String, Reservation>,
+    pub(crate) machines: Machines,
+    pub(crate) scorer: Scorer,
+    pub(crate) topo_cache: Mutex<TopoCache>,
+    /// Bumped on every change; decisions computed at one generation are
+    /// valid while it holds.
+    pub(crate) generation: u64,
+    /// Bumped when labels or topologies change (the fabric is rebuilt).
+    pub(crate) fabric_generation: u64,
+    pub(crate) fabric: Option<(u64, Arc<crate::fabric::Fabric>)>,
+    /// Pods changed since the packing mix was built.
+    pub(crate) mix_changes: usize,
+}
+
+impl ClusterView {
+    pub fn new(cfg: ViewConfig) -> ClusterView {
+        let scorer = Scorer::new(&cfg.score, std::iter::empty());
+        ClusterView {
+            cfg,
+            nodes: Vec::new(),
+            by_name: HashMap::new(),
+            pods: HashMap::new(),
+            gangs: BTreeMap::new(),
+            machines: Machines::default(),
+            scorer,
+            topo_cache: Mutex::new(TopoCache::default()),
+            generation: 0,
+            fabric_generation: 0,
+            fabric: None,
+            mix_changes: 0,
+        }
+    }
+
+    pub fn config(&self) -> &ViewConfig {
+        &self.cfg
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn pod_count(&self) -> usize {
+        self.pods.len()
+    }
+
+    pub fn has_node(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    /// State of a known pod.
+    pub fn pod_state(&self, uid: &str) -> Option<(String, PodState, Vec<u32>)> {
+        let r = self.pods.get(uid)?;
+        let gpus = self
+            .by_name
+            .get(&r.node)
+            .map(|&i| self.nodes[i].indices(r.mask))
+            .unwrap_or_default();
+        Some((r.node.clone(), r.state, gpus))
+    }
+
+    /// Free whole GPUs of a node (not reserved), by index.
+    pub fn free_gpus(&self, node: &str) -> Option<Vec<u32>> {
+        let n = &self.nodes[*self.by_name.get(node)?];
+        Some(n.indices(n.free_mask()))
+    }
+
+    /// Milli left per GPU of a node, by index.
+    pub fn gpu_left(&self, node: &str) -> Option<Vec<(u32, u16)>> {
+        let n = &self.nodes[*self.by_name.get(node)?];
+        Some(n.ids.iter().copied().zip(n.left.iter().copied()).collect())
+    }
+
+    /// Adds or replaces a node. Pods already known on it are re-applied.
+    pub fn upsert_node(&mut self, input: NodeInput) {
+        self.generation += 1;
+        let machine = input.topology.as_ref().and_then(|p| self.machines.intern(p));
+        if let Some(&i) = self.by_name.get(&input.name) {
+            let old = &self.nodes[i];
+            let fabric_changed = old.input.labels != input.labels || old.input.topology != input.topology;
+            if old.input == input {
+                return;
+            }
+            if fabric_changed {
+                self.fabric_generation += 1;
+            }
+            let pods = std::mem::take(&mut self.nodes[i].pods);
+            let reserved = self.nodes[i].reserved;
+            let layout_same = {
+                let fresh = NodeState::new(input.clone(), machine.as_ref().map(|(id, t)| (*id, &**t)));
+                let same = fresh.ids == self.nodes[i].ids && fresh.mig_gpus == self.nodes[i].mig_gpus;
+                self.nodes[i] = fresh;
+                same
+            };
+            // Re-apply pods (their recorded positions stay if still valid).
+            if layout_same {
+                self.nodes[i].reserved = reserved;
+                for p in 0..self.nodes[i].left.len() {
+                    if reserved & (1 << p) != 0 {
+                        self.nodes[i].left[p] = 0;
+                    }
+                }
+            } else {
+                self.drop_reservations_on(i);
+            }
+            for uid in pods {
+                if let Some(r) = self.pods.get_mut(&uid) {
+                    r.applied = false;
+                }
+                self.apply_record(&uid, i);
+            }
+            self.refresh_frag(i);
+            return;
+        }
+        self.fabric_generation += 1;
+        let i = self.nodes.len();
+        self.nodes.push(NodeState::new(
+            input.clone(),
+            machine.as_ref().map(|(id, t)| (*id, &**t)),
+        ));
+        self.by_name.insert(input.name.clone(), i);
+        let waiting: Vec<String> = self
+            .pods
+            .iter()
+            .filter(|(_, r)| !r.applied && r.node == input.name)
+            .map(|(u, _)| u.clone())
+            .collect();
+        for uid in waiting {
+            self.apply_record(&uid, i);
+        }
+        self.refresh_frag(i);
+    }
+
+    pub fn remove_node(&mut self, name: &str) {
+        let Some(i) = self.by_name.remove(name) else { return };
+        self.generation += 1;
+        self.fabric_generation += 1;
+        self.drop_reservations_on(i);
+        let n = self.nodes.swap_remove(i);
+        for uid in &n.pods {
+            if let Some(r) = self.pods.get_mut(uid) {
+                r.applied = false;
+            }
+        }
+        if i < self.nodes.len() {
+            let moved = self.nodes[i].input.name.clone();
+            self.by_name.insert(moved, i);
+        }
+    }
+
+    fn drop_reservations_on(&mut self, i: usize) {
+        let name = self.nodes[i].input.name.clone();
+        let hit: Vec<String> = self
+            .gangs
+            .iter()
+            .filter(|(_, r)| r.plan.slots.iter().any(|s| s.node == name))
+            .map(|(g, _)| g.clone())
+            .collect();
+        for g in hit {
+            self.release_reservation(&g);
+        }
+    }
+
+    /// Counts a known pod record into node `i`, choosing positions when it
+    /// has none valid.
+    fn apply_record(&mut self, uid: &str, i: usize) {
+        let Some(r) = self.pods.get_mut(uid) else { return };
+        if r.applied {
+            return;
+        }
+        let node = &mut self.nodes[i];
+        let (mask, milli) = match &r.ask.gpu {
+            GpuAsk::Whole(k) => {
+                let free = node.free_mask();
+                let valid = r.mask.count_ones() == *k && r.mask & !free == 0;
+                let mask = if valid { r.mask } else { first_bits(free, *k) };
+                (mask, MILLI)
+            }
+            GpuAsk::Shared(rep) => {
+                let milli = node.share_milli(*rep).unwrap_or(MILLI);
+                let usable = !node.reserved & !node.mig_gpus;
+                let valid = r.mask.count_ones() == 1
+                    && r.mask & usable != 0
+                    && node.left[r.mask.trailing_zeros() as usize] >= milli;
+                let mask = if valid {
+                    r.mask
+                } else {
+                    node.best_share_gpu(milli).map_or(0, |p| 1u64 << p)
+                };
+                (mask, milli)
+            }
+            _ => (0, 0),
+        };
+        r.mask = mask;
+        r.milli = milli;
+        r.applied = true;
+        node.take(&r.ask, mask, milli);
+        if !node.pods.iter().any(|u| u == uid) {
+            node.pods.push(uid.to_string());
+        }
+    }
+
+    fn release_record(&mut self, uid: &str) -> Option<PodRecord> {
+        let r = self.pods.remove(uid)?;
+        if let Some(&i) = self.by_name.get(&r.node) {
+            let n = &mut self.nodes[i];
+            if r.applied {
+                n.give_back(&r.ask, r.mask, r.milli);
+            }
+            n.pods.retain(|u| u != uid);
+            self.refresh_frag(i);
+        }
+        if r.ask.wants_gpu() {
+            self.mix_changes += 1;
+        }
+        self.generation += 1;
+        Some(r)
+    }
+
+    /// Applies a pod from the API (add or update). Idempotent.
+    pub fn observe_pod(&mut self, obs: PodObservation, now_ms: u64) {
+        let node = match (&obs.node, obs.finished) {
+            (Some(n), false) => n.clone(),
+            _ => {
+                // Pending pods hold nothing, except those this extender just
+                // bound; finished pods hold nothing at all.
+                let keep = !obs.finished && self.pods.get(&obs.uid).is_some_and(|r| r.state == PodState::Assumed);
+                if !keep {
+                    self.release_record(&obs.uid);
+                }
+                return;
+            }
+        };
+        if let Some(r) = self.pods.get_mut(&obs.uid) {
+            if r.node == node {
+                if r.state != PodState::Bound {
+                    r.state = PodState::Bound;
+                    self.generation += 1;
+                }
+                return;
+            }
+            self.release_record(&obs.uid);
+        }
+        self.generation += 1;
+        if obs.ask.wants_gpu() {
+            self.mix_changes += 1;
+        }
+        let idx = self.by_name.get(&node).copied();
+        // A recorded gang plan: rebuild the reservation, then fill the slot.
+        if let (Some((plan, slot)), Some(i)) = (&obs.plan, idx) {
+            self.rebuild_from_plan(plan, now_ms);
+            if self.fill_slot(&plan.gang, *slot, &obs.uid, &obs.ask, &node, PodState::Bound) {
+                self.refresh_frag(i);
+                return;
+            }
+        }
+        let mask = match (idx, &obs.gpus) {
+            (Some(i), Some(g)) => self.nodes[i].positions(g).unwrap_or(0),
+            _ => 0,
+        };
+        self.pods.insert(
+            obs.uid.clone(),
+            PodRecord {
+                node: node.clone(),
+                ask: obs.ask,
+                mask,
+                milli: 0,
+                state: PodState::Bound,
+                applied: false,
+                gang: obs.plan.as_ref().map(|(p, s)| (p.gang.clone(), *s)),
+            },
+        );
+        if let Some(i) = idx {
+            self.apply_record(&obs.uid, i);
+            self.refresh_frag(i);
+        }
+    }
+
+    /// The pod is gone from the API.
+    pub fn remove_pod(&mut self, uid: &str) {
+        self.release_record(uid);
+    }
+
+    /// Filters `names` for `ask`; with `score`, scores the nodes that pass.
+    pub fn filter<'a>(&self, ask: &PodAsk, names: impl IntoIterator<Item = &'a str>, score: bool) -> FilterOutcome {
+        let mut out = FilterOutcome::default();
+        let mut passed_idx = Vec::new();
+        for name in names {
+            let Some(&i) = self.by_name.get(name) else {
+                out.failed
+                    .push((name.to_string(), "node is not in the extender's view yet".to_string()));
+                continue;
+            };
+            match self.nodes[i].check(ask) {
+                None => {
+                    out.passed.push(name.to_string());
+                    passed_idx.push(i);
+                }
+                Some(Verdict::Wait(r)) => out.failed.push((name.to_string(), r.to_string())),
+                Some(Verdict::Never(r)) => out.unresolvable.push((name.to_string(), r.to_string())),
+            }
+        }
+        if score {
+            out.scores = self.score_indices(ask, &passed_idx);
+        }
+        out
+    }
+
+    /// Scores `names` (0..=10); nodes where the pod does not fit score 0.
+    pub fn score<'a>(&self, ask: &PodAsk, names: impl IntoIterator<Item = &'a str>) -> Vec<(String, i64)> {
+        let names: Vec<&str> = names.into_iter().collect();
+        let idx: Vec<usize> = names
+            .iter()
+            .filter_map(|n| self.by_name.get(*n).copied())
+            .filter(|&i| self.nodes[i].check(ask).is_none())
+            .collect();
+        let scores = self.score_indices(ask, &idx);
+        let by: HashMap<usize, i64> = idx.into_iter().zip(scores).collect();
+        names
+            .into_iter()
+            .map(|n| {
+                let s = self.by_name.get(n).and_then(|i| by.get(i)).copied().unwrap_or(0);
+                (n.to_string(), s)
+            })
+            .collect()
+    }
+
+    /// Whether `ask` would fit on `node` once the `victims` (pod UIDs) are
+    /// gone: the preemption check, per GPU as in [`ClusterView::filter`].
+    pub fn fits_without(&self, ask: &PodAsk, node: &str, victims: &[&str]) -> bool {
+        let Some(&i) = self.by_name.get(node) else { return false };
+        let mut n = self.nodes[i].clone();
+        for v in victims {
+            if let Some(r) = self.pods.get(*v)
+                && r.node == node
+                && r.applied
+            {
+                n.give_back(&r.ask, r.mask, r.milli);
+            }
+        }
+        n.check(ask).is_none()
+    }
+
+    /// Picks devices for `uid` on `node` and counts them as used until the
+    /// API shows the pod (or [`ClusterView::unassume`]).
+    pub fn assume(&mut self, uid: &str, ask: &PodAsk, node: &str) -> Result<Assumed, AssumeError> {
+        let i = *self
+            .by_name
+            .get(node)
+            .ok_or_else(|| AssumeError::UnknownNode(node.to_string()))?;
+        if let Some(r) = self.pods.get(uid) {
+            if r.node != node {
+                return Err(AssumeError::ElsewhereAlready(r.node.clone()));
+            }
+            let plan = r
+                .gang
+                .as_ref()
+                .and_then(|(g, s)| self.gangs.get(g).map(|res| (res.plan.clone(), *s)));
+            return Ok(Assumed {
+                gpus: self.nodes[i].indices(r.mask),
+                milli: r.milli,
+                plan,
+            });
+        }
+        // A gang member goes to its slot.
+        if let Some((gang, slot)) = self.claimed_slot(uid) {
+            let slot_node = self.gangs[&gang].plan.slots[slot].node.clone();
+            if slot_node != node {
+                return Err(AssumeError::WrongSlot {
+                    node: node.to_string(),
+                    gang,
+                    slot_node,
+                });
+            }
+            if self.fill_slot(&gang, slot, uid, ask, node, PodState::Assumed) {
+                self.refresh_frag(i);
+                let r = &self.pods[uid];
+                return Ok(Assumed {
+                    gpus: self.nodes[i].indices(r.mask),
+                    milli: r.milli,
+                    plan: Some((self.gangs[&gang].plan.clone(), slot)),
+                });
+            }
+        }
+        if let Some(v) = self.nodes[i].check(ask) {
+            let reason = match v {
+                Verdict::Wait(r) | Verdict::Never(r) => r,
+            };
+            return Err(AssumeError::NoLongerFits {
+                node: node.to_string(),
+                reason,
+            });
+        }
+        let (mask, milli) = self.choose(i, ask);
+        self.generation += 1;
+        if ask.wants_gpu() {
+            self.mix_changes += 1;
+        }
+        self.pods.insert(
+            uid.to_string(),
+            PodRecord {
+                node: node.to_string(),
+                ask: ask.clone(),
+                mask,
+                milli,
+                state: PodState::Assumed,
+                applied: true,
+                gang: None,
+            },
+        );
+        let n = &mut self.nodes[i];
+        n.take(ask, mask, milli);
+        n.pods.push(uid.to_string());
+        self.refresh_frag(i);
+        Ok(Assumed {
+            gpus: self.nodes[i].indices(mask),
+            milli,
+            plan: None,
+        })
+    }
+
+    /// Undoes an [`ClusterView::assume`] whose binding failed. A gang
+    /// member's GPUs go back to its reservation.
+    pub fn unassume(&mut self, uid: &str) {
+        let Some(r) = self.pods.get(uid) else { return };
+        if r.state != PodState::Assumed {
+            return;
+        }
+        if let Some((g, s)) = r.gang.clone()
+            && self.gangs.contains_key(&g)
+        {
+            self.return_to_slot(&g, s, uid);
+            return;
+        }
+        self.release_record(uid);
+    }
+
+    /// Device choice on node `i`: topology-best whole GPUs, the shared GPU
+    /// whose packing score is best.
+    fn choose(&self, i: usize, ask: &PodAsk) -> (u64, u16) {
+        let n = &self.nodes[i];
+        match &ask.gpu {
+            GpuAsk::None | GpuAsk::Mig { .. } => (0, 0),
+            GpuAsk::Whole(k) => {
+                let free = n.free_mask();
+                let topo = n.machine.and_then(|m| self.machines.topo(m));
+                let best = topo.and_then(|t| {
+                    let set = n.indices(free).into_iter().collect();
+                    let c = Constraints {
+                        single_numa: ask.single_numa,
+                        ..Constraints::default()
+                    };
+                    t.best_gpus(*k as usize, &set, &c).ok()
+                });
+                let mask = best
+                    .and_then(|g| n.positions(&g))
+                    .unwrap_or_else(|| numa_first_bits(n, free, *k, ask.single_numa));
+                (mask, MILLI)
+            }
+            GpuAsk::Shared(r) => {
+                let milli = n.share_milli(*r).unwrap_or(MILLI);
+                let pos = self
+                    .scorer
+                    .best_share_position(n, ask, milli)
+                    .or_else(|| n.best_share_gpu(milli));
+                (pos.map_or(0, |p| 1u64 << p), milli)
+            }
+        }
+    }
+
+    /// Rebuilds the packing mix from the pods placed now if enough changed,
+    /// expires gang reservations. Call periodically and after bulk loads.
+    pub fn refresh(&mut self, now_ms: u64) {
+        self.expire(now_ms);
+        let threshold = (self.pods.len() / 20).max(1);
+        if self.mix_changes >= threshold || self.scorer.is_default() {
+            self.mix_changes = 0;
+            let reqs: Vec<_> = self
+                .pods
+                .values()
+                .filter_map(|r| {
+                    let n = &self.nodes[*self.by_name.get(&r.node)?];
+                    Scorer::request(n, &r.ask)
+                })
+                .collect();
+            if !reqs.is_empty() {
+                self.scorer = Scorer::new(&self.cfg.score, reqs.iter());
+                for i in 0..self.nodes.len() {
+                    self.refresh_frag(i);
+                }
+                self.generation += 1;
+            }
+        }
+    }
+
+    pub(crate) fn refresh_frag(&mut self, i: usize) {
+        let f = self.scorer.node_frag(&self.nodes[i]);
+        self.nodes[i].frag = f;
+    }
+}
+
+fn first_bits(mask: u64, k: u32) -> u64 {
+    let mut out = 0u64;
+    let mut m = mask;
+    for _ in 0..k {
+        if m == 0 {
+            break;
+        }
+        let b = m & m.wrapping_neg();
+        out |= b;
+        m &= !b;
+    }
+    out
+}
+
+fn numa_first_bits(n: &NodeState, free: u64, k: u32, single_numa: bool) -> u64 {
+    if !single_numa {
+        return first_bits(free, k);
+    }
+    let mut per: BTreeMap<u32, u64> = BTreeMap::new();
+    for (p, &numa) in n.numa.iter().enumerate() {
+        if free & (1 << p) != 0 {
+            *per.entry(numa).or_default() |= 1 << p;
+        }
+    }
+    per.values()
+        .find(|m| m.count_ones() >= k)
+        .map_or(0, |&m| first_bits(m, k))
+}
+
+impl ClusterView {
+    /// Names of the nodes in the view.
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.input.name.clone()).collect()
+    }
+
+    /// UIDs and states of the pods in the view.
+    pub fn pod_uids(&self) -> Vec<(String, PodState)> {
+        self.pods.iter().map(|(u, r)| (u.clone(), r.state)).collect()
+    }
+}

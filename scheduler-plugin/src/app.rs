@@ -1,0 +1,706 @@
+//! The extender's HTTP API: `POST <prefix>/{filter,prioritize,bind,preempt}`,
+//! `GET /healthz`, `GET /metrics`.
+//!
+//! Bodies that do not parse get HTTP 400 with a message; requests that
+//! parse but cannot be served get 200 with `Error` set in the result (what
+//! kube-scheduler expects). A panic inside a handler is caught and answered
+//! with a 500 that says so, never an empty one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::FutureExt;
+use prometheus_client::registry::Registry;
+use railyard_core::extender::{ClusterView, GangFilter, GangSpec, GpuAsk, PodAsk, ViewConfig};
+use serde::Serialize;
+
+use crate::k8s::{self, GANG_PLAN_ANNOTATION, GANG_SLOT_ANNOTATION, GPUS_ANNOTATION, GangRef, LeanPod};
+use crate::metrics::{Metrics, StateLabels};
+use crate::wire::{
+    ExtenderArgs, ExtenderBindingArgs, ExtenderBindingResult, ExtenderFilterResult, ExtenderPreemptionArgs,
+    ExtenderPreemptionResult, HostPriority, MetaPod, MetaVictims, NodeList,
+};
+
+/// Pod annotations naming topology levels for a gang (`node`, `nvlink`,
+/// `leaf`, `tier-N`, …; see `core::gang::Level::parse`).
+pub const REQUIRED_LEVEL_ANNOTATION: &str = "railyard.dev/gang-required-level";
+pub const PREFERRED_LEVEL_ANNOTATION: &str = "railyard.dev/gang-preferred-level";
+
+/// Creates the Binding in the API, carrying the decision annotations (the
+/// API server copies a Binding's annotations onto the pod).
+pub trait Binder: Send + Sync + std::fmt::Debug + 'static {
+    fn bind(&self, req: BindRequest) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindRequest {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub node: String,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Accepts every binding and records it (tests, the load bench).
+#[derive(Debug, Clone, Default)]
+pub struct RecordingBinder {
+    pub bound: Arc<Mutex<Vec<BindRequest>>>,
+    /// Fail binds to these nodes.
+    pub fail_nodes: Arc<Mutex<Vec<String>>>,
+}
+
+impl Binder for RecordingBinder {
+    fn bind(&self, req: BindRequest) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>> {
+        let fail = self.fail_nodes.lock().map(|f| f.contains(&req.node)).unwrap_or(false);
+        let bound = self.bound.clone();
+        Box::pin(async move {
+            if fail {
+                return Err(format!("binding to {} refused", req.node));
+            }
+            bound.lock().map_err(|e| e.to_string())?.push(req);
+            Ok(())
+        })
+    }
+}
+
+/// Gang sizes from the API objects.
+#[derive(Debug, Clone, Default)]
+pub struct GangIndex {
+    /// scheduler-plugins PodGroups: `<ns>/<name>` → `minMember`.
+    pub pod_groups: HashMap<String, u32>,
+    /// Upstream Workloads (1.35): `<ns>/<name>` → pod group → gang
+    /// `minCount` (`None`: basic policy).
+    pub workloads: HashMap<String, HashMap<String, Option<u32>>>,
+    /// Upstream PodGroups (1.36): `<ns>/<name>` → gang `minCount`.
+    pub scheduling_groups: HashMap<String, Option<u32>>,
+}
+
+impl GangIndex {
+    /// `Ok(Some(min))` for a gang, `Ok(None)` for a pod scheduled alone,
+    /// `Err` when the group object is not known (yet).
+    pub fn resolve(&self, r: &GangRef) -> Result<Option<u32>, String> {
+        let min = match r {
+            GangRef::PodGroup(id) => Some(
+                *self
+                    .pod_groups
+                    .get(id)
+                    .ok_or_else(|| format!("waiting for PodGroup {id} (scheduling.x-k8s.io/v1alpha1)"))?,
+            ),
+            GangRef::Workload(w, g) => *self
+                .workloads
+                .get(w)
+                .ok_or_else(|| format!("waiting for Workload {w} (scheduling.k8s.io)"))?
+                .get(g)
+                .ok_or_else(|| format!("Workload {w} has no pod group {g:?}"))?,
+            GangRef::SchedulingGroup(id) => *self
+                .scheduling_groups
+                .get(id)
+                .ok_or_else(|| format!("waiting for PodGroup {id} (scheduling.k8s.io)"))?,
+        };
+        Ok(min.filter(|&m| m > 1))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// URL prefix of the verbs, e.g. `/railyard` → `POST /railyard/filter`.
+    pub url_prefix: String,
+    pub view: ViewConfig,
+}
+
+
+type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Scores computed by filter, reused by the prioritize call that follows.
+#[derive(Debug, Clone)]
+struct Scored {
+    generation: u64,
+    names: Arc<Vec<String>>,
+    scores: Arc<Vec<i64>>,
+}
+
+const SCORED_MAX: usize = 4096;
+const PENDING_MAX: usize = 100_000;
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub config: Config,
+    view: RwLock<ClusterView>,
+    pub gangs: RwLock<GangIndex>,
+    binder: Arc<dyn Binder>,
+    pub metrics: Metrics,
+    registry: Arc<Registry>,
+    clock: Clock,
+    /// Asks seen by filter, for bind.
+    pending: Mutex<HashMap<String, PodAsk>>,
+    scored: Mutex<HashMap<String, Scored>>,
+    /// Set once the watches have listed everything.
+    pub ready: AtomicBool,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("config", &self.config).finish()
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl AppState {
+    /// Registers metrics in `registry`, then keeps it for `/metrics`.
+    pub fn new(config: Config, binder: Arc<dyn Binder>, mut registry: Registry) -> AppState {
+        let metrics = Metrics::new(&mut registry);
+        AppState {
+            view: RwLock::new(ClusterView::new(config.view.clone())),
+            config,
+            gangs: RwLock::new(GangIndex::default()),
+            binder,
+            metrics,
+            registry: Arc::new(registry),
+            clock: Arc::new(now_ms),
+            pending: Mutex::new(HashMap::new()),
+            scored: Mutex::new(HashMap::new()),
+            ready: AtomicBool::new(true),
+        }
+    }
+
+    /// Replaces the clock (unix ms), for tests.
+    pub fn with_clock(mut self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    pub fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
+    /// Read access to the view. A poisoned lock is recovered: the view's
+    /// operations leave it consistent at every step that can panic.
+    pub fn view(&self) -> RwLockReadGuard<'_, ClusterView> {
+        self.view.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn view_mut(&self) -> RwLockWriteGuard<'_, ClusterView> {
+        self.view.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn gang_index(&self) -> RwLockReadGuard<'_, GangIndex> {
+        self.gangs.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn gang_index_mut(&self) -> RwLockWriteGuard<'_, GangIndex> {
+        self.gangs.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Periodic upkeep: expire reservations, rebuild the packing mix,
+    /// refresh gauges.
+    pub fn tick(&self) {
+        let now = self.now();
+        let mut v = self.view_mut();
+        v.refresh(now);
+        let (complete, filling) = v.gang_counts();
+        self.metrics.nodes.set(v.node_count() as i64);
+        self.metrics.pods.set(v.pod_count() as i64);
+        drop(v);
+        self.metrics
+            .gangs
+            .get_or_create(&StateLabels { state: "complete" })
+            .set(complete as i64);
+        self.metrics
+            .gangs
+            .get_or_create(&StateLabels { state: "filling" })
+            .set(filling as i64);
+    }
+
+    fn remember(&self, uid: &str, ask: &PodAsk) {
+        if let Ok(mut p) = self.pending.lock() {
+            if p.len() >= PENDING_MAX {
+                p.clear();
+            }
+            p.insert(uid.to_string(), ask.clone());
+        }
+    }
+
+    /// The gang spec of a pod, or why it waits.
+    fn gang_spec(&self, pod: &LeanPod, ask: &PodAsk) -> Result<Option<GangSpec>, String> {
+        let Some(r) = k8s::gang_ref(pod) else { return Ok(None) };
+        let GpuAsk::Whole(k) = ask.gpu else {
+            // The planner places whole-GPU members; others go alone.
+            return Ok(None);
+        };
+        let Some(min) = self.gang_index().resolve(&r)? else {
+            return Ok(None);
+        };
+        let ann = pod.metadata.annotations.as_ref();
+        let level = |key: &str| ann.and_then(|a| a.get(key)).cloned();
+        Ok(Some(GangSpec {
+            id: r.id(),
+            min_members: min,
+            gpus_per_member: k,
+            required: level(REQUIRED_LEVEL_ANNOTATION),
+            preferred: level(PREFERRED_LEVEL_ANNOTATION),
+        }))
+    }
+
+    /// `filter`: the answer, or the message of a 400.
+    pub fn filter(&self, args: ExtenderArgs) -> Result<ExtenderFilterResult, String> {
+        let pod = args.pod.ok_or("the request has no Pod")?;
+        let full = args.nodes;
+        let names: Vec<String> = match (&args.node_names, &full) {
+            (Some(n), _) => n.clone(),
+            (None, Some(list)) => list.items.iter().filter_map(|n| n.metadata.name.clone()).collect(),
+            (None, None) => return Err("the request has neither NodeNames nor Nodes".into()),
+        };
+        let cache_mode = args.node_names.is_some();
+        let ask = match k8s::pod_ask(&pod) {
+            Ok(a) => a,
+            Err(e) => {
+                self.metrics.decision("filter", "error");
+                return Ok(error_result(e.to_string()));
+            }
+        };
+        if let Some(list) = &full {
+            self.learn_nodes(list);
+        }
+        let uid = k8s::pod_uid(&pod);
+        self.remember(&uid, &ask);
+        let mut passed: Vec<String> = Vec::new();
+        let mut failed: BTreeMap<String, String> = BTreeMap::new();
+        let mut unresolvable: BTreeMap<String, String> = BTreeMap::new();
+        let mut plain = true;
+        match self.gang_spec(&pod, &ask) {
+            Err(wait) => {
+                plain = false;
+                self.metrics.decision("filter", "gang_wait");
+                failed = names.iter().map(|n| (n.clone(), wait.clone())).collect();
+            }
+            Ok(Some(spec)) => {
+                let now = self.now();
+                let answer = self.view_mut().gang_filter(&spec, &uid, k8s::rank(&pod), now);
+                match answer {
+                    Err(e) => {
+                        self.metrics.decision("filter", "error");
+                        return Ok(error_result(format!("gang {}: {e}", spec.id)));
+                    }
+                    Ok(GangFilter::Plain) => {}
+                    Ok(GangFilter::Slot { node, slot }) => {
+                        plain = false;
+                        self.metrics.decision("filter", "gang_slot");
+                        for n in &names {
+                            if *n == node {
+                                passed.push(n.clone());
+                            } else {
+                                failed.insert(
+                                    n.clone(),
+                                    format!("gang {} member slot {slot} is reserved on {node}", spec.id),
+                                );
+                            }
+                        }
+                    }
+                    Ok(GangFilter::Wait(reason)) => {
+                        plain = false;
+                        self.metrics.decision("filter", "gang_wait");
+                        failed = names.iter().map(|n| (n.clone(), reason.clone())).collect();
+                    }
+                    Ok(GangFilter::Never(reason)) => {
+                        plain = false;
+                        self.metrics.decision("filter", "gang_never");
+                        unresolvable = names.iter().map(|n| (n.clone(), reason.clone())).collect();
+                    }
+                }
+            }
+            Ok(None) => {}
+        }
+        if plain {
+            let v = self.view();
+            let out = v.filter(&ask, names.iter().map(String::as_str), true);
+            let generation = v.generation();
+            drop(v);
+            self.metrics
+                .decision("filter", if out.passed.is_empty() { "no_fit" } else { "ok" });
+            passed = out.passed;
+            failed = out.failed.into_iter().collect();
+            unresolvable = out.unresolvable.into_iter().collect();
+            let entry = Scored {
+                generation,
+                names: Arc::new(passed.clone()),
+                scores: Arc::new(out.scores),
+            };
+            if let Ok(mut s) = self.scored.lock() {
+                if s.len() >= SCORED_MAX {
+                    s.clear();
+                }
+                s.insert(uid, entry);
+            }
+        }
+        let (nodes, node_names) = if cache_mode {
+            (None, Some(passed))
+        } else {
+            let keep: std::collections::HashSet<&str> = passed.iter().map(String::as_str).collect();
+            let items = full
+                .map(|l| {
+                    l.items
+                        .into_iter()
+                        .filter(|n| n.metadata.name.as_deref().is_some_and(|x| keep.contains(x)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (
+                Some(NodeList {
+                    metadata: Default::default(),
+                    items,
+                }),
+                None,
+            )
+        };
+        Ok(ExtenderFilterResult {
+            nodes,
+            node_names,
+            failed_nodes: Some(failed),
+            failed_and_unresolvable_nodes: Some(unresolvable),
+            error: String::new(),
+        })
+    }
+
+    /// Nodes sent in full that the view does not know yet (no watch, or the
+    /// watch is behind) are added.
+    fn learn_nodes(&self, list: &NodeList) {
+        let unknown: Vec<_> = {
+            let v = self.view();
+            list.items
+                .iter()
+                .filter(|n| n.metadata.name.as_deref().is_some_and(|x| !v.has_node(x)))
+                .collect()
+        };
+        if !unknown.is_empty() {
+            let mut v = self.view_mut();
+            for n in unknown {
+                v.upsert_node(k8s::node_input(n));
+            }
+        }
+    }
+
+    /// `prioritize`: scores for every node asked about, in order.
+    pub fn prioritize(&self, args: ExtenderArgs) -> Result<Vec<HostPriority>, String> {
+        let pod = args.pod.ok_or("the request has no Pod")?;
+        let names: Vec<String> = match (args.node_names, &args.nodes) {
+            (Some(n), _) => n,
+            (None, Some(list)) => list.items.iter().filter_map(|n| n.metadata.name.clone()).collect(),
+            (None, None) => return Err("the request has neither NodeNames nor Nodes".into()),
+        };
+        let Ok(ask) = k8s::pod_ask(&pod) else {
+            // Prioritize errors are ignored by the scheduler; score nothing.
+            return Ok(names.into_iter().map(|host| HostPriority { host, score: 0 }).collect());
+        };
+        if let Some(list) = &args.nodes {
+            self.learn_nodes(list);
+        }
+        let uid = k8s::pod_uid(&pod);
+        let v = self.view();
+        if let Some((_, _, node)) = v.slot_of(&uid) {
+            return Ok(names
+                .into_iter()
+                .map(|host| HostPriority {
+                    score: if host == node {
+                        railyard_core::extender::MAX_SCORE
+                    } else {
+                        0
+                    },
+                    host,
+                })
+                .collect());
+        }
+        let cached = self.scored.lock().ok().and_then(|mut s| s.remove(&uid));
+        if let Some(c) = cached
+            && c.generation == v.generation()
+        {
+            if *c.names == names {
+                return Ok(names
+                    .into_iter()
+                    .zip(c.scores.iter())
+                    .map(|(host, &score)| HostPriority { host, score })
+                    .collect());
+            }
+            let by: HashMap<&str, i64> = c
+                .names
+                .iter()
+                .map(String::as_str)
+                .zip(c.scores.iter().copied())
+                .collect();
+            if names.iter().all(|n| by.contains_key(n.as_str())) {
+                return Ok(names
+                    .into_iter()
+                    .map(|host| HostPriority {
+                        score: by.get(host.as_str()).copied().unwrap_or(0),
+                        host,
+                    })
+                    .collect());
+            }
+        }
+        Ok(v.score(&ask, names.iter().map(String::as_str))
+            .into_iter()
+            .map(|(host, score)| HostPriority { host, score })
+            .collect())
+    }
+
+    /// `bind`: choose devices, assume, create the Binding; undo on failure.
+    pub async fn bind(&self, args: ExtenderBindingArgs) -> ExtenderBindingResult {
+        let fail = |m: &Metrics, e: String| {
+            m.decision("bind", "bind_failed");
+            ExtenderBindingResult { error: e }
+        };
+        if args.pod_name.is_empty() || args.node.is_empty() {
+            return fail(&self.metrics, "PodName and Node are required".into());
+        }
+        let uid = if args.pod_uid.is_empty() {
+            format!("{}/{}", args.pod_namespace, args.pod_name)
+        } else {
+            args.pod_uid.clone()
+        };
+        let ask = self.pending.lock().ok().and_then(|p| p.get(&uid).cloned());
+        let Some(ask) = ask else {
+            return fail(
+                &self.metrics,
+                format!("pod {uid} was not filtered by this extender; it will be retried"),
+            );
+        };
+        let assumed = self.view_mut().assume(&uid, &ask, &args.node);
+        let assumed = match assumed {
+            Ok(a) => a,
+            Err(e) => return fail(&self.metrics, e.to_string()),
+        };
+        let mut annotations = BTreeMap::new();
+        if !assumed.gpus.is_empty() {
+            let gpus: Vec<String> = assumed.gpus.iter().map(u32::to_string).collect();
+            annotations.insert(GPUS_ANNOTATION.to_string(), gpus.join(","));
+        }
+        if let Some((plan, slot)) = &assumed.plan {
+            annotations.insert(
+                GANG_PLAN_ANNOTATION.to_string(),
+                serde_json::to_string(plan).unwrap_or_default(),
+            );
+            annotations.insert(GANG_SLOT_ANNOTATION.to_string(), slot.to_string());
+        }
+        let req = BindRequest {
+            namespace: if args.pod_namespace.is_empty() {
+                "default".into()
+            } else {
+                args.pod_namespace.clone()
+            },
+            name: args.pod_name.clone(),
+            uid: args.pod_uid.clone(),
+            node: args.node.clone(),
+            annotations,
+        };
+        match self.binder.bind(req).await {
+            Ok(()) => {
+                if let Ok(mut p) = self.pending.lock() {
+                    p.remove(&uid);
+                }
+                self.metrics.decision("bind", "bound");
+                ExtenderBindingResult::default()
+            }
+            Err(e) => {
+                self.view_mut().unassume(&uid);
+                fail(&self.metrics, format!("binding {uid} to {}: {e}", args.node))
+            }
+        }
+    }
+
+    /// `preempt`: keeps the candidate nodes where evicting the proposed
+    /// victims really frees a GPU the pod can use (per GPU, not per node
+    /// total), and only the planned node for a gang member.
+    pub fn preempt(&self, args: ExtenderPreemptionArgs) -> Result<ExtenderPreemptionResult, String> {
+        let pod = args.pod.ok_or("the request has no Pod")?;
+        let mut candidates: BTreeMap<String, MetaVictims> = args.node_name_to_meta_victims.unwrap_or_default();
+        for (node, v) in args.node_name_to_victims.unwrap_or_default() {
+            let pods = v
+                .pods
+                .unwrap_or_default()
+                .iter()
+                .map(|p| MetaPod { uid: k8s::pod_uid(p) })
+                .collect();
+            candidates.insert(
+                node,
+                MetaVictims {
+                    pods: Some(pods),
+                    num_pdb_violations: v.num_pdb_violations,
+                },
+            );
+        }
+        let Ok(ask) = k8s::pod_ask(&pod) else {
+            return Ok(ExtenderPreemptionResult {
+                node_name_to_meta_victims: Some(BTreeMap::new()),
+            });
+        };
+        let uid = k8s::pod_uid(&pod);
+        let v = self.view();
+        let slot = v.slot_of(&uid).map(|(_, _, n)| n);
+        let kept = candidates
+            .into_iter()
+            .filter(|(node, victims)| {
+                if slot.as_ref().is_some_and(|s| s != node) {
+                    return false;
+                }
+                if !v.has_node(node) || !ask.wants_gpu() {
+                    return true;
+                }
+                let uids: Vec<&str> = victims.pods.iter().flatten().map(|p| p.uid.as_str()).collect();
+                v.fits_without(&ask, node, &uids)
+            })
+            .collect();
+        self.metrics.decision("preempt", "ok");
+        Ok(ExtenderPreemptionResult {
+            node_name_to_meta_victims: Some(kept),
+        })
+    }
+}
+
+fn error_result(error: String) -> ExtenderFilterResult {
+    ExtenderFilterResult {
+        error,
+        ..ExtenderFilterResult::default()
+    }
+}
+
+/// The router. Verbs under `state.config.url_prefix`; `/healthz` and
+/// `/metrics` at the root.
+pub fn app(state: Arc<AppState>) -> Router {
+    let prefix = state.config.url_prefix.trim_end_matches('/').to_string();
+    let at = |verb: &str| format!("{prefix}/{verb}");
+    Router::new()
+        .route(&at("filter"), post(filter))
+        .route(&at("prioritize"), post(prioritize))
+        .route(&at("bind"), post(bind))
+        .route(&at("preempt"), post(preempt))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(256 << 20))
+        .with_state(state)
+}
+
+fn json<T: Serialize>(v: &T) -> Response {
+    match serde_json::to_vec(v) {
+        Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding the response failed: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+fn bad_request(state: &AppState, verb: &'static str, msg: String) -> Response {
+    state.metrics.decision(verb, "bad_request");
+    (StatusCode::BAD_REQUEST, format!("{verb}: {msg}")).into_response()
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    if body.is_empty() {
+        return Err("empty body; expected extender v1 JSON".into());
+    }
+    serde_json::from_slice(body).map_err(|e| format!("malformed extender v1 JSON: {e}"))
+}
+
+/// Runs a handler, timing it and turning a panic into a 500 with a message.
+async fn guarded<F>(state: &AppState, verb: &'static str, f: F) -> Response
+where
+    F: Future<Output = Response>,
+{
+    let start = Instant::now();
+    let out = match AssertUnwindSafe(f).catch_unwind().await {
+        Ok(r) => r,
+        Err(_) => {
+            state.metrics.decision(verb, "error");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{verb}: internal error (panic); see the extender's log"),
+            )
+                .into_response()
+        }
+    };
+    state.metrics.observe(verb, start.elapsed().as_secs_f64());
+    out
+}
+
+async fn filter(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
+    guarded(&s, "filter", async {
+        match parse::<ExtenderArgs>(&body).and_then(|a| s.filter(a)) {
+            Ok(r) => json(&r),
+            Err(e) => bad_request(&s, "filter", e),
+        }
+    })
+    .await
+}
+
+async fn prioritize(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
+    guarded(&s, "prioritize", async {
+        match parse::<ExtenderArgs>(&body).and_then(|a| s.prioritize(a)) {
+            Ok(r) => {
+                s.metrics.decision("prioritize", "ok");
+                json(&r)
+            }
+            Err(e) => bad_request(&s, "prioritize", e),
+        }
+    })
+    .await
+}
+
+async fn bind(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
+    guarded(&s, "bind", async {
+        match parse::<ExtenderBindingArgs>(&body) {
+            Ok(a) => json(&s.bind(a).await),
+            Err(e) => bad_request(&s, "bind", e),
+        }
+    })
+    .await
+}
+
+async fn preempt(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
+    guarded(&s, "preempt", async {
+        match parse::<ExtenderPreemptionArgs>(&body).and_then(|a| s.preempt(a)) {
+            Ok(r) => json(&r),
+            Err(e) => bad_request(&s, "preempt", e),
+        }
+    })
+    .await
+}
+
+async fn healthz(State(s): State<Arc<AppState>>) -> Response {
+    if s.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ok").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "cluster view not synced yet").into_response()
+    }
+}
+
+async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    let mut out = String::new();
+    match prometheus_client::encoding::text::encode(&mut out, &s.registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            out,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}")).into_response(),
+    }
+}

@@ -1,0 +1,16 @@
+//! `railyard-scheduler`: Railyard's kube-scheduler extender.
+//!
+//! [`app`] serves the extender v1 verbs (`filter`, `prioritize`, `bind`,
+//! `preempt`) over HTTP/JSON; [`watch`] keeps the cluster view current from
+//! the API (Nodes, Pods, PodGroups, and the upstream Workload API where the
+//! cluster serves it); [`binder::KubeBinder`] creates Bindings. Every
+//! decision is made by `railyard_core::extender`.
+
+pub mod app;
+pub mod binder;
+pub mod k8s;
+pub mod metrics;
+pub mod watch;
+pub mod wire;
+
+pub use app::{AppState, BindRequest, Binder, Config, GangIndex, RecordingBinder, app};

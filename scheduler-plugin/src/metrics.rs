@@ -1,0 +1,86 @@
+//! Prometheus metrics, registered into a registry the caller owns. Labels
+//! are fixed vocabularies (verb, outcome, state); error text never goes into
+//! a label.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerbLabels {
+    pub verb: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    pub verb: &'static str,
+    /// `ok`, `error`, `bad_request`, `no_fit`, `gang_slot`, `gang_wait`,
+    /// `gang_never`, `bound`, `bind_failed`.
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    /// `filling` or `complete`.
+    pub state: &'static str,
+}
+
+fn latency() -> Histogram {
+    // 50 µs .. ~1.6 s.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.00005, 2.0, 16,
+    ))
+}
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub latency: Family<VerbLabels, Histogram, fn() -> Histogram>,
+    pub decisions: Family<DecisionLabels, Counter>,
+    pub gangs: Family<StateLabels, Gauge>,
+    pub nodes: Gauge,
+    pub pods: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            latency: Family::new_with_constructor(latency as fn() -> Histogram),
+            decisions: Family::default(),
+            gangs: Family::default(),
+            nodes: Gauge::default(),
+            pods: Gauge::default(),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn new(registry: &mut Registry) -> Metrics {
+        let m = Metrics::default();
+        let r = registry.sub_registry_with_prefix("railyard_scheduler");
+        r.register(
+            "request_duration_seconds",
+            "Extender request latency by verb",
+            m.latency.clone(),
+        );
+        r.register(
+            "decisions",
+            "Extender decisions by verb and outcome",
+            m.decisions.clone(),
+        );
+        r.register("gang_reservations", "Gang reservations by state", m.gangs.clone());
+        r.register("nodes", "Nodes in the extender's view", m.nodes.clone());
+        r.register("pods", "Pods placed in the extender's view", m.pods.clone());
+        m
+    }
+
+    pub fn decision(&self, verb: &'static str, outcome: &'static str) {
+        self.decisions.get_or_create(&DecisionLabels { verb, outcome }).inc();
+    }
+
+    pub fn observe(&self, verb: &'static str, seconds: f64) {
+        self.latency.get_or_create(&VerbLabels { verb }).observe(seconds);
+    }
+}

@@ -1,0 +1,277 @@
+//! Every verb through `Router::oneshot`, including malformed bodies.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::*;
+use serde_json::{Value, json};
+
+fn shared_nodes(f: &Fixture) {
+    let res = [("nvidia.com/gpu.shared", "8")];
+    let labels = [("nvidia.com/gpu.count", "2"), ("nvidia.com/gpu.replicas", "4")];
+    f.add_node(&node("s1", &res, &labels, None));
+    f.add_node(&node("s2", &res, &labels, None));
+    f.add_node(&node("g1", &[("nvidia.com/gpu", "2")], &[], None));
+}
+
+#[tokio::test]
+async fn filter_speaks_extender_v1_in_node_cache_mode() {
+    let f = Fixture::new(60_000);
+    shared_nodes(&f);
+    // s1: two replicas used on each GPU (half of each GPU): 4 replicas free
+    // on the node, but no single GPU has 3.
+    for (i, gpu) in [(0, "0"), (1, "1")] {
+        let mut p = pod(
+            "ns",
+            &format!("u{i}"),
+            &format!("uid-u{i}"),
+            &[("nvidia.com/gpu.shared", "2")],
+            &[],
+        );
+        p["spec"]["nodeName"] = json!("s1");
+        p["metadata"]["annotations"] = json!({"railyard.dev/gpus": gpu});
+        f.observe(&p);
+    }
+    let p = pod("ns", "p", "uid-p", &[("nvidia.com/gpu.shared", "3")], &[]);
+    let r = f
+        .post_json(
+            "filter",
+            &json!({"Pod": p, "Nodes": null, "NodeNames": ["s1", "s2", "g1", "nope"]}),
+        )
+        .await;
+    let obj = r.as_object().expect("object");
+    let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    for k in [
+        "Nodes",
+        "NodeNames",
+        "FailedNodes",
+        "FailedAndUnresolvableNodes",
+        "Error",
+    ] {
+        assert!(keys.contains(&k), "missing {k} in {r}");
+    }
+    assert_eq!(r["Nodes"], Value::Null);
+    assert_eq!(r["NodeNames"], json!(["s2"]));
+    assert_eq!(r["FailedNodes"]["s1"], "no single GPU has enough free share");
+    assert!(r["FailedNodes"]["nope"].is_string());
+    assert_eq!(
+        r["FailedAndUnresolvableNodes"]["g1"],
+        "node advertises no nvidia.com/gpu.shared"
+    );
+    assert_eq!(r["Error"], "");
+}
+
+#[tokio::test]
+async fn filter_with_full_nodes_returns_node_objects() {
+    let f = Fixture::new(60_000);
+    let a = node("a", &[("nvidia.com/gpu", "4")], &[], None);
+    let b = node("b", &[("nvidia.com/gpu", "1")], &[], None);
+    let p = pod("ns", "p", "uid-p", &[("nvidia.com/gpu", "2")], &[]);
+    // The view learns nodes it has not seen from the request itself.
+    let r = f
+        .post_json(
+            "filter",
+            &json!({"Pod": p, "Nodes": {"metadata": {}, "items": [a, b]}, "NodeNames": null}),
+        )
+        .await;
+    assert_eq!(r["NodeNames"], Value::Null);
+    let items = r["Nodes"]["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["metadata"]["name"], "a");
+    assert!(r["FailedAndUnresolvableNodes"]["b"].is_string());
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_400_with_a_message() {
+    let f = Fixture::new(60_000);
+    for verb in ["filter", "prioritize", "bind", "preempt"] {
+        for body in [&b""[..], b"{", b"[1,2]", b"{\"Pod\": 7}", b"null"] {
+            let (status, msg) = f.post(verb, body.to_vec()).await;
+            assert_eq!(
+                status,
+                StatusCode::BAD_REQUEST,
+                "{verb} {:?}",
+                String::from_utf8_lossy(body)
+            );
+            let msg = String::from_utf8_lossy(&msg);
+            assert!(msg.starts_with(verb) && msg.len() > verb.len() + 5, "{msg}");
+        }
+    }
+    // Parses, but is not a request that can be served.
+    for verb in ["filter", "prioritize"] {
+        let (status, msg) = f.post(verb, b"{\"NodeNames\": [\"a\"]}".to_vec()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(String::from_utf8_lossy(&msg).contains("no Pod"));
+        let p = pod("ns", "p", "u", &[], &[]);
+        let (status, msg) = f.post(verb, serde_json::to_vec(&json!({"Pod": p})).unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(String::from_utf8_lossy(&msg).contains("neither NodeNames nor Nodes"));
+    }
+}
+
+#[tokio::test]
+async fn requests_it_cannot_serve_get_error_in_the_result() {
+    let f = Fixture::new(60_000);
+    shared_nodes(&f);
+    let p = pod(
+        "ns",
+        "p",
+        "u",
+        &[("nvidia.com/gpu", "1"), ("nvidia.com/gpu.shared", "1")],
+        &[],
+    );
+    let r = f.post_json("filter", &json!({"Pod": p, "NodeNames": ["g1"]})).await;
+    assert!(r["Error"].as_str().unwrap().contains("both"), "{r}");
+    // Bind of a pod never filtered.
+    let b = f
+        .post_json(
+            "bind",
+            &json!({"PodName": "x", "PodNamespace": "ns", "PodUID": "ux", "Node": "g1"}),
+        )
+        .await;
+    assert!(!b["Error"].as_str().unwrap().is_empty());
+    let b = f
+        .post_json(
+            "bind",
+            &json!({"PodName": "", "PodNamespace": "ns", "PodUID": "", "Node": ""}),
+        )
+        .await;
+    assert!(b["Error"].as_str().unwrap().contains("required"));
+}
+
+#[tokio::test]
+async fn prioritize_scores_every_node_0_to_10_in_order() {
+    let f = Fixture::new(60_000);
+    shared_nodes(&f);
+    let mut used = pod("ns", "u", "uid-u", &[("nvidia.com/gpu.shared", "2")], &[]);
+    used["spec"]["nodeName"] = json!("s2");
+    f.observe(&used);
+    f.state.tick();
+    let p = pod("ns", "p", "uid-p", &[("nvidia.com/gpu.shared", "2")], &[]);
+    // Without a preceding filter (computed), then after one (cached).
+    for _ in 0..2 {
+        let r = f
+            .post_json(
+                "prioritize",
+                &json!({"Pod": p, "Nodes": null, "NodeNames": ["s1", "s2", "g1"]}),
+            )
+            .await;
+        let list = r.as_array().expect("HostPriorityList");
+        let hosts: Vec<&str> = list.iter().map(|h| h["Host"].as_str().unwrap()).collect();
+        assert_eq!(hosts, vec!["s1", "s2", "g1"]);
+        assert!(list.iter().all(|h| (0..=10).contains(&h["Score"].as_i64().unwrap())));
+        assert_eq!(list[1]["Score"], 10, "{r}");
+        assert!(list[0]["Score"].as_i64().unwrap() < 10);
+        assert_eq!(list[2]["Score"], 0);
+        f.post_json("filter", &json!({"Pod": p, "NodeNames": ["s1", "s2", "g1"]}))
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn bind_records_the_decision_and_never_double_books() {
+    let f = Fixture::new(60_000);
+    shared_nodes(&f);
+    let a = pod("ns", "a", "uid-a", &[("nvidia.com/gpu", "2")], &[]);
+    let b = pod("ns", "b", "uid-b", &[("nvidia.com/gpu", "1")], &[]);
+    // Both pass filter against the same state...
+    for p in [&a, &b] {
+        let r = f.post_json("filter", &json!({"Pod": p, "NodeNames": ["g1"]})).await;
+        assert_eq!(r["NodeNames"], json!(["g1"]));
+    }
+    // ...the first bind takes both GPUs, the second is refused.
+    let ra = f
+        .post_json(
+            "bind",
+            &json!({"PodName": "a", "PodNamespace": "ns", "PodUID": "uid-a", "Node": "g1"}),
+        )
+        .await;
+    assert_eq!(ra["Error"], "");
+    let rb = f
+        .post_json(
+            "bind",
+            &json!({"PodName": "b", "PodNamespace": "ns", "PodUID": "uid-b", "Node": "g1"}),
+        )
+        .await;
+    assert!(rb["Error"].as_str().unwrap().contains("no longer fits"), "{rb}");
+    let bound = f.binder.bound.lock().unwrap().clone();
+    assert_eq!(bound.len(), 1);
+    assert_eq!(bound[0].node, "g1");
+    assert_eq!(bound[0].uid, "uid-a");
+    assert_eq!(bound[0].annotations["railyard.dev/gpus"], "0,1");
+    // A failed API binding is undone.
+    f.binder.fail_nodes.lock().unwrap().push("s1".into());
+    let c = pod("ns", "c", "uid-c", &[("nvidia.com/gpu.shared", "4")], &[]);
+    f.post_json("filter", &json!({"Pod": c, "NodeNames": ["s1"]})).await;
+    let rc = f
+        .post_json(
+            "bind",
+            &json!({"PodName": "c", "PodNamespace": "ns", "PodUID": "uid-c", "Node": "s1"}),
+        )
+        .await;
+    assert!(rc["Error"].as_str().unwrap().contains("refused"));
+    assert!(f.state.view().pod_state("uid-c").is_none());
+}
+
+#[tokio::test]
+async fn preempt_keeps_nodes_where_victims_free_one_gpu() {
+    let f = Fixture::new(60_000);
+    shared_nodes(&f);
+    // s1: GPU 0 has 3 replicas used by v1; GPU 1 has 3 used by v2.
+    for (v, gpu) in [("v1", "0"), ("v2", "1")] {
+        let mut p = pod("ns", v, &format!("uid-{v}"), &[("nvidia.com/gpu.shared", "3")], &[]);
+        p["spec"]["nodeName"] = json!("s1");
+        p["metadata"]["annotations"] = json!({"railyard.dev/gpus": gpu});
+        f.observe(&p);
+        let mut q = p.clone();
+        q["spec"]["nodeName"] = json!("s2");
+        q["metadata"]["uid"] = json!(format!("uid-{v}-s2"));
+        f.observe(&q);
+    }
+    // A pod needing a whole GPU's replicas: evicting v1 frees GPU 0 on s1;
+    // on s2 the victim named (a 1-replica pod that is not there) frees nothing.
+    let p = pod("ns", "p", "uid-p", &[("nvidia.com/gpu.shared", "4")], &[]);
+    let args = json!({
+        "Pod": p,
+        "NodeNameToVictims": null,
+        "NodeNameToMetaVictims": {
+            "s1": {"Pods": [{"UID": "uid-v1"}], "NumPDBViolations": 0},
+            "s2": {"Pods": [{"UID": "ghost"}], "NumPDBViolations": 1},
+        },
+    });
+    let r = f.post_json("preempt", &args).await;
+    let kept = r["NodeNameToMetaVictims"].as_object().expect("map");
+    assert_eq!(kept.keys().collect::<Vec<_>>(), vec!["s1"]);
+    assert_eq!(r["NodeNameToMetaVictims"]["s1"]["Pods"][0]["UID"], "uid-v1");
+    // Full victims (not nodeCacheCapable) are answered as meta victims.
+    let mut v2 = pod("ns", "v2", "uid-v2", &[("nvidia.com/gpu.shared", "3")], &[]);
+    v2["spec"]["nodeName"] = json!("s1");
+    let args = json!({"Pod": p, "NodeNameToVictims": {"s1": {"Pods": [v2], "NumPDBViolations": 0}}});
+    let r = f.post_json("preempt", &args).await;
+    assert_eq!(r["NodeNameToMetaVictims"]["s1"]["Pods"][0]["UID"], "uid-v2");
+}
+
+#[tokio::test]
+async fn healthz_and_metrics() {
+    let f = Fixture::new(60_000);
+    shared_nodes(&f);
+    let (s, body) = f.get("/healthz").await;
+    assert_eq!((s, body.as_str()), (StatusCode::OK, "ok"));
+    let p = pod("ns", "p", "uid-p", &[("nvidia.com/gpu", "1")], &[]);
+    f.post_json("filter", &json!({"Pod": p, "NodeNames": ["g1"]})).await;
+    let _ = f.post("filter", b"{".to_vec()).await;
+    f.state.tick();
+    let (s, m) = f.get("/metrics").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(m.contains("railyard_scheduler_request_duration_seconds_bucket{"), "{m}");
+    assert!(m.contains("verb=\"filter\""));
+    assert!(
+        m.contains("railyard_scheduler_decisions_total{verb=\"filter\",outcome=\"bad_request\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("railyard_scheduler_nodes 3"));
+    assert!(m.contains("railyard_scheduler_gang_reservations{state=\"filling\"} 0"));
+    // Unknown paths are 404, the wrong method 405.
+    assert_eq!(f.get("/railyard/filter").await.0, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(f.get("/nope").await.0, StatusCode::NOT_FOUND);
+}
