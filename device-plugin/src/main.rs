@@ -12,6 +12,7 @@ use railyard_device_plugin::options::{Backend, Options};
 use railyard_device_plugin::topology::NoopAnnotator;
 use railyard_device_plugin::{PluginConfig, dry_run, http, spawn};
 use railyard_gpu::{GpuBackend, NvmlBackend, NvmlConfig, SimBackend};
+use railyard_watchdog::events::LogEventRecorder;
 
 fn main() -> anyhow::Result<()> {
     let opts = Options::parse();
@@ -71,6 +72,8 @@ async fn run(opts: Options, labels: FlagOrFileLabels) -> anyhow::Result<()> {
         labels: Arc::new(labels),
         machine,
         metrics,
+        // No Kubernetes client in this build: the watchdog's pod Events are logged.
+        events: Arc::new(LogEventRecorder),
     };
     let (handle, task) = spawn(cfg, true).await?;
     if let Some(addr) = metrics_addr {

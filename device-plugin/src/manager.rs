@@ -18,6 +18,9 @@ use railyard_kubelet_api::deviceplugin::v1beta1::device_plugin_server::DevicePlu
 use railyard_kubelet_api::deviceplugin::v1beta1::registration_client::RegistrationClient;
 use railyard_kubelet_api::deviceplugin::v1beta1::{HEALTHY, KUBELET_SOCKET_NAME, RegisterRequest, VERSION};
 use railyard_kubelet_api::unix;
+use railyard_watchdog::events::EventRecorder;
+use railyard_watchdog::policy::Mode;
+use railyard_watchdog::{NodeView, Watchdog};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -75,6 +78,9 @@ pub struct PluginConfig {
     /// Topology source; `None`: derived from the inventory.
     pub machine: Option<MachineProfile>,
     pub metrics: Metrics,
+    /// Where the watchdog's pod Events go (no Kubernetes client in this
+    /// build: the binary logs them).
+    pub events: Arc<dyn EventRecorder>,
 }
 
 /// Talks to a running plugin.
@@ -161,6 +167,8 @@ struct Manager {
     servers: BTreeMap<String, ResourceServer>,
     kubelet_id: Option<SockId>,
     status: watch::Sender<Status>,
+    /// Shares and devices for the watchdog; dropping it stops the watchdog.
+    watchdog_view: watch::Sender<Arc<NodeView>>,
 }
 
 /// Starts the plugin: enumerates GPUs, loads the config (an invalid one at
@@ -198,7 +206,9 @@ pub async fn spawn(cfg: PluginConfig, signals: bool) -> Result<(PluginHandle, Jo
         }
     };
     let (status, status_rx) = watch::channel(Status::default());
+    let (watchdog_view, view_rx) = watch::channel(Arc::new(NodeView::default()));
     let mut m = Manager {
+        watchdog_view,
         kubelet_sock: dir.join(KUBELET_SOCKET_NAME),
         dir,
         inventory,
@@ -218,6 +228,19 @@ pub async fn spawn(cfg: PluginConfig, signals: bool) -> Result<(PluginHandle, Jo
     m.apply(source, &config)?;
     m.check_sockets().await;
     m.status.send_modify(|s| s.running = true);
+    let wd = m.cfg.options.watchdog();
+    if wd.policy.mode == Mode::Off {
+        tracing::info!("GPU memory watchdog off (--watchdog-mode off)");
+    } else {
+        let watchdog = Watchdog::new(
+            wd,
+            m.cfg.backend.clone(),
+            view_rx,
+            m.cfg.events.clone(),
+            m.cfg.metrics.watchdog.clone(),
+        );
+        tokio::spawn(watchdog.run());
+    }
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<()>(4);
     let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
@@ -289,6 +312,8 @@ impl Manager {
         self.resources = resources;
         self.settings = settings;
         self.source = Some(source);
+        self.watchdog_view
+            .send_replace(Arc::new(NodeView::new(&self.inventory, &self.resources)));
         self.rejected_source = None;
         // Stop servers of resources that went away.
         let keep: BTreeSet<String> = self.resources.iter().map(|r| r.name.clone()).collect();

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub config_reloads: Family<Labels, Counter>,
     /// Health events from the GPU backend, by kind.
     pub health_events: Family<Labels, Counter>,
+    /// The GPU memory watchdog's metrics (prefix `railyard_watchdog_`).
+    pub watchdog: railyard_watchdog::metrics::WatchdogMetrics,
 }
 
 pub fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -31,7 +33,10 @@ pub fn labels(pairs: &[(&str, &str)]) -> Labels {
 
 impl Metrics {
     pub fn new(registry: &mut Registry) -> Metrics {
-        let m = Metrics::default();
+        let m = Metrics {
+            watchdog: railyard_watchdog::metrics::WatchdogMetrics::new(registry),
+            ..Metrics::default()
+        };
         let r = registry.sub_registry_with_prefix("railyard_device_plugin");
         r.register(
             "devices",

@@ -6,10 +6,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use railyard_core::allocation::ReplicaPolicy;
 use railyard_core::config::device_plugin::{DeviceIdStrategy, MigStrategy};
+use railyard_watchdog::WatchdogConfig;
+use railyard_watchdog::policy::{Mode, PolicyConfig};
 
 /// Railyard's Kubernetes device plugin: advertises GPUs, MIG devices and
 /// shared replicas to kubelet, as NVIDIA's k8s-device-plugin does.
@@ -139,6 +142,67 @@ pub struct Options {
     /// How often sockets are checked for a kubelet restart, in ms.
     #[arg(long, env = "SOCKET_POLL_MS", default_value_t = 100)]
     pub socket_poll_ms: u64,
+
+    /// GPU memory watchdog for shared replicas: `enforce` (signal containers
+    /// over their share), `warn` (log, Event and metrics only) or `off`.
+    #[arg(long, env = "WATCHDOG_MODE", default_value = "enforce")]
+    pub watchdog_mode: Mode,
+
+    /// How long a container may stay over its memory share before it is
+    /// reported (and, in `enforce`, sent SIGTERM). `500ms`, `5s`, `1m`.
+    #[arg(long, env = "WATCHDOG_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub watchdog_grace: Duration,
+
+    /// Between SIGTERM and SIGKILL.
+    #[arg(long, env = "WATCHDOG_KILL_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub watchdog_kill_grace: Duration,
+
+    /// Between watchdog scans.
+    #[arg(long, env = "WATCHDOG_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub watchdog_interval: Duration,
+
+    /// GPU process data older than this (a slow or hung NVML) is not acted on.
+    #[arg(long, env = "WATCHDOG_MAX_STALENESS", default_value = "10s", value_parser = parse_duration)]
+    pub watchdog_max_staleness: Duration,
+
+    /// Kubelet's PodResources socket.
+    #[arg(
+        long,
+        env = "POD_RESOURCES_SOCKET",
+        default_value = "/var/lib/kubelet/pod-resources/kubelet.sock"
+    )]
+    pub pod_resources_socket: PathBuf,
+
+    /// The container runtime's CRI socket (default: containerd's
+    /// `/run/containerd/containerd.sock`, else CRI-O's `/var/run/crio/crio.sock`).
+    #[arg(long, env = "CRI_SOCKET")]
+    pub cri_socket: Option<PathBuf>,
+
+    /// The host's `/proc` (the plugin needs `hostPID`); a stand-in for tests.
+    #[arg(long, env = "PROC_ROOT", default_value = "/proc")]
+    pub proc_root: PathBuf,
+}
+
+/// `500ms`, `5s`, `2m`, or a bare number of seconds (`1.5`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}; use e.g. 500ms, 5s, 1m"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("invalid duration {s:?}: must be a non-negative number"));
+    }
+    Ok(Duration::from_secs_f64(v * scale))
 }
 
 fn parse_id_strategy(s: &str) -> Result<DeviceIdStrategy, String> {
@@ -162,10 +226,61 @@ impl Options {
         Options::parse_from(["railyard-device-plugin"])
     }
 
+    /// The watchdog's settings from the flags.
+    pub fn watchdog(&self) -> WatchdogConfig {
+        WatchdogConfig {
+            policy: PolicyConfig {
+                mode: self.watchdog_mode,
+                grace: self.watchdog_grace,
+                kill_grace: self.watchdog_kill_grace,
+                max_staleness: self.watchdog_max_staleness,
+            },
+            interval: self.watchdog_interval,
+            pod_resources_socket: self.pod_resources_socket.clone(),
+            cri_socket: self.cri_socket.clone(),
+            proc_root: self.proc_root.clone(),
+            ..WatchdogConfig::default()
+        }
+    }
+
     pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, String> {
         match self.metrics_addr.as_deref() {
             None | Some("") => Ok(None),
             Some(a) => a.parse().map(Some).map_err(|e| format!("--metrics-addr {a:?}: {e}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn durations_and_watchdog_flags() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1s").is_err());
+        let o = Options::try_parse_from([
+            "railyard-device-plugin",
+            "--watchdog-mode",
+            "warn",
+            "--watchdog-grace",
+            "2s",
+            "--cri-socket",
+            "/var/run/crio/crio.sock",
+        ])
+        .unwrap();
+        let w = o.watchdog();
+        assert_eq!(w.policy.mode, Mode::Warn);
+        assert_eq!(w.policy.grace, Duration::from_secs(2));
+        assert_eq!(w.policy.kill_grace, Duration::from_secs(10));
+        assert_eq!(w.interval, Duration::from_secs(1));
+        assert_eq!(w.cri_socket.unwrap(), PathBuf::from("/var/run/crio/crio.sock"));
+        assert!(Options::try_parse_from(["railyard-device-plugin", "--watchdog-mode", "kill"]).is_err());
     }
 }

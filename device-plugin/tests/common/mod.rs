@@ -17,6 +17,7 @@ use railyard_device_plugin::{Options, PluginConfig, PluginHandle, spawn};
 use railyard_gpu::{GpuBackend, SimBackend};
 use railyard_kubelet_api::deviceplugin::v1beta1::Device;
 use railyard_kubelet_api::fake::{FakeKubelet, TempDir};
+use railyard_watchdog::events::RecordingEventRecorder;
 use tokio::task::JoinHandle;
 
 /// Generous: tests wait for events, never for a fixed time.
@@ -60,6 +61,7 @@ pub struct Env {
     pub task: JoinHandle<()>,
     pub registry: Registry,
     pub annotator: RecordingAnnotator,
+    pub events: RecordingEventRecorder,
 }
 
 impl Env {
@@ -94,6 +96,10 @@ pub fn base_options(kubelet: &FakeKubelet, tmp: &Path) -> Options {
     o.config_poll_ms = 25;
     o.socket_poll_ms = 20;
     o.publish_topology = true;
+    // The watchdog runs, but against sockets and a /proc nobody serves.
+    o.pod_resources_socket = tmp.join("pod-resources/kubelet.sock");
+    o.cri_socket = Some(tmp.join("containerd/containerd.sock"));
+    o.proc_root = tmp.join("proc");
     o
 }
 
@@ -115,7 +121,9 @@ pub async fn start(
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
     let annotator = RecordingAnnotator::default();
+    let events = RecordingEventRecorder::default();
     let cfg = PluginConfig {
+        events: Arc::new(events.clone()),
         labels: Arc::new(FlagOrFileLabels::from_options(&o)),
         options: o,
         backend,
@@ -131,6 +139,7 @@ pub async fn start(
         task,
         registry,
         annotator,
+        events,
     }
 }
 
