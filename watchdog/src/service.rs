@@ -321,9 +321,10 @@ impl Watchdog {
             .iter()
             .map(|u| (usage_labels(u), u.usage_mib, u.share_mib))
             .collect();
-        if report.skipped.is_none() {
-            self.metrics.set_usage(&rows);
-        }
+        // Skipped scans have no trustworthy usage: the series go away
+        // rather than show old values.
+        self.metrics
+            .set_usage(if report.skipped.is_none() { &rows } else { &[] });
         // Episodes starting and ending (the grace period runs from here).
         let over_now: BTreeSet<(ContainerKey, String)> = report
             .usage
