@@ -119,7 +119,6 @@ pub struct Config {
     pub view: ViewConfig,
 }
 
-
 type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// Scores computed by filter, reused by the prioritize call that follows.

@@ -340,6 +340,7 @@ impl ClusterView {
                 milli: MILLI,
                 state,
                 applied: true,
+                hint: None,
                 gang: Some((gang.to_string(), slot)),
             },
         );

@@ -77,6 +77,8 @@ pub(crate) struct PodRecord {
     pub state: PodState,
     /// Counted into the node's usage (false while the node is unknown).
     pub applied: bool,
+    /// GPU indices recorded in the API, applied when the node is known.
+    pub hint: Option<Vec<u32>>,
     pub gang: Option<(String, usize)>,
 }
 
@@ -607,6 +609,9 @@ impl ClusterView {
             return;
         }
         let node = &mut self.nodes[i];
+        if let Some(m) = r.hint.as_ref().and_then(|g| node.positions(g)) {
+            r.mask = m;
+        }
         let (mask, milli) = match &r.ask.gpu {
             GpuAsk::Whole(k) => {
                 let free = node.free_mask();
@@ -692,19 +697,16 @@ impl ClusterView {
                 return;
             }
         }
-        let mask = match (idx, &obs.gpus) {
-            (Some(i), Some(g)) => self.nodes[i].positions(g).unwrap_or(0),
-            _ => 0,
-        };
         self.pods.insert(
             obs.uid.clone(),
             PodRecord {
                 node: node.clone(),
                 ask: obs.ask,
-                mask,
+                mask: 0,
                 milli: 0,
                 state: PodState::Bound,
                 applied: false,
+                hint: obs.gpus.clone(),
                 gang: obs.plan.as_ref().map(|(p, s)| (p.gang.clone(), *s)),
             },
         );
@@ -843,6 +845,7 @@ impl ClusterView {
                 milli,
                 state: PodState::Assumed,
                 applied: true,
+                hint: None,
                 gang: None,
             },
         );
