@@ -33,10 +33,18 @@ pub enum ConfigError {
     Invalid { name: String, message: String },
 }
 
-/// Where the node's labels come from. Production with API access would
-/// read the Node object; this build reads a flag or a file (see README).
+/// Where the node's labels come from: the watched Node object with API
+/// access ([`crate::kubeapi::KubeNodeLabels`]), else a flag or a file (see
+/// README).
 pub trait NodeLabels: Send + Sync + std::fmt::Debug {
     fn get(&self, key: &str) -> Result<Option<String>, ConfigError>;
+
+    /// Ticks when the labels may have changed, for sources that are told
+    /// (a Node watch); the config is then checked at once. Sources without
+    /// it are polled every `--config-poll-ms`.
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }
 
 /// Labels from `--node-config-label` and/or `--node-labels-file`.

@@ -8,6 +8,7 @@ pub mod config;
 pub mod dry_run;
 pub mod edits;
 pub mod http;
+pub mod kubeapi;
 pub mod manager;
 pub mod metrics;
 pub mod options;

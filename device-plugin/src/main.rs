@@ -1,18 +1,20 @@
 //! `railyard-device-plugin`: see README.md for flags and examples.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use prometheus_client::registry::Registry;
 use railyard_core::machine::MachineProfile;
-use railyard_device_plugin::config::FlagOrFileLabels;
+use railyard_device_plugin::config::{FlagOrFileLabels, NodeLabels};
+use railyard_device_plugin::kubeapi::{self, KubeAnnotator, KubeEventRecorder, KubeNodeLabels};
 use railyard_device_plugin::metrics::Metrics;
 use railyard_device_plugin::options::{Backend, Options};
-use railyard_device_plugin::topology::NoopAnnotator;
+use railyard_device_plugin::topology::{NodeAnnotator, NoopAnnotator};
 use railyard_device_plugin::{PluginConfig, dry_run, http, spawn};
 use railyard_gpu::{GpuBackend, NvmlBackend, NvmlConfig, SimBackend};
-use railyard_watchdog::events::LogEventRecorder;
+use railyard_watchdog::events::{EventRecorder, LogEventRecorder};
 
 fn main() -> anyhow::Result<()> {
     let opts = Options::parse();
@@ -37,7 +39,44 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(run(opts, labels))
 }
 
-async fn run(opts: Options, labels: FlagOrFileLabels) -> anyhow::Result<()> {
+/// How long the first list of this node may take at start.
+const NODE_LIST_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn run(opts: Options, file_labels: FlagOrFileLabels) -> anyhow::Result<()> {
+    let kube = kubeapi::client(&opts).await.map_err(anyhow::Error::msg)?;
+    // Node labels: explicit flags/file win; else the watched Node when
+    // named configs are used with API access.
+    let explicit = opts.node_config_label.is_some() || opts.node_labels_file.is_some();
+    let labels: Arc<dyn NodeLabels> = match &kube {
+        Some((client, node)) if opts.config_dir.is_some() && !explicit => {
+            let l = tokio::time::timeout(NODE_LIST_TIMEOUT, KubeNodeLabels::start(client.clone(), node))
+                .await
+                .map_err(|_| anyhow::anyhow!("watching Node {node}: no list within {NODE_LIST_TIMEOUT:?}"))?
+                .map_err(anyhow::Error::msg)?;
+            tracing::info!(%node, "node labels from the Kubernetes API (watching the Node)");
+            Arc::new(l)
+        }
+        _ => Arc::new(file_labels),
+    };
+    let (annotator, events): (Arc<dyn NodeAnnotator>, Arc<dyn EventRecorder>) = match &kube {
+        Some((client, node)) => {
+            tracing::info!(%node, "Kubernetes API access on: topology annotation and pod Events are written");
+            let (events, _task) = KubeEventRecorder::spawn(client.clone(), node.clone());
+            (
+                Arc::new(KubeAnnotator::new(client.clone(), node.clone())),
+                Arc::new(events),
+            )
+        }
+        None => {
+            tracing::info!("no Kubernetes API access (--kube-api): annotation and pod Events are only logged");
+            (
+                Arc::new(NoopAnnotator {
+                    node: opts.node_name.clone(),
+                }),
+                Arc::new(LogEventRecorder),
+            )
+        }
+    };
     let machine = match &opts.machine {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
@@ -64,16 +103,13 @@ async fn run(opts: Options, labels: FlagOrFileLabels) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
     let cfg = PluginConfig {
-        annotator: Arc::new(NoopAnnotator {
-            node: opts.node_name.clone(),
-        }),
+        annotator,
         options: opts,
         backend,
-        labels: Arc::new(labels),
+        labels,
         machine,
         metrics,
-        // No Kubernetes client in this build: the watchdog's pod Events are logged.
-        events: Arc::new(LogEventRecorder),
+        events,
     };
     let (handle, task) = spawn(cfg, true).await?;
     if let Some(addr) = metrics_addr {

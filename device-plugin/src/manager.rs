@@ -29,7 +29,7 @@ use crate::edits::{Settings, cdi_spec, write_cdi_spec};
 use crate::metrics::{Metrics, labels};
 use crate::options::Options;
 use crate::service::{PluginService, Snapshot, options};
-use crate::topology::{self, NodeAnnotator, TOPOLOGY_ANNOTATION};
+use crate::topology::{self, NodeAnnotator};
 
 /// How long a Register call may take.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -78,8 +78,8 @@ pub struct PluginConfig {
     /// Topology source; `None`: derived from the inventory.
     pub machine: Option<MachineProfile>,
     pub metrics: Metrics,
-    /// Where the watchdog's pod Events go (no Kubernetes client in this
-    /// build: the binary logs them).
+    /// Where the watchdog's pod Events go: the API with `--kube-api`, else
+    /// the log.
     pub events: Arc<dyn EventRecorder>,
 }
 
@@ -166,9 +166,13 @@ struct Manager {
     settings: Arc<Settings>,
     servers: BTreeMap<String, ResourceServer>,
     kubelet_id: Option<SockId>,
+    /// The last kubelet socket that existed.
+    kubelet_seen: Option<SockId>,
     status: watch::Sender<Status>,
     /// Shares and devices for the watchdog; dropping it stops the watchdog.
     watchdog_view: watch::Sender<Arc<NodeView>>,
+    /// Keeps the topology annotation written (`--publish-topology`).
+    publisher: Option<topology::Publisher>,
 }
 
 /// Starts the plugin: enumerates GPUs, loads the config (an invalid one at
@@ -184,13 +188,10 @@ pub async fn spawn(cfg: PluginConfig, signals: bool) -> Result<(PluginHandle, Jo
         None => topology::profile_from_inventory(cfg.options.node_name.as_deref().unwrap_or("node"), &inventory),
     };
     let topology = topology::build(&profile).map(Arc::new);
+    let mut publisher = None;
     if cfg.options.publish_topology {
         match topology::annotation_value(&profile) {
-            Ok(v) => {
-                if let Err(e) = cfg.annotator.annotate(TOPOLOGY_ANNOTATION, &v) {
-                    tracing::warn!(error = %e, "publishing the topology annotation failed");
-                }
-            }
+            Ok(v) => publisher = Some(topology::Publisher::start(cfg.annotator.clone(), v).await),
             Err(e) => tracing::warn!(error = %e, "encoding the topology annotation failed"),
         }
     }
@@ -208,6 +209,7 @@ pub async fn spawn(cfg: PluginConfig, signals: bool) -> Result<(PluginHandle, Jo
     let (status, status_rx) = watch::channel(Status::default());
     let (watchdog_view, view_rx) = watch::channel(Arc::new(NodeView::default()));
     let mut m = Manager {
+        publisher,
         watchdog_view,
         kubelet_sock: dir.join(KUBELET_SOCKET_NAME),
         dir,
@@ -220,6 +222,7 @@ pub async fn spawn(cfg: PluginConfig, signals: bool) -> Result<(PluginHandle, Jo
         settings: Arc::new(Settings::new(&DevicePluginConfig::default(), "", BTreeMap::new())),
         servers: BTreeMap::new(),
         kubelet_id: None,
+        kubelet_seen: None,
         status,
         cfg,
     };
@@ -262,10 +265,20 @@ pub async fn spawn(cfg: PluginConfig, signals: bool) -> Result<(PluginHandle, Jo
         let mut config_tick = tokio::time::interval(Duration::from_millis(m.cfg.options.config_poll_ms.max(10)));
         config_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut health_open = true;
+        // Node label changes seen by a watching `NodeLabels` (API access):
+        // checked at once rather than at the next poll.
+        let mut label_changes = m.cfg.labels.changes();
         loop {
             tokio::select! {
                 _ = socket_tick.tick() => m.check_sockets().await,
                 _ = config_tick.tick() => m.check_config(false).await,
+                r = async { match label_changes.as_mut() { Some(rx) => rx.changed().await, None => std::future::pending().await } } => match r {
+                    Ok(()) => {
+                        tracing::debug!("node labels changed; checking the config");
+                        m.check_config(false).await;
+                    }
+                    Err(_) => label_changes = None,
+                },
                 Some(()) = reload_rx.recv() => m.check_config(true).await,
                 Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                     tracing::info!("SIGHUP: reloading config and inventory");
@@ -407,12 +420,17 @@ impl Manager {
     async fn check_sockets(&mut self) {
         let kubelet = sock_id(&self.kubelet_sock);
         if kubelet != self.kubelet_id {
-            if let (Some(_), Some(_)) = (self.kubelet_id, kubelet) {
+            // Compared with the last socket seen, so a restart is counted
+            // even when a check fell between removal and recreation.
+            if let (Some(seen), Some(now)) = (self.kubelet_seen, kubelet)
+                && seen != now
+            {
                 tracing::info!("kubelet.sock was recreated: kubelet restarted");
                 self.cfg.metrics.kubelet_restarts.inc();
                 self.status.send_modify(|s| s.kubelet_restarts += 1);
             }
             self.kubelet_id = kubelet;
+            self.kubelet_seen = kubelet.or(self.kubelet_seen);
         }
         let names: Vec<String> = self.servers.keys().cloned().collect();
         for name in names {
@@ -491,7 +509,10 @@ impl Manager {
             }
         };
         match self.cfg.backend.inventory().await {
-            Ok(inv) => self.inventory = inv,
+            Ok(inv) => {
+                self.inventory = inv;
+                self.republish_topology();
+            }
             Err(e) => tracing::warn!(error = %e, "re-reading the GPU inventory failed; keeping the last one"),
         }
         if let Err(e) = self.apply(source.clone(), &config) {
@@ -504,6 +525,20 @@ impl Manager {
             .get_or_create(&labels(&[("result", "applied")]))
             .inc();
         self.status.send_modify(|s| s.last_error = None);
+    }
+
+    /// With no `--machine` profile the annotation is derived from the
+    /// inventory: a re-read may change it (the publisher writes only a
+    /// changed value).
+    fn republish_topology(&self) {
+        let (Some(p), None) = (&self.publisher, &self.cfg.machine) else {
+            return;
+        };
+        let node = self.cfg.options.node_name.as_deref().unwrap_or("node");
+        match topology::annotation_value(&topology::profile_from_inventory(node, &self.inventory)) {
+            Ok(v) => p.set(v),
+            Err(e) => tracing::warn!(error = %e, "encoding the topology annotation failed"),
+        }
     }
 
     fn reject(&mut self, source: Option<ConfigSource>, error: String) {

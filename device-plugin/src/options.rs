@@ -126,12 +126,21 @@ pub struct Options {
     pub metrics_addr: Option<String>,
 
     /// Publish the node's GPU topology as the node annotation
-    /// `railyard.dev/gpu-topology`. This build has no Kubernetes API client,
-    /// so publishing is a logged no-op (see README).
+    /// `railyard.dev/gpu-topology`: patched on the Node with API access
+    /// (`--kube-api`), a logged no-op without it.
     #[arg(long, env = "PUBLISH_TOPOLOGY", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
     pub publish_topology: bool,
 
-    /// This node's name (for the annotation).
+    /// Kubernetes API access: `auto` (on inside a pod, where
+    /// `KUBERNETES_SERVICE_HOST` is set), `on` (KUBECONFIG or in-cluster
+    /// config) or `off`. With it the plugin watches its Node's labels (named
+    /// configs), patches the topology annotation and writes the watchdog's
+    /// pod Events; it needs `--node-name`.
+    #[arg(long, value_enum, env = "KUBE_API", default_value_t = KubeApi::Auto)]
+    pub kube_api: KubeApi,
+
+    /// This node's name: the Node watched and annotated, and the Events'
+    /// reporting instance (downward API `spec.nodeName`).
     #[arg(long, env = "NODE_NAME")]
     pub node_name: Option<String>,
 
@@ -211,6 +220,14 @@ fn parse_id_strategy(s: &str) -> Result<DeviceIdStrategy, String> {
         "index" => Ok(DeviceIdStrategy::Index),
         _ => Err(format!("unknown device id strategy {s:?}; valid: uuid, index")),
     }
+}
+
+/// `--kube-api`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KubeApi {
+    Auto,
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

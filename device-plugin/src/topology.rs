@@ -2,11 +2,15 @@
 //! scheduler extender.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use railyard_core::machine::{GpuSpec, MachineProfile, NicSpec, NumaNode, NvLinkPair, NvLinkSpec};
 use railyard_core::topology::{NodeTopology, TopologyLevel};
 use railyard_gpu::NodeInventory;
+use tokio::sync::watch;
 
 /// The annotation the extender reads: the machine profile the node topology
 /// is built from, as compact JSON (`NodeTopology::from_profile` rebuilds it).
@@ -152,11 +156,16 @@ pub fn build(profile: &MachineProfile) -> Option<NodeTopology> {
     }
 }
 
-/// Writes node annotations. Production with API access would patch the
-/// Node; this build has no Kubernetes client, so the binary uses
+/// What [`NodeAnnotator::annotate`] returns.
+pub type AnnotateFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// Writes node annotations: [`crate::kubeapi::KubeAnnotator`] patches the
+/// Node when the plugin has API access; without it the binary uses
 /// [`NoopAnnotator`].
 pub trait NodeAnnotator: Send + Sync + std::fmt::Debug {
-    fn annotate(&self, key: &str, value: &str) -> Result<(), String>;
+    /// Sets annotation `key` on this node to `value`. Writing a value the
+    /// node already has may be skipped.
+    fn annotate<'a>(&'a self, key: &'a str, value: &'a str) -> AnnotateFuture<'a>;
 }
 
 /// Logs what it would write.
@@ -166,14 +175,14 @@ pub struct NoopAnnotator {
 }
 
 impl NodeAnnotator for NoopAnnotator {
-    fn annotate(&self, key: &str, value: &str) -> Result<(), String> {
+    fn annotate<'a>(&'a self, key: &'a str, value: &'a str) -> AnnotateFuture<'a> {
         tracing::info!(
             node = self.node.as_deref().unwrap_or("?"),
             key,
             bytes = value.len(),
-            "no Kubernetes API access in this build: node annotation not written"
+            "no Kubernetes API access (--kube-api off): node annotation not written"
         );
-        Ok(())
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 
@@ -184,12 +193,91 @@ pub struct RecordingAnnotator {
 }
 
 impl NodeAnnotator for RecordingAnnotator {
-    fn annotate(&self, key: &str, value: &str) -> Result<(), String> {
-        self.written
+    fn annotate<'a>(&'a self, key: &'a str, value: &'a str) -> AnnotateFuture<'a> {
+        let r = self
+            .written
             .lock()
-            .map_err(|e| e.to_string())?
-            .push((key.to_string(), value.to_string()));
-        Ok(())
+            .map_err(|e| e.to_string())
+            .map(|mut w| w.push((key.to_string(), value.to_string())));
+        Box::pin(std::future::ready(r))
+    }
+}
+
+/// How long one write of the annotation may take.
+const ANNOTATE_TIMEOUT: Duration = Duration::from_secs(10);
+/// First wait before retrying a failed write; doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(5);
+const RETRY_MAX: Duration = Duration::from_secs(300);
+
+async fn write(annotator: &dyn NodeAnnotator, value: &str) -> Result<(), String> {
+    match tokio::time::timeout(ANNOTATE_TIMEOUT, annotator.annotate(TOPOLOGY_ANNOTATION, value)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("timed out after {ANNOTATE_TIMEOUT:?}")),
+    }
+}
+
+/// Keeps the topology annotation written: the first write happens in
+/// [`Publisher::start`]; a failed write is retried in the background with
+/// backoff, and [`Publisher::set`] writes a new value. Dropping it stops the
+/// background task.
+#[derive(Debug)]
+pub struct Publisher {
+    value: watch::Sender<String>,
+}
+
+impl Publisher {
+    pub async fn start(annotator: Arc<dyn NodeAnnotator>, value: String) -> Publisher {
+        let mut written = match write(annotator.as_ref(), &value).await {
+            Ok(()) => Some(value.clone()),
+            Err(e) => {
+                tracing::warn!(error = %e, "publishing the topology annotation failed; retrying in the background");
+                None
+            }
+        };
+        let (tx, mut rx) = watch::channel(value);
+        tokio::spawn(async move {
+            let mut retry = RETRY_FIRST;
+            loop {
+                let want = rx.borrow_and_update().clone();
+                if written.as_ref() == Some(&want) {
+                    retry = RETRY_FIRST;
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                match write(annotator.as_ref(), &want).await {
+                    Ok(()) => {
+                        tracing::info!(
+                            annotation = TOPOLOGY_ANNOTATION,
+                            bytes = want.len(),
+                            "topology annotation published"
+                        );
+                        written = Some(want);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in = ?retry, "publishing the topology annotation failed");
+                        tokio::select! {
+                            _ = tokio::time::sleep(retry) => {}
+                            r = rx.changed() => if r.is_err() { return },
+                        }
+                        retry = (retry * 2).min(RETRY_MAX);
+                    }
+                }
+            }
+        });
+        Publisher { value: tx }
+    }
+
+    /// Publishes `value` if it differs from the last one.
+    pub fn set(&self, value: String) {
+        self.value.send_if_modified(|v| {
+            if *v == value {
+                return false;
+            }
+            *v = value;
+            true
+        });
     }
 }
 

@@ -314,8 +314,13 @@ async fn kubelet_restart_is_survived() {
     assert_eq!(p.devices.len(), 2);
     assert!(env.kubelet.dir().join("railyard-nvidia.com-gpu.sock").exists());
     env.kubelet.admit("nvidia.com/gpu", 2, &[]).await.unwrap();
-    let st = env.plugin.wait_status(T, |s| s.kubelet_restarts >= 1).await.unwrap();
-    assert!(st.registered.contains("nvidia.com/gpu"));
+    // Counted, and registered again (the status may be read between the two).
+    env.plugin
+        .wait_status(T, |s| {
+            s.kubelet_restarts >= 1 && s.registered.contains("nvidia.com/gpu")
+        })
+        .await
+        .unwrap();
     // And a second time.
     env.kubelet.restart().await.unwrap();
     env.kubelet.wait_registrations("nvidia.com/gpu", 3, T).await.unwrap();

@@ -10,9 +10,9 @@ use prometheus_client::registry::Registry;
 use railyard_core::config::MigPartedConfig;
 use railyard_core::config::mig_parted::GpuTarget;
 use railyard_core::machine::MachineProfile;
-use railyard_device_plugin::config::FlagOrFileLabels;
+use railyard_device_plugin::config::{FlagOrFileLabels, NodeLabels};
 use railyard_device_plugin::metrics::Metrics;
-use railyard_device_plugin::topology::RecordingAnnotator;
+use railyard_device_plugin::topology::{NodeAnnotator, RecordingAnnotator};
 use railyard_device_plugin::{Options, PluginConfig, PluginHandle, spawn};
 use railyard_gpu::{GpuBackend, SimBackend};
 use railyard_kubelet_api::deviceplugin::v1beta1::Device;
@@ -111,6 +111,24 @@ pub async fn start(
     config: &str,
     edit: impl FnOnce(&mut Options, &Path),
 ) -> Env {
+    start_with(backend, machine, config, Api::default(), edit).await
+}
+
+/// Node labels and annotator in place of the flag/file labels and the
+/// recording annotator (the kube-backed ones over a mocked API server).
+#[derive(Default)]
+pub struct Api {
+    pub labels: Option<Arc<dyn NodeLabels>>,
+    pub annotator: Option<Arc<dyn NodeAnnotator>>,
+}
+
+pub async fn start_with(
+    backend: Arc<dyn GpuBackend>,
+    machine: Option<MachineProfile>,
+    config: &str,
+    api: Api,
+    edit: impl FnOnce(&mut Options, &Path),
+) -> Env {
     let kubelet = FakeKubelet::start().await.unwrap();
     let tmp = TempDir::new("railyard-dp-test").unwrap();
     let mut o = base_options(&kubelet, tmp.path());
@@ -124,10 +142,12 @@ pub async fn start(
     let events = RecordingEventRecorder::default();
     let cfg = PluginConfig {
         events: Arc::new(events.clone()),
-        labels: Arc::new(FlagOrFileLabels::from_options(&o)),
+        labels: api
+            .labels
+            .unwrap_or_else(|| Arc::new(FlagOrFileLabels::from_options(&o))),
         options: o,
         backend,
-        annotator: Arc::new(annotator.clone()),
+        annotator: api.annotator.unwrap_or_else(|| Arc::new(annotator.clone())),
         machine,
         metrics,
     };

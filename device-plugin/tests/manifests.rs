@@ -1,0 +1,253 @@
+//! Every manifest under configs/deploy/device-plugin parses into its typed
+//! k8s-openapi struct and back without losing a field (so a typo fails), and
+//! the manifests agree with the plugin: the RBAC covers its API calls, the
+//! DaemonSet's env and args are the plugin's flags, the named configs parse.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use railyard_core::config::DevicePluginConfig;
+use railyard_device_plugin::Options;
+use serde::Deserialize;
+use serde_json::Value;
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/deploy/device-plugin")
+}
+
+/// Drops what serialization normalizes away: nulls and empty maps.
+fn normalize(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| (k, normalize(v)))
+                .filter(|(_, v)| !v.is_null() && v != &Value::Object(Default::default()))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(normalize).collect()),
+        v => v,
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Value, what: &str) -> T {
+    let t: T = serde_json::from_value(doc.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let back = normalize(serde_json::to_value(&t).unwrap());
+    assert_eq!(
+        normalize(doc.clone()),
+        back,
+        "{what}: a field was not understood (typo?)"
+    );
+    t
+}
+
+#[derive(Default)]
+struct Manifests {
+    service_accounts: Vec<ServiceAccount>,
+    roles: Vec<ClusterRole>,
+    bindings: Vec<ClusterRoleBinding>,
+    daemonsets: Vec<DaemonSet>,
+    config_maps: Vec<ConfigMap>,
+}
+
+fn load() -> Manifests {
+    let mut m = Manifests::default();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (i, de) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+            let what = format!("{} document {i}", f.display());
+            let doc = Value::deserialize(de).unwrap_or_else(|e| panic!("{what}: {e}"));
+            if doc.is_null() {
+                continue;
+            }
+            let kind = doc["kind"].as_str().unwrap_or_else(|| panic!("{what}: no kind"));
+            let what = format!("{what} ({kind})");
+            match kind {
+                "ServiceAccount" => m.service_accounts.push(typed(&doc, &what)),
+                "ClusterRole" => m.roles.push(typed(&doc, &what)),
+                "ClusterRoleBinding" => m.bindings.push(typed(&doc, &what)),
+                "DaemonSet" => m.daemonsets.push(typed(&doc, &what)),
+                "ConfigMap" => m.config_maps.push(typed(&doc, &what)),
+                other => panic!("{what}: unexpected kind {other}"),
+            }
+        }
+    }
+    m
+}
+
+#[test]
+fn every_manifest_parses_into_its_typed_struct() {
+    let m = load();
+    assert_eq!(m.service_accounts.len(), 1);
+    assert_eq!(m.roles.len(), 1);
+    assert_eq!(m.bindings.len(), 1);
+    assert_eq!(m.daemonsets.len(), 1);
+    assert_eq!(m.config_maps.len(), 1);
+}
+
+#[test]
+fn rbac_covers_the_api_calls_and_binds_the_daemonsets_account() {
+    let m = load();
+    // (group, resource) -> verbs
+    let mut granted: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for rule in m.roles[0].rules.iter().flatten() {
+        for g in rule.api_groups.iter().flatten() {
+            for r in rule.resources.iter().flatten() {
+                granted
+                    .entry((g.clone(), r.clone()))
+                    .or_default()
+                    .extend(rule.verbs.iter().cloned());
+            }
+        }
+    }
+    let need = [
+        // KubeNodeLabels: a watcher lists and watches the Node; KubeAnnotator gets and patches it.
+        ("", "nodes", &["get", "list", "watch", "patch"][..]),
+        // KubeEventRecorder: the pod's UID, then the Event.
+        ("", "pods", &["get"]),
+        ("events.k8s.io", "events", &["create"]),
+    ];
+    for (g, r, verbs) in need {
+        let have = granted
+            .get(&(g.to_string(), r.to_string()))
+            .cloned()
+            .unwrap_or_default();
+        for v in verbs {
+            assert!(have.contains(*v), "{g}/{r}: {v} not granted (have {have:?})");
+        }
+    }
+    // Nothing beyond that.
+    assert_eq!(granted.len(), 3, "{granted:?}");
+    assert!(granted.values().flatten().all(|v| v != "*"));
+
+    let sa = &m.service_accounts[0].metadata;
+    let b = &m.bindings[0];
+    assert_eq!(b.role_ref.kind, "ClusterRole");
+    assert_eq!(Some(&b.role_ref.name), m.roles[0].metadata.name.as_ref());
+    let subject = &b.subjects.as_ref().unwrap()[0];
+    assert_eq!(subject.kind, "ServiceAccount");
+    assert_eq!(Some(&subject.name), sa.name.as_ref());
+    assert_eq!(subject.namespace, sa.namespace);
+    let ds = &m.daemonsets[0];
+    assert_eq!(ds.metadata.namespace, sa.namespace);
+    let pod = ds.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(pod.service_account_name, sa.name);
+}
+
+#[test]
+fn daemonset_mounts_env_and_args_match_the_plugin() {
+    let m = load();
+    let ds = &m.daemonsets[0];
+    let spec = ds.spec.as_ref().unwrap();
+    let pod = spec.template.spec.as_ref().unwrap();
+    assert_eq!(pod.host_pid, Some(true), "the watchdog needs the host's PIDs");
+    let c = &pod.containers[0];
+
+    // hostPath volumes and where they are mounted.
+    let host_paths: BTreeMap<String, String> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| Some((v.name.clone(), v.host_path.as_ref()?.path.clone())))
+        .collect();
+    let mounted: BTreeMap<String, String> = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter_map(|vm| Some((host_paths.get(&vm.name)?.clone(), vm.mount_path.clone())))
+        .collect();
+    for p in [
+        "/var/lib/kubelet/device-plugins",
+        "/var/lib/kubelet/pod-resources",
+        "/var/run/cdi",
+        "/run/containerd",
+    ] {
+        assert_eq!(
+            mounted.get(p).map(String::as_str),
+            Some(p),
+            "{p} not mounted at the same path"
+        );
+    }
+    let caps = c.security_context.as_ref().unwrap().capabilities.as_ref().unwrap();
+    assert!(caps.add.iter().flatten().any(|c| c == "KILL"));
+
+    // Every env var is one of the plugin's (or the NVIDIA toolkit's).
+    let plugin_env: BTreeSet<String> = Options::command()
+        .get_arguments()
+        .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().to_string()))
+        .collect();
+    let env: BTreeMap<String, &k8s_openapi::api::core::v1::EnvVar> =
+        c.env.iter().flatten().map(|e| (e.name.clone(), e)).collect();
+    for name in env.keys() {
+        assert!(
+            plugin_env.contains(name) || name.starts_with("NVIDIA_"),
+            "{name} is not a plugin flag's env var"
+        );
+    }
+    let node = env["NODE_NAME"]
+        .value_from
+        .as_ref()
+        .unwrap()
+        .field_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(node.field_path, "spec.nodeName");
+    assert_eq!(env["KUBE_API"].value.as_deref(), Some("on"));
+
+    // The args and the env values parse as the plugin's flags.
+    let mut argv = vec!["railyard-device-plugin".to_string()];
+    argv.extend(c.args.iter().flatten().cloned());
+    for (name, e) in &env {
+        let Some(v) = &e.value else { continue };
+        if name.starts_with("NVIDIA_") {
+            continue;
+        }
+        let arg = Options::command()
+            .get_arguments()
+            .find(|a| a.get_env().is_some_and(|x| x == name.as_str()))
+            .unwrap()
+            .get_long()
+            .unwrap()
+            .to_string();
+        argv.push(format!("--{arg}={v}"));
+    }
+    let o = Options::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    assert!(o.publish_topology);
+
+    // The named configs: the ConfigMap mounted at CONFIG_DIR, every one
+    // valid, DEFAULT_CONFIG among them.
+    let cm = &m.config_maps[0];
+    let cm_volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| {
+            v.config_map
+                .as_ref()
+                .is_some_and(|x| Some(&x.name) == cm.metadata.name.as_ref())
+        })
+        .unwrap();
+    let mount = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|vm| vm.name == cm_volume.name)
+        .unwrap();
+    assert_eq!(o.config_dir.as_deref(), Some(std::path::Path::new(&mount.mount_path)));
+    let data = cm.data.as_ref().unwrap();
+    for (name, text) in data {
+        DevicePluginConfig::from_yaml(text).unwrap_or_else(|e| panic!("config {name}: {e}"));
+    }
+    assert!(data.contains_key(o.default_config.as_deref().unwrap()));
+}
