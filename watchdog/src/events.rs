@@ -1,7 +1,7 @@
-//! Kubernetes Events on the offending pod. There is no Kubernetes API client
-//! in this build yet, so writing goes through [`EventRecorder`]: binaries use
-//! [`LogEventRecorder`] (logs what it would write), tests use
-//! [`RecordingEventRecorder`]; a kube-backed recorder plugs in there.
+//! Kubernetes Events on the offending pod, written through [`EventRecorder`]:
+//! the device plugin writes `events.k8s.io/v1` Events with its kube-backed
+//! recorder when it has API access, and uses [`LogEventRecorder`] (logs what
+//! it would write) when it runs without; tests use [`RecordingEventRecorder`].
 
 use std::sync::{Arc, Mutex};
 
@@ -41,7 +41,7 @@ impl EventRecorder for LogEventRecorder {
             container = %e.container,
             reason = e.reason,
             message = %e.message,
-            "no Kubernetes API access in this build: pod Event not written"
+            "no Kubernetes API access (--kube-api off): pod Event not written"
         );
     }
 }
