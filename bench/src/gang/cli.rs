@@ -62,9 +62,24 @@ pub struct GangArgs {
     /// least this share of the best on an empty cluster (0: always at once) …
     #[arg(long, default_value_t = 0.95)]
     pub railyard_accept: f64,
-    /// … else after waiting this share of its duration.
+    /// … else after waiting this share of its duration (with
+    /// `--railyard-wait patience`).
     #[arg(long, default_value_t = 0.25)]
     pub railyard_max_wait: f64,
+    /// Railyard's waiting rule: `reserve` (a gang below the accept ratio
+    /// waits only when it finishes sooner by waiting for the placement
+    /// running jobs' end times promise; that placement is reserved and
+    /// later jobs backfill around it) or `patience` (wait up to
+    /// `--railyard-max-wait` of its duration, no reservation).
+    #[arg(long, default_value = "reserve")]
+    pub railyard_wait: String,
+    /// Share of a step spent in all-reduce at full bandwidth, for the
+    /// `reserve` rule's slowdown model.
+    #[arg(long, default_value_t = 0.25)]
+    pub railyard_comm_share: f64,
+    /// Most gangs holding a reservation at once (Slurm's backfill depth).
+    #[arg(long, default_value_t = 8)]
+    pub railyard_reservations: usize,
     #[arg(long)]
     pub no_plots: bool,
     /// No progress bar.
@@ -192,6 +207,13 @@ pub fn run(args: GangArgs) -> Result<()> {
         sample_s: args.sample_min * 60.0,
         accept_ratio: args.railyard_accept,
         max_wait_frac: args.railyard_max_wait,
+        reserve: match args.railyard_wait.as_str() {
+            "reserve" => true,
+            "patience" => false,
+            other => bail!("--railyard-wait: `{other}` is not reserve or patience"),
+        },
+        comm_share: args.railyard_comm_share,
+        max_reservations: args.railyard_reservations,
     };
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, RunResult)>> = Mutex::new(Vec::new());

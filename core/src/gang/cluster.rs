@@ -285,6 +285,30 @@ impl FreeState {
             .collect()
     }
 
+    /// Sets the bits of `gpus` on `node` busy (`busy`) or free, ignoring
+    /// GPUs already so and GPUs or nodes that do not exist. For hypothetical
+    /// states (reservations, future releases), where no check is wanted.
+    pub(crate) fn set<M: MachineLookup + ?Sized>(
+        &mut self,
+        c: &GangCluster<'_, M>,
+        node: usize,
+        gpus: &[u32],
+        busy: bool,
+    ) {
+        let (Some(n), Some(mask)) = (c.nodes.get(node), self.free.get_mut(node)) else {
+            return;
+        };
+        for g in gpus {
+            if let Ok(p) = n.gpus.binary_search(g) {
+                if busy {
+                    *mask &= !(1u64 << p);
+                } else {
+                    *mask |= 1u64 << p;
+                }
+            }
+        }
+    }
+
     /// Marks GPUs of a node used. All or nothing: an error changes nothing.
     pub fn take<M: MachineLookup + ?Sized>(
         &mut self,

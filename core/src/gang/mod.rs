@@ -20,12 +20,14 @@
 
 mod cluster;
 mod plan;
+mod reserve;
 mod select;
 
 #[cfg(test)]
 mod tests;
 
 pub use cluster::{FreeState, GangCluster};
+pub use reserve::{Release, Reservation, Timeline, WaitRule};
 
 use std::fmt;
 

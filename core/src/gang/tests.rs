@@ -303,3 +303,180 @@ fn patience_takes_a_good_placement_at_once_and_a_poor_one_only_after_waiting() {
     assert!(p.accept(188.0, 376.0, 600.0));
     assert!(p.accept(f64::INFINITY, f64::INFINITY, 0.0));
 }
+
+/// Takes every GPU of the named nodes and returns them as releases at `at_s`.
+fn busy_until<M: crate::fabric::MachineLookup + ?Sized>(
+    c: &GangCluster<'_, M>,
+    free: &mut FreeState,
+    nodes: &[(&str, f64)],
+) -> Vec<Release> {
+    let mut out = Vec::new();
+    for &(n, at_s) in nodes {
+        let i = idx(c, n);
+        let gpus = free.free_gpus(c, i);
+        free.take(c, i, &gpus).expect("take");
+        out.push(Release { at_s, node: i, gpus });
+    }
+    out
+}
+
+fn nodes_of(p: &GangPlan) -> BTreeSet<String> {
+    p.members.iter().map(|m| m.node.clone()).collect()
+}
+
+#[test]
+fn a_waiting_gang_reserves_the_unit_that_frees_first() {
+    let (f, m) = setup();
+    let c = GangCluster::new(&f, &m).expect("cluster");
+    let mut free = FreeState::all_free(&c);
+    let rel = busy_until(&c, &mut free, &[("a0", 100.0), ("a1", 1000.0), ("b0", 50.0)]);
+    // Now 4 × 8 only fits across the 2:1 core (half the bandwidth).
+    let now = placed(c.plan(&Gang::new(4, 8), &free).expect("plan"));
+    assert_eq!(now.scope, Level::Tier(2));
+    let best = placed(c.plan(&Gang::new(4, 8), &FreeState::all_free(&c)).expect("plan"));
+    let tl = Timeline::new(0.0, free, rel);
+    let r = tl
+        .earliest(&c, &Gang::new(4, 8), 0.95 * best.estimate.busbw_gbps, 500.0)
+        .expect("earliest")
+        .expect("a reservation");
+    // b0 ends at 50: unit b is whole then; unit a only at 1000.
+    assert_eq!(r.start_s, 50.0);
+    assert_eq!(r.end_s, 550.0);
+    assert_eq!(nodes_of(&r.plan), ["b0", "b1", "b2", "b3"].map(String::from).into());
+    // Any placement: now.
+    let any = tl
+        .earliest(&c, &Gang::new(4, 8), 0.0, 500.0)
+        .expect("earliest")
+        .expect("fits");
+    assert_eq!(any.start_s, 0.0);
+    // Never: 9 × 8.
+    assert!(tl.earliest(&c, &Gang::new(9, 8), 0.0, 1.0).expect("earliest").is_none());
+}
+
+#[test]
+fn backfill_uses_reserved_gpus_only_for_jobs_that_end_before_the_reservation() {
+    let (f, m) = setup();
+    let c = GangCluster::new(&f, &m).expect("cluster");
+    let mut free = FreeState::all_free(&c);
+    let rel = busy_until(
+        &c,
+        &mut free,
+        &[
+            ("a0", 100.0),
+            ("a1", 1000.0),
+            ("a2", 2000.0),
+            ("a3", 2000.0),
+            ("b0", 50.0),
+        ],
+    );
+    let mut tl = Timeline::new(0.0, free, rel);
+    let r = tl
+        .earliest(&c, &Gang::new(4, 8), 1.0, 500.0)
+        .expect("earliest")
+        .expect("a reservation");
+    assert_eq!((r.start_s, nodes_of(&r.plan).len()), (50.0, 4));
+    let b1 = idx(&c, "b1");
+    assert!(r.conflicts(b1, &[0], 60.0));
+    assert!(!r.conflicts(b1, &[0], 40.0));
+    assert!(!r.conflicts(idx(&c, "a2"), &[0], 1e9));
+    tl.reserve(1, r.clone());
+    // A short 8-GPU job backfills into the gap on unit b: it ends at 30.
+    let short = placed(c.plan(&Gang::new(1, 8), &tl.visible(&c, 30.0, None)).expect("plan"));
+    assert!(short.members[0].node.starts_with('b'), "{short:?}");
+    assert!(!r.conflicts(short.members[0].node_index, &short.members[0].gpus, 30.0));
+    tl.took(&c, short.members[0].node_index, &short.members[0].gpus, 30.0)
+        .expect("took");
+    // A long one (ends at 100, after the reserved start) may not use unit b
+    // and no other DGX node is free: it waits.
+    let w = waited(c.plan(&Gang::new(1, 8), &tl.visible(&c, 100.0, None)).expect("plan"));
+    assert!(w.fits_empty);
+    // The owner itself sees its reserved GPUs.
+    let other = ["b1", "b2", "b3"]
+        .map(|n| idx(&c, n))
+        .into_iter()
+        .find(|&i| i != short.members[0].node_index)
+        .expect("another b node");
+    assert_eq!(tl.visible(&c, 100.0, None).free_count(other), 0);
+    assert_eq!(tl.visible(&c, 100.0, Some(1)).free_count(other), 8);
+    tl.cancel(1);
+    assert_eq!(tl.visible(&c, 100.0, None).free_count(other), 8);
+}
+
+#[test]
+fn a_backfilled_job_does_not_delay_a_recomputed_reservation() {
+    let (f, m) = setup();
+    let c = GangCluster::new(&f, &m).expect("cluster");
+    let mut free = FreeState::all_free(&c);
+    let rel = busy_until(
+        &c,
+        &mut free,
+        &[
+            ("a0", 100.0),
+            ("a1", 1000.0),
+            ("a2", 2000.0),
+            ("a3", 2000.0),
+            ("b0", 50.0),
+        ],
+    );
+    let mut tl = Timeline::new(0.0, free.clone(), rel.clone());
+    let r = tl
+        .earliest(&c, &Gang::new(4, 8), 1.0, 500.0)
+        .expect("earliest")
+        .expect("r");
+    tl.reserve(1, r.clone());
+    let short = placed(c.plan(&Gang::new(1, 8), &tl.visible(&c, 30.0, None)).expect("plan"));
+    let s = &short.members[0];
+    // The cluster after the backfill, seen afresh (as after the next event).
+    free.take(&c, s.node_index, &s.gpus).expect("take");
+    let mut rel2 = rel;
+    rel2.push(Release {
+        at_s: 30.0,
+        node: s.node_index,
+        gpus: s.gpus.clone(),
+    });
+    let fresh = Timeline::new(0.0, free, rel2);
+    let r2 = fresh
+        .earliest(&c, &Gang::new(4, 8), 1.0, 500.0)
+        .expect("earliest")
+        .expect("r2");
+    assert_eq!(r2.start_s, r.start_s);
+}
+
+#[test]
+fn later_reservations_plan_around_earlier_ones_until_they_end() {
+    let (f, m) = setup();
+    let c = GangCluster::new(&f, &m).expect("cluster");
+    let mut free = FreeState::all_free(&c);
+    let rel = busy_until(&c, &mut free, &[("a0", 100.0), ("a1", 1000.0), ("b0", 50.0)]);
+    let best4 = placed(c.plan(&Gang::new(4, 8), &FreeState::all_free(&c)).expect("plan"));
+    for (dur, want) in [(1000.0, 100.0), (10.0, 60.0)] {
+        let mut tl = Timeline::new(0.0, free.clone(), rel.clone());
+        let first = tl
+            .earliest(&c, &Gang::new(4, 8), 0.95 * best4.estimate.busbw_gbps, dur)
+            .expect("earliest")
+            .expect("r");
+        assert_eq!(first.start_s, 50.0);
+        tl.reserve(1, first);
+        // 3 × 8 in one unit: a0 + a2 + a3 at 100, or unit b once the first
+        // gang ends at 50 + dur.
+        let best3 = placed(c.plan(&Gang::new(3, 8), &FreeState::all_free(&c)).expect("plan"));
+        let second = tl
+            .earliest(&c, &Gang::new(3, 8), 0.95 * best3.estimate.busbw_gbps, 10.0)
+            .expect("earliest")
+            .expect("r");
+        assert_eq!(second.start_s, want, "first gang runs {dur} s");
+    }
+}
+
+#[test]
+fn waiting_pays_off_only_when_the_job_finishes_sooner() {
+    let rule = WaitRule { comm_share: 0.25 };
+    // At half the bandwidth a step takes 1.25×: a 100 s job loses 25 s.
+    assert!((rule.slowdown(0.5) - 1.25).abs() < 1e-12);
+    assert!(rule.worth_waiting(0.5, 1.0, 20.0, 100.0));
+    assert!(!rule.worth_waiting(0.5, 1.0, 30.0, 100.0));
+    assert!(!rule.worth_waiting(1.0, 1.0, 0.0, 100.0));
+    // Not placeable now: any finite wait beats never.
+    assert!(rule.worth_waiting(0.0, 0.5, 1e9, 100.0));
+    assert!(!WaitRule { comm_share: 0.0 }.worth_waiting(0.5, 1.0, 1.0, 100.0));
+}
