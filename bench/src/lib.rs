@@ -3,6 +3,7 @@
 //! compared with, the way the FGD paper measures them.
 
 pub mod gang;
+pub mod load;
 pub mod replay;
 pub mod report;
 pub mod run;

@@ -28,8 +28,8 @@ use serde::Serialize;
 use crate::k8s::{self, GANG_PLAN_ANNOTATION, GANG_SLOT_ANNOTATION, GPUS_ANNOTATION, GangRef, LeanPod};
 use crate::metrics::{Metrics, StateLabels};
 use crate::wire::{
-    ExtenderArgs, ExtenderBindingArgs, ExtenderBindingResult, ExtenderFilterResult, ExtenderPreemptionArgs,
-    ExtenderPreemptionResult, HostPriority, MetaPod, MetaVictims, NodeList,
+    ExtenderArgs, ExtenderBindingArgs, ExtenderBindingResult, ExtenderPreemptionArgs, ExtenderPreemptionResult,
+    HostPriority, MetaPod, MetaVictims, NodeList,
 };
 
 /// Pod annotations naming topology levels for a gang (`node`, `nvlink`,
@@ -125,8 +125,84 @@ type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 #[derive(Debug, Clone)]
 struct Scored {
     generation: u64,
-    names: Arc<Vec<String>>,
-    scores: Arc<Vec<i64>>,
+    /// Hash of the passed node names, in order.
+    names: u64,
+    scores: Vec<i64>,
+}
+
+/// Order-sensitive hash of a list of node names.
+fn names_hash<'a>(names: impl IntoIterator<Item = &'a str>) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+    for n in names {
+        h.write(n.as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish()
+}
+
+/// Why a node failed: a fixed text or one shared by every node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl Reason {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Reason::Static(s) => s,
+            Reason::Shared(s) => s,
+        }
+    }
+}
+
+/// A filter answer; nodes by position in `names` (the request's order).
+#[derive(Debug, Clone, Default)]
+pub struct FilterAnswer {
+    pub names: Vec<String>,
+    pub passed: Vec<usize>,
+    pub failed: Vec<(usize, Reason)>,
+    pub unresolvable: Vec<(usize, Reason)>,
+    /// Full-Nodes mode: the passed Node objects (else `NodeNames` is sent).
+    pub nodes: Option<NodeList>,
+    pub error: String,
+}
+
+impl FilterAnswer {
+    pub fn passed_names(&self) -> Vec<String> {
+        self.passed.iter().filter_map(|&i| self.names.get(i).cloned()).collect()
+    }
+
+    fn error(error: String) -> FilterAnswer {
+        FilterAnswer {
+            error,
+            ..FilterAnswer::default()
+        }
+    }
+
+    /// The `ExtenderFilterResult` JSON, written from borrowed parts.
+    pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        let name = |i: usize| self.names.get(i).map_or("", String::as_str);
+        fn pairs<'a>(names: &'a [String], v: &'a [(usize, Reason)]) -> Vec<(&'a str, &'a str)> {
+            v.iter()
+                .map(|(i, r)| (names.get(*i).map_or("", String::as_str), r.as_str()))
+                .collect()
+        }
+        let set = !self.error.is_empty();
+        let out = crate::wire::FilterResultOut {
+            nodes: if set { None } else { self.nodes.as_ref() },
+            node_names: if set || self.nodes.is_some() {
+                None
+            } else {
+                Some(self.passed.iter().map(|&i| name(i)).collect())
+            },
+            failed_nodes: (!set).then(|| pairs(&self.names, &self.failed)),
+            failed_and_unresolvable_nodes: (!set).then(|| pairs(&self.names, &self.unresolvable)),
+            error: &self.error,
+        };
+        serde_json::to_vec(&out)
+    }
 }
 
 const SCORED_MAX: usize = 4096;
@@ -257,20 +333,20 @@ impl AppState {
     }
 
     /// `filter`: the answer, or the message of a 400.
-    pub fn filter(&self, args: ExtenderArgs) -> Result<ExtenderFilterResult, String> {
+    pub fn filter(&self, args: ExtenderArgs) -> Result<FilterAnswer, String> {
         let pod = args.pod.ok_or("the request has no Pod")?;
         let full = args.nodes;
-        let names: Vec<String> = match (&args.node_names, &full) {
-            (Some(n), _) => n.clone(),
+        let cache_mode = args.node_names.is_some();
+        let names: Vec<String> = match (args.node_names, &full) {
+            (Some(n), _) => n,
             (None, Some(list)) => list.items.iter().filter_map(|n| n.metadata.name.clone()).collect(),
             (None, None) => return Err("the request has neither NodeNames nor Nodes".into()),
         };
-        let cache_mode = args.node_names.is_some();
         let ask = match k8s::pod_ask(&pod) {
             Ok(a) => a,
             Err(e) => {
                 self.metrics.decision("filter", "error");
-                return Ok(error_result(e.to_string()));
+                return Ok(FilterAnswer::error(e.to_string()));
             }
         };
         if let Some(list) = &full {
@@ -278,48 +354,51 @@ impl AppState {
         }
         let uid = k8s::pod_uid(&pod);
         self.remember(&uid, &ask);
-        let mut passed: Vec<String> = Vec::new();
-        let mut failed: BTreeMap<String, String> = BTreeMap::new();
-        let mut unresolvable: BTreeMap<String, String> = BTreeMap::new();
+        let mut answer = FilterAnswer::default();
+        let all = |r: &str| {
+            let r = Reason::Shared(Arc::from(r));
+            (0..names.len()).map(|i| (i, r.clone())).collect::<Vec<_>>()
+        };
         let mut plain = true;
         match self.gang_spec(&pod, &ask) {
             Err(wait) => {
                 plain = false;
                 self.metrics.decision("filter", "gang_wait");
-                failed = names.iter().map(|n| (n.clone(), wait.clone())).collect();
+                answer.failed = all(&wait);
             }
             Ok(Some(spec)) => {
                 let now = self.now();
-                let answer = self.view_mut().gang_filter(&spec, &uid, k8s::rank(&pod), now);
-                match answer {
+                let decided = self.view_mut().gang_filter(&spec, &uid, k8s::rank(&pod), now);
+                match decided {
                     Err(e) => {
                         self.metrics.decision("filter", "error");
-                        return Ok(error_result(format!("gang {}: {e}", spec.id)));
+                        return Ok(FilterAnswer::error(format!("gang {}: {e}", spec.id)));
                     }
                     Ok(GangFilter::Plain) => {}
                     Ok(GangFilter::Slot { node, slot }) => {
                         plain = false;
                         self.metrics.decision("filter", "gang_slot");
-                        for n in &names {
+                        let why = Reason::Shared(Arc::from(format!(
+                            "gang {} member slot {slot} is reserved on {node}",
+                            spec.id
+                        )));
+                        for (i, n) in names.iter().enumerate() {
                             if *n == node {
-                                passed.push(n.clone());
+                                answer.passed.push(i);
                             } else {
-                                failed.insert(
-                                    n.clone(),
-                                    format!("gang {} member slot {slot} is reserved on {node}", spec.id),
-                                );
+                                answer.failed.push((i, why.clone()));
                             }
                         }
                     }
                     Ok(GangFilter::Wait(reason)) => {
                         plain = false;
                         self.metrics.decision("filter", "gang_wait");
-                        failed = names.iter().map(|n| (n.clone(), reason.clone())).collect();
+                        answer.failed = all(&reason);
                     }
                     Ok(GangFilter::Never(reason)) => {
                         plain = false;
                         self.metrics.decision("filter", "gang_never");
-                        unresolvable = names.iter().map(|n| (n.clone(), reason.clone())).collect();
+                        answer.unresolvable = all(&reason);
                     }
                 }
             }
@@ -332,13 +411,10 @@ impl AppState {
             drop(v);
             self.metrics
                 .decision("filter", if out.passed.is_empty() { "no_fit" } else { "ok" });
-            passed = out.passed;
-            failed = out.failed.into_iter().collect();
-            unresolvable = out.unresolvable.into_iter().collect();
             let entry = Scored {
                 generation,
-                names: Arc::new(passed.clone()),
-                scores: Arc::new(out.scores),
+                names: names_hash(out.passed.iter().map(|&i| names[i].as_str())),
+                scores: out.scores,
             };
             if let Ok(mut s) = self.scored.lock() {
                 if s.len() >= SCORED_MAX {
@@ -346,11 +422,16 @@ impl AppState {
                 }
                 s.insert(uid, entry);
             }
+            answer.passed = out.passed;
+            answer.failed = out.failed.into_iter().map(|(i, r)| (i, Reason::Static(r))).collect();
+            answer.unresolvable = out
+                .unresolvable
+                .into_iter()
+                .map(|(i, r)| (i, Reason::Static(r)))
+                .collect();
         }
-        let (nodes, node_names) = if cache_mode {
-            (None, Some(passed))
-        } else {
-            let keep: std::collections::HashSet<&str> = passed.iter().map(String::as_str).collect();
+        if !cache_mode {
+            let keep: std::collections::HashSet<&str> = answer.passed.iter().map(|&i| names[i].as_str()).collect();
             let items = full
                 .map(|l| {
                     l.items
@@ -359,21 +440,13 @@ impl AppState {
                         .collect()
                 })
                 .unwrap_or_default();
-            (
-                Some(NodeList {
-                    metadata: Default::default(),
-                    items,
-                }),
-                None,
-            )
-        };
-        Ok(ExtenderFilterResult {
-            nodes,
-            node_names,
-            failed_nodes: Some(failed),
-            failed_and_unresolvable_nodes: Some(unresolvable),
-            error: String::new(),
-        })
+            answer.nodes = Some(NodeList {
+                metadata: Default::default(),
+                items,
+            });
+        }
+        answer.names = names;
+        Ok(answer)
     }
 
     /// Nodes sent in full that the view does not know yet (no watch, or the
@@ -427,29 +500,14 @@ impl AppState {
         let cached = self.scored.lock().ok().and_then(|mut s| s.remove(&uid));
         if let Some(c) = cached
             && c.generation == v.generation()
+            && c.scores.len() == names.len()
+            && c.names == names_hash(names.iter().map(String::as_str))
         {
-            if *c.names == names {
-                return Ok(names
-                    .into_iter()
-                    .zip(c.scores.iter())
-                    .map(|(host, &score)| HostPriority { host, score })
-                    .collect());
-            }
-            let by: HashMap<&str, i64> = c
-                .names
-                .iter()
-                .map(String::as_str)
-                .zip(c.scores.iter().copied())
-                .collect();
-            if names.iter().all(|n| by.contains_key(n.as_str())) {
-                return Ok(names
-                    .into_iter()
-                    .map(|host| HostPriority {
-                        score: by.get(host.as_str()).copied().unwrap_or(0),
-                        host,
-                    })
-                    .collect());
-            }
+            return Ok(names
+                .into_iter()
+                .zip(c.scores)
+                .map(|(host, score)| HostPriority { host, score })
+                .collect());
         }
         Ok(v.score(&ask, names.iter().map(String::as_str))
             .into_iter()
@@ -570,13 +628,6 @@ impl AppState {
     }
 }
 
-fn error_result(error: String) -> ExtenderFilterResult {
-    ExtenderFilterResult {
-        error,
-        ..ExtenderFilterResult::default()
-    }
-}
-
 /// The router. Verbs under `state.config.url_prefix`; `/healthz` and
 /// `/metrics` at the root.
 pub fn app(state: Arc<AppState>) -> Router {
@@ -640,7 +691,14 @@ where
 async fn filter(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
     guarded(&s, "filter", async {
         match parse::<ExtenderArgs>(&body).and_then(|a| s.filter(a)) {
-            Ok(r) => json(&r),
+            Ok(r) => match r.to_json() {
+                Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+                Err(e) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("filter: encoding failed: {e}"),
+                )
+                    .into_response(),
+            },
             Err(e) => bad_request(&s, "filter", e),
         }
     })

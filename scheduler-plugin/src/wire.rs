@@ -115,3 +115,43 @@ pub struct ExtenderPreemptionResult {
     #[serde(rename = "NodeNameToMetaVictims", default)]
     pub node_name_to_meta_victims: Option<BTreeMap<String, MetaVictims>>,
 }
+
+/// `ExtenderFilterResult` written from borrowed parts (the hot path):
+/// maps keep the request's node order.
+#[derive(Debug)]
+pub struct FilterResultOut<'a> {
+    pub nodes: Option<&'a NodeList>,
+    pub node_names: Option<Vec<&'a str>>,
+    pub failed_nodes: Option<Vec<(&'a str, &'a str)>>,
+    pub failed_and_unresolvable_nodes: Option<Vec<(&'a str, &'a str)>>,
+    pub error: &'a str,
+}
+
+struct Pairs<'b, 'a>(&'b [(&'a str, &'a str)]);
+
+impl Serialize for Pairs<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for FilterResultOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("ExtenderFilterResult", 5)?;
+        st.serialize_field("Nodes", &self.nodes)?;
+        st.serialize_field("NodeNames", &self.node_names)?;
+        st.serialize_field("FailedNodes", &self.failed_nodes.as_deref().map(Pairs))?;
+        st.serialize_field(
+            "FailedAndUnresolvableNodes",
+            &self.failed_and_unresolvable_nodes.as_deref().map(Pairs),
+        )?;
+        st.serialize_field("Error", self.error)?;
+        st.end()
+    }
+}

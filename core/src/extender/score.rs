@@ -46,7 +46,11 @@ pub(crate) struct Scorer {
     cpu_per_gpu: f64,
     mem_per_gpu: f64,
     default: bool,
+    /// Distinguishes scorers in the memo.
+    pub id: u64,
 }
+
+static SCORER_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Topology answers per (machine, free positions, k, single NUMA).
 pub(crate) type TopoCache = HashMap<(u32, u64, u32, bool), Option<(u64, f64)>>;
@@ -70,6 +74,7 @@ impl Scorer {
             cpu_per_gpu: cpu * cfg.railyard.rate_scale,
             mem_per_gpu: mem * cfg.railyard.rate_scale,
             default,
+            id: SCORER_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -270,22 +275,29 @@ impl ClusterView {
         }
         let values: Vec<f64> = match &ask.gpu {
             GpuAsk::None => return vec![0; idx.len()],
-            GpuAsk::Shared(_) | GpuAsk::Whole(1) => {
-                let mut memo: HashMap<MemoKey, f64> = HashMap::new();
+            GpuAsk::Shared(_) | GpuAsk::Whole(1) => MEMO.with(|memo| {
+                let mut memo = memo.borrow_mut();
+                if memo.len() > MEMO_MAX {
+                    memo.clear();
+                }
                 idx.iter()
                     .map(|&i| {
                         let n = &self.nodes[i];
                         let Some(pod) = Scorer::request(n, ask) else {
                             return f64::NEG_INFINITY;
                         };
-                        let key = memo_key(n);
-                        match key {
-                            Some(k) => *memo.entry(k).or_insert_with(|| self.packing_or_fit(n, &pod)),
+                        match memo_key(n) {
+                            Some(k) => {
+                                let shape = (pod.cpu_milli, pod.memory_mib, pod.num_gpu, pod.gpu_milli);
+                                *memo
+                                    .entry((self.scorer.id, k, shape))
+                                    .or_insert_with(|| self.packing_or_fit(n, &pod))
+                            }
                             None => self.packing_or_fit(n, &pod),
                         }
                     })
                     .collect()
-            }
+            }),
             GpuAsk::Whole(k) => {
                 let topo: Vec<f64> = idx
                     .iter()
@@ -349,6 +361,55 @@ impl ClusterView {
             cache.insert(key, v);
         }
         v.map_or(0.0, |(_, v)| v)
+    }
+}
+
+/// The packing value is a pure function of the scorer, the node's state and
+/// the pod's shape: memoized per thread (no locking), so nodes in the same
+/// state, and a node asked about again before it changes, cost a lookup.
+type FullKey = (u64, MemoKey, (u32, u32, u8, u16));
+
+const MEMO_MAX: usize = 400_000;
+
+thread_local! {
+    static MEMO: std::cell::RefCell<HashMap<FullKey, f64, std::hash::BuildHasherDefault<Fx>>> =
+        std::cell::RefCell::new(HashMap::default());
+}
+
+/// A small multiplicative hasher for the memo's integer keys.
+#[derive(Debug, Default)]
+pub(crate) struct Fx(u64);
+
+impl std::hash::Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+        let mut w = [0u8; 8];
+        let rest = chunks.remainder();
+        w[..rest.len()].copy_from_slice(rest);
+        self.write_u64(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u16(&mut self, i: u16) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
 }
 

@@ -355,14 +355,14 @@ pub enum Verdict {
     Never(&'static str),
 }
 
-/// Filter answer over the nodes asked about, in their order.
+/// Filter answer over the nodes asked about, by position in the request.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FilterOutcome {
-    pub passed: Vec<String>,
+    pub passed: Vec<usize>,
     /// Node → reason; preemption might help.
-    pub failed: Vec<(String, String)>,
+    pub failed: Vec<(usize, &'static str)>,
     /// Node → reason; preemption cannot help.
-    pub unresolvable: Vec<(String, String)>,
+    pub unresolvable: Vec<(usize, &'static str)>,
     /// Scores (0..=10) of `passed`, in order, when asked for.
     pub scores: Vec<i64>,
 }
@@ -433,7 +433,7 @@ impl Machines {
 pub struct ClusterView {
     pub(crate) cfg: ViewConfig,
     pub(crate) nodes: Vec<NodeState>,
-    pub(crate) by_name: HashMap<String, usize>,
+    pub(crate) by_name: HashMap<String, usize, std::hash::BuildHasherDefault<super::score::Fx>>,
     pub(crate) pods: HashMap<String, PodRecord>,
     pub(crate) gangs: BTreeMap<String, Reservation>,
     pub(crate) machines: Machines,
@@ -455,7 +455,7 @@ impl ClusterView {
         ClusterView {
             cfg,
             nodes: Vec::new(),
-            by_name: HashMap::new(),
+            by_name: HashMap::default(),
             pods: HashMap::new(),
             gangs: BTreeMap::new(),
             machines: Machines::default(),
@@ -722,22 +722,22 @@ impl ClusterView {
     }
 
     /// Filters `names` for `ask`; with `score`, scores the nodes that pass.
+    /// The outcome refers to nodes by their position in `names`.
     pub fn filter<'a>(&self, ask: &PodAsk, names: impl IntoIterator<Item = &'a str>, score: bool) -> FilterOutcome {
         let mut out = FilterOutcome::default();
         let mut passed_idx = Vec::new();
-        for name in names {
+        for (k, name) in names.into_iter().enumerate() {
             let Some(&i) = self.by_name.get(name) else {
-                out.failed
-                    .push((name.to_string(), "node is not in the extender's view yet".to_string()));
+                out.failed.push((k, "node is not in the extender's view yet"));
                 continue;
             };
             match self.nodes[i].check(ask) {
                 None => {
-                    out.passed.push(name.to_string());
+                    out.passed.push(k);
                     passed_idx.push(i);
                 }
-                Some(Verdict::Wait(r)) => out.failed.push((name.to_string(), r.to_string())),
-                Some(Verdict::Never(r)) => out.unresolvable.push((name.to_string(), r.to_string())),
+                Some(Verdict::Wait(r)) => out.failed.push((k, r)),
+                Some(Verdict::Never(r)) => out.unresolvable.push((k, r)),
             }
         }
         if score {
