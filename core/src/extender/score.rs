@@ -16,7 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::ask::{GpuAsk, PodAsk};
 use super::view::{ClusterView, NodeState};
-use crate::packing::policies::RailyardConfig;
+use crate::packing::policies::{RailyardConfig, rates_per_gpu, stranded};
 use crate::packing::{MAX_GPUS, MILLI, Node, NodeSpec, PodRequest, TaskDistribution, TaskType};
 use crate::topology::{Constraints, Score};
 
@@ -122,14 +122,9 @@ impl Scorer {
         Self::node(n).map_or(0.0, |node| self.tasks.node_frag(&node))
     }
 
+    /// The Railyard policy's stranded milli at this view's mix rates.
     fn stranded(&self, node: &Node) -> f64 {
-        let idle = node.gpu_idle_milli() as f64;
-        if idle == 0.0 {
-            return 0.0;
-        }
-        let by_cpu = node.cpu_left as f64 * MILLI as f64 / self.cpu_per_gpu.max(1.0);
-        let by_mem = node.mem_left as f64 * MILLI as f64 / self.mem_per_gpu.max(1.0);
-        (idle - by_cpu.min(by_mem)).max(0.0)
+        stranded(node, self.cpu_per_gpu, self.mem_per_gpu)
     }
 
     /// The Railyard key of the best option on `n` as one number (larger is
@@ -201,20 +196,6 @@ impl Scorer {
         let (_, gpus) = self.packing(n, &pod)?;
         Some(gpus.trailing_zeros() as usize)
     }
-}
-
-/// Mean CPU (millicores) and memory (MiB) per whole GPU over the mix's GPU
-/// tasks, as the Railyard policy computes it.
-fn rates_per_gpu(tasks: &TaskDistribution) -> (f64, f64) {
-    let (mut cpu, mut mem, mut gpu) = (0.0, 0.0, 0.0);
-    for t in tasks.types() {
-        if t.num_gpu > 0 && t.gpu_milli > 0 {
-            cpu += t.weight * t.cpu_milli as f64;
-            mem += t.weight * t.memory_mib as f64;
-            gpu += t.weight * t.num_gpu as f64 * t.gpu_milli as f64 / MILLI as f64;
-        }
-    }
-    if gpu > 0.0 { (cpu / gpu, mem / gpu) } else { (1.0, 1.0) }
 }
 
 /// A mix for a cluster with no GPU pods yet: quarter, half and whole GPUs,

@@ -43,7 +43,7 @@ pub struct Railyard {
 
 /// Idle GPU milli on `node` that its CPU and memory left cannot feed when
 /// every GPU needs `cpu_per_gpu` millicores and `mem_per_gpu` MiB.
-pub(crate) fn stranded(node: &Node, cpu_per_gpu: f64, mem_per_gpu: f64) -> f64 {
+pub fn stranded(node: &Node, cpu_per_gpu: f64, mem_per_gpu: f64) -> f64 {
     let idle = node.gpu_idle_milli() as f64;
     if idle == 0.0 {
         return 0.0;
@@ -56,7 +56,7 @@ pub(crate) fn stranded(node: &Node, cpu_per_gpu: f64, mem_per_gpu: f64) -> f64 {
 /// Mean CPU (millicores) and memory (MiB) that GPU tasks of `tasks` ask per
 /// whole GPU, weighted by popularity; `(1, 1)` without GPU tasks. Memory is
 /// 0 (no constraint) when the distribution has no memory.
-pub(crate) fn rates_per_gpu(tasks: &TaskDistribution) -> (f64, f64) {
+pub fn rates_per_gpu(tasks: &TaskDistribution) -> (f64, f64) {
     let (mut cpu, mut mem, mut gpu) = (0.0, 0.0, 0.0);
     for t in tasks.types() {
         if t.num_gpu > 0 && t.gpu_milli > 0 {
