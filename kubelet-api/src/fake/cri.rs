@@ -2,20 +2,18 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
+use super::socket_server::SocketServer;
 use crate::cri::runtime::v1::runtime_service_server::{RuntimeService, RuntimeServiceServer};
 use crate::cri::runtime::v1::{
     CONTAINER_NAME_LABEL, Container, ContainerMetadata, ContainerState, ListContainersRequest, ListContainersResponse,
     POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_UID_LABEL,
 };
-use crate::unix;
 
 #[derive(Debug, Default)]
 struct State {
@@ -75,36 +73,21 @@ pub fn kube_container(id: &str, namespace: &str, pod: &str, pod_uid: &str, conta
 /// A container runtime's CRI endpoint on a unix socket.
 #[derive(Debug)]
 pub struct FakeRuntimeService {
-    path: PathBuf,
     state: Arc<Mutex<State>>,
-    server: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    server: SocketServer,
 }
 
 impl FakeRuntimeService {
     /// Serves on `path` (e.g. `<tmp>/containerd/containerd.sock`).
     pub fn start(path: &Path) -> io::Result<FakeRuntimeService> {
-        let listener = unix::bind(path).map_err(io::Error::other)?;
         let state = Arc::new(Mutex::new(State::default()));
         let router = Server::builder().add_service(RuntimeServiceServer::new(Service(state.clone())));
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            if let Err(e) = unix::serve(router, listener, async {
-                let _ = rx.await;
-            })
-            .await
-            {
-                tracing::warn!(error = %e, "fake CRI server failed");
-            }
-        });
-        Ok(FakeRuntimeService {
-            path: path.to_path_buf(),
-            state,
-            server: Some((tx, task)),
-        })
+        let server = SocketServer::start(path, router, "fake CRI")?;
+        Ok(FakeRuntimeService { state, server })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.server.path()
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
@@ -128,15 +111,5 @@ impl FakeRuntimeService {
     /// `ListContainers` calls served so far.
     pub fn calls(&self) -> u64 {
         self.with(|s| s.calls)
-    }
-}
-
-impl Drop for FakeRuntimeService {
-    fn drop(&mut self) {
-        if let Some((tx, task)) = self.server.take() {
-            let _ = tx.send(());
-            task.abort();
-        }
-        let _ = std::fs::remove_file(&self.path);
     }
 }

@@ -14,6 +14,7 @@
 mod cri;
 mod kubelet;
 mod podresources;
+mod socket_server;
 
 pub use cri::{FakeRuntimeService, kube_container};
 pub use kubelet::{Admission, AdmissionError, FakeKubelet, Plugin, TempDir};

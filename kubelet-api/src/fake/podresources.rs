@@ -1,20 +1,18 @@
 //! A PodResources v1 server over state the test sets.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
+use super::socket_server::SocketServer;
 use crate::podresources::v1::pod_resources_lister_server::{PodResourcesLister, PodResourcesListerServer};
 use crate::podresources::v1::{
     AllocatableResourcesRequest, AllocatableResourcesResponse, GetPodResourcesRequest, GetPodResourcesResponse,
     ListPodResourcesRequest, ListPodResourcesResponse, PodResources,
 };
-use crate::unix;
 
 #[derive(Debug, Default)]
 struct State {
@@ -74,36 +72,21 @@ impl PodResourcesLister for Service {
 /// Kubelet's PodResources endpoint on a unix socket.
 #[derive(Debug)]
 pub struct FakePodResources {
-    path: PathBuf,
     state: Arc<Mutex<State>>,
-    server: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    server: SocketServer,
 }
 
 impl FakePodResources {
     /// Serves on `path` (e.g. `<tmp>/pod-resources/kubelet.sock`).
     pub fn start(path: &Path) -> io::Result<FakePodResources> {
-        let listener = unix::bind(path).map_err(io::Error::other)?;
         let state = Arc::new(Mutex::new(State::default()));
         let router = Server::builder().add_service(PodResourcesListerServer::new(Service(state.clone())));
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            if let Err(e) = unix::serve(router, listener, async {
-                let _ = rx.await;
-            })
-            .await
-            {
-                tracing::warn!(error = %e, "fake PodResources server failed");
-            }
-        });
-        Ok(FakePodResources {
-            path: path.to_path_buf(),
-            state,
-            server: Some((tx, task)),
-        })
+        let server = SocketServer::start(path, router, "fake PodResources")?;
+        Ok(FakePodResources { state, server })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.server.path()
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
@@ -127,15 +110,5 @@ impl FakePodResources {
     /// Calls served so far.
     pub fn calls(&self) -> u64 {
         self.with(|s| s.calls)
-    }
-}
-
-impl Drop for FakePodResources {
-    fn drop(&mut self) {
-        if let Some((tx, task)) = self.server.take() {
-            let _ = tx.send(());
-            task.abort();
-        }
-        let _ = std::fs::remove_file(&self.path);
     }
 }
