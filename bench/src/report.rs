@@ -190,6 +190,53 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(23, 23, 23),
 ];
 
+/// One labelled line of a chart.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Axes and placement of a line chart; ranges are `(min, max)`.
+#[derive(Debug)]
+pub struct Axes<'a> {
+    pub title: &'a str,
+    pub x_desc: &'a str,
+    pub y_desc: &'a str,
+    pub x: (f64, f64),
+    pub y: (f64, f64),
+    pub legend: SeriesLabelPosition,
+}
+
+/// Writes an SVG line chart, one colour per series: the one plotting routine
+/// every bench report uses.
+pub fn line_chart(path: &Path, axes: Axes<'_>, series: &[Series]) -> Result<(), Box<dyn std::error::Error>> {
+    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(axes.title, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(55)
+        .build_cartesian_2d(axes.x.0..axes.x.1, axes.y.0..axes.y.1)?;
+    chart.configure_mesh().x_desc(axes.x_desc).y_desc(axes.y_desc).draw()?;
+    for (i, s) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        chart
+            .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))?
+            .label(s.label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(axes.legend)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
 /// Mean allocation vs arrived request, one line per policy; `x`/`y` are the
 /// axis ranges in percent.
 pub fn plot(
@@ -199,42 +246,28 @@ pub fn plot(
     x: (f64, f64),
     y: (f64, f64),
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(55)
-        .build_cartesian_2d(x.0..x.1, y.0..y.1)?;
-    chart
-        .configure_mesh()
-        .x_desc("arrived GPU request (% of capacity)")
-        .y_desc("GPU allocation (% of capacity)")
-        .draw()?;
-    for (i, s) in summaries.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let pts: Vec<(f64, f64)> = s
-            .mean_curve
-            .iter()
-            .enumerate()
-            .map(|(a, &v)| (a as f64, v))
-            .filter(|(a, _)| *a >= x.0 && *a <= x.1)
-            .collect();
-        let label = format!("{} ({:.2}% unallocated)", s.policy, s.unalloc_mean);
-        chart
-            .draw_series(LineSeries::new(pts, color.stroke_width(2)))?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    let series: Vec<Series> = summaries
+        .iter()
+        .map(|s| Series {
+            label: format!("{} ({:.2}% unallocated)", s.policy, s.unalloc_mean),
+            points: s
+                .mean_curve
+                .iter()
+                .enumerate()
+                .map(|(a, &v)| (a as f64, v))
+                .filter(|(a, _)| *a >= x.0 && *a <= x.1)
+                .collect(),
+        })
+        .collect();
+    let axes = Axes {
+        title,
+        x_desc: "arrived GPU request (% of capacity)",
+        y_desc: "GPU allocation (% of capacity)",
+        x,
+        y,
+        legend: SeriesLabelPosition::LowerRight,
+    };
+    line_chart(path, axes, &series)
 }
 
 #[cfg(test)]

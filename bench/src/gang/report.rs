@@ -3,9 +3,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use plotters::prelude::*;
+use plotters::prelude::SeriesLabelPosition;
 
 use super::sim::RunResult;
+use crate::report::{Axes, Series, line_chart};
 
 /// Per policy, over seeds (jobs pooled).
 #[derive(Debug, Clone)]
@@ -205,84 +206,53 @@ pub fn write_csvs(dir: &Path, runs: &[RunResult], s: &[GangSummary]) -> std::io:
     std::fs::write(dir.join("gang_runs.csv"), r)
 }
 
-const COLORS: [RGBColor; 5] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-    RGBColor(214, 39, 40),
-];
-
 /// GPU allocation over time, one line per policy (mean over seeds).
 pub fn plot_alloc(path: &Path, title: &str, s: &[GangSummary]) -> Result<(), Box<dyn std::error::Error>> {
     let hours = s.iter().filter_map(|x| x.curve.last().map(|c| c.0)).fold(1.0, f64::max);
-    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(55)
-        .build_cartesian_2d(0.0..hours, 0.0..100.0)?;
-    chart
-        .configure_mesh()
-        .x_desc("time (hours)")
-        .y_desc("GPUs allocated (% of cluster)")
-        .draw()?;
-    for (i, x) in s.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        chart
-            .draw_series(LineSeries::new(x.curve.iter().copied(), color.stroke_width(2)))?
-            .label(format!("{} (mean {:.1}%)", x.policy, x.alloc_pct))
-            .legend(move |(a, b)| PathElement::new(vec![(a, b), (a + 20, b)], color.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    let series: Vec<Series> = s
+        .iter()
+        .map(|x| Series {
+            label: format!("{} (mean {:.1}%)", x.policy, x.alloc_pct),
+            points: x.curve.clone(),
+        })
+        .collect();
+    let axes = Axes {
+        title,
+        x_desc: "time (hours)",
+        y_desc: "GPUs allocated (% of cluster)",
+        x: (0.0, hours),
+        y: (0.0, 100.0),
+        legend: SeriesLabelPosition::LowerRight,
+    };
+    line_chart(path, axes, &series)
 }
 
 /// CDF of busbw ratios per policy.
 pub fn plot_ratio_cdf(path: &Path, title: &str, s: &[GangSummary]) -> Result<(), Box<dyn std::error::Error>> {
-    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(55)
-        .build_cartesian_2d(0.0..1.05, 0.0..1.0)?;
-    chart
-        .configure_mesh()
-        .x_desc("estimated busbw ÷ best on an empty cluster")
-        .y_desc("share of gangs at or below")
-        .draw()?;
-    for (i, x) in s.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let n = x.ratios.len().max(1) as f64;
-        let pts: Vec<(f64, f64)> = x
-            .ratios
-            .iter()
-            .enumerate()
-            .map(|(j, &r)| (r.min(1.05), (j + 1) as f64 / n))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(pts, color.stroke_width(2)))?
-            .label(format!("{} (mean {:.3})", x.policy, x.ratio_mean))
-            .legend(move |(a, b)| PathElement::new(vec![(a, b), (a + 20, b)], color.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    let series: Vec<Series> = s
+        .iter()
+        .map(|x| {
+            let n = x.ratios.len().max(1) as f64;
+            Series {
+                label: format!("{} (mean {:.3})", x.policy, x.ratio_mean),
+                points: x
+                    .ratios
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &r)| (r.min(1.05), (j + 1) as f64 / n))
+                    .collect(),
+            }
+        })
+        .collect();
+    let axes = Axes {
+        title,
+        x_desc: "estimated busbw ÷ best on an empty cluster",
+        y_desc: "share of gangs at or below",
+        x: (0.0, 1.05),
+        y: (0.0, 1.0),
+        legend: SeriesLabelPosition::UpperLeft,
+    };
+    line_chart(path, axes, &series)
 }
 
 #[cfg(test)]
