@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::ask::{GpuAsk, PodAsk};
-use super::view::{ClusterView, PodRecord, PodState};
+use super::view::{ClusterView, PodRecord, PodState, first_bits};
 use crate::fabric::{Fabric, LabelOptions};
 use crate::gang::{Decision, FreeState, Gang, GangCluster, GangError, Level};
 use crate::packing::MILLI;
@@ -207,7 +207,7 @@ impl ClusterView {
             let keep = if n.input.unschedulable {
                 0
             } else {
-                n.free_mask() & mask_of(n.whole_alloc.saturating_sub(n.whole_used), n.free_mask())
+                n.free_mask() & first_bits(n.free_mask(), n.whole_alloc.saturating_sub(n.whole_used))
             };
             let taken: Vec<u32> = n
                 .ids
@@ -404,21 +404,6 @@ impl ClusterView {
         let complete = self.gangs.values().filter(|r| r.held.iter().all(|h| !h)).count();
         (complete, self.gangs.len() - complete)
     }
-}
-
-/// The `n` lowest bits of `mask`.
-fn mask_of(n: u32, mask: u64) -> u64 {
-    let mut out = 0u64;
-    let mut m = mask;
-    for _ in 0..n {
-        if m == 0 {
-            break;
-        }
-        let b = m & m.wrapping_neg();
-        out |= b;
-        m &= !b;
-    }
-    out
 }
 
 fn empty_fabric() -> Fabric {

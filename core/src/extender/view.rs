@@ -940,7 +940,8 @@ impl ClusterView {
     }
 }
 
-fn first_bits(mask: u64, k: u32) -> u64 {
+/// The `k` lowest set bits of `mask`.
+pub(super) fn first_bits(mask: u64, k: u32) -> u64 {
     let mut out = 0u64;
     let mut m = mask;
     for _ in 0..k {
