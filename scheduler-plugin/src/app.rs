@@ -25,11 +25,11 @@ use prometheus_client::registry::Registry;
 use railyard_core::extender::{ClusterView, GangFilter, GangSpec, GpuAsk, PodAsk, ViewConfig};
 use serde::Serialize;
 
-use crate::k8s::{self, GANG_PLAN_ANNOTATION, GANG_SLOT_ANNOTATION, GPUS_ANNOTATION, GangRef, LeanPod};
+use crate::k8s::{self, GangRef, LeanPod};
 use crate::metrics::{Metrics, StateLabels};
 use crate::wire::{
-    ExtenderArgs, ExtenderBindingArgs, ExtenderBindingResult, ExtenderPreemptionArgs, ExtenderPreemptionResult,
-    HostPriority, MetaPod, MetaVictims, NodeList,
+    ExtenderArgs, ExtenderBindingArgs, ExtenderPreemptionArgs, ExtenderPreemptionResult, HostPriority, MetaPod,
+    MetaVictims, NodeList,
 };
 
 /// Pod annotations naming topology levels for a gang (`node`, `nvlink`,
@@ -213,12 +213,12 @@ pub struct AppState {
     pub config: Config,
     view: RwLock<ClusterView>,
     pub gangs: RwLock<GangIndex>,
-    binder: Arc<dyn Binder>,
+    pub(crate) binder: Arc<dyn Binder>,
     pub metrics: Metrics,
     registry: Arc<Registry>,
     clock: Clock,
     /// Asks seen by filter, for bind.
-    pending: Mutex<HashMap<String, PodAsk>>,
+    pub(crate) pending: Mutex<HashMap<String, PodAsk>>,
     scored: Mutex<HashMap<String, Scored>>,
     /// Set once the watches have listed everything.
     pub ready: AtomicBool,
@@ -513,70 +513,6 @@ impl AppState {
             .into_iter()
             .map(|(host, score)| HostPriority { host, score })
             .collect())
-    }
-
-    /// `bind`: choose devices, assume, create the Binding; undo on failure.
-    pub async fn bind(&self, args: ExtenderBindingArgs) -> ExtenderBindingResult {
-        let fail = |m: &Metrics, e: String| {
-            m.decision("bind", "bind_failed");
-            ExtenderBindingResult { error: e }
-        };
-        if args.pod_name.is_empty() || args.node.is_empty() {
-            return fail(&self.metrics, "PodName and Node are required".into());
-        }
-        let uid = if args.pod_uid.is_empty() {
-            format!("{}/{}", args.pod_namespace, args.pod_name)
-        } else {
-            args.pod_uid.clone()
-        };
-        let ask = self.pending.lock().ok().and_then(|p| p.get(&uid).cloned());
-        let Some(ask) = ask else {
-            return fail(
-                &self.metrics,
-                format!("pod {uid} was not filtered by this extender; it will be retried"),
-            );
-        };
-        let assumed = self.view_mut().assume(&uid, &ask, &args.node);
-        let assumed = match assumed {
-            Ok(a) => a,
-            Err(e) => return fail(&self.metrics, e.to_string()),
-        };
-        let mut annotations = BTreeMap::new();
-        if !assumed.gpus.is_empty() {
-            let gpus: Vec<String> = assumed.gpus.iter().map(u32::to_string).collect();
-            annotations.insert(GPUS_ANNOTATION.to_string(), gpus.join(","));
-        }
-        if let Some((plan, slot)) = &assumed.plan {
-            annotations.insert(
-                GANG_PLAN_ANNOTATION.to_string(),
-                serde_json::to_string(plan).unwrap_or_default(),
-            );
-            annotations.insert(GANG_SLOT_ANNOTATION.to_string(), slot.to_string());
-        }
-        let req = BindRequest {
-            namespace: if args.pod_namespace.is_empty() {
-                "default".into()
-            } else {
-                args.pod_namespace.clone()
-            },
-            name: args.pod_name.clone(),
-            uid: args.pod_uid.clone(),
-            node: args.node.clone(),
-            annotations,
-        };
-        match self.binder.bind(req).await {
-            Ok(()) => {
-                if let Ok(mut p) = self.pending.lock() {
-                    p.remove(&uid);
-                }
-                self.metrics.decision("bind", "bound");
-                ExtenderBindingResult::default()
-            }
-            Err(e) => {
-                self.view_mut().unassume(&uid);
-                fail(&self.metrics, format!("binding {uid} to {}: {e}", args.node))
-            }
-        }
     }
 
     /// `preempt`: keeps the candidate nodes where evicting the proposed

@@ -7,6 +7,7 @@
 //! decision is made by `railyard_core::extender`.
 
 pub mod app;
+pub mod bind;
 pub mod binder;
 pub mod k8s;
 pub mod metrics;
