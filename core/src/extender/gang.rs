@@ -3,6 +3,13 @@
 //! later members are matched to a slot and filtered to its node. A plan is
 //! recorded on each bound member (see `PlanRecord`), so an extender that
 //! restarts rebuilds the reservation from the API.
+//!
+//! A reservation that expires releases only what no pod filled. The next
+//! member's filter re-plans the gang around the members already placed
+//! (bound or assumed): they keep their nodes, GPUs and slots, the planner
+//! places only the missing ones near them, and the new plan lists every slot,
+//! so the members bound under the new plan carry the whole gang in their
+//! annotations.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::ask::{GpuAsk, PodAsk};
 use super::view::{ClusterView, PodRecord, PodState, first_bits};
 use crate::fabric::{Fabric, LabelOptions};
-use crate::gang::{Decision, FreeState, Gang, GangCluster, GangError, Level};
+use crate::gang::{Decision, FreeState, Gang, GangCluster, GangError, Level, MemberPlacement};
 use crate::packing::MILLI;
 
 /// A gang as the API describes it (PodGroup `minMember`, Workload gang
@@ -70,6 +77,15 @@ pub enum GangFilter {
     Plain,
 }
 
+/// A member of a gang that is placed (assumed or bound).
+#[derive(Debug)]
+struct PlacedMember {
+    uid: String,
+    slot: usize,
+    node: String,
+    gpus: Vec<u32>,
+}
+
 /// Label injected into the planner's copy of node labels.
 const MACHINE_LABEL: &str = "railyard.dev/machine";
 
@@ -118,12 +134,11 @@ impl ClusterView {
             });
         }
         if !self.gangs.contains_key(&spec.id) {
-            let placed = self.gang_members_placed(&spec.id);
-            let need = spec.min_members.saturating_sub(placed);
-            if need == 0 {
+            let placed = self.placed_members(&spec.id);
+            if placed.len() >= spec.min_members as usize {
                 return Ok(GangFilter::Plain);
             }
-            match self.plan_gang(spec, need, now_ms)? {
+            match self.plan_gang(spec, placed, now_ms)? {
                 Ok(()) => {}
                 Err(wait) => return Ok(wait),
             }
@@ -189,8 +204,42 @@ impl ClusterView {
         f
     }
 
-    /// Plans `need` members and reserves them; `Err(wait)` when it must wait.
-    fn plan_gang(&mut self, spec: &GangSpec, need: u32, now_ms: u64) -> Result<Result<(), GangFilter>, GangError> {
+    /// Members of `gang` placed now (assumed or bound) with their slot,
+    /// node and GPUs, by slot then UID.
+    fn placed_members(&self, gang: &str) -> Vec<PlacedMember> {
+        let mut out: Vec<PlacedMember> = self
+            .pods
+            .iter()
+            .filter_map(|(uid, r)| {
+                let (g, slot) = r.gang.as_ref()?;
+                if g != gang {
+                    return None;
+                }
+                let gpus = match (r.applied, self.by_name.get(&r.node)) {
+                    (true, Some(&i)) => self.nodes[i].indices(r.mask),
+                    _ => r.hint.clone().unwrap_or_default(),
+                };
+                Some(PlacedMember {
+                    uid: uid.clone(),
+                    slot: *slot,
+                    node: r.node.clone(),
+                    gpus,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (a.slot, &a.uid).cmp(&(b.slot, &b.uid)));
+        out
+    }
+
+    /// Plans the members of `spec` not in `placed` around the placed ones and
+    /// reserves them; the placed members keep their nodes and GPUs and
+    /// their slots in the new plan. `Err(wait)` when it must wait.
+    fn plan_gang(
+        &mut self,
+        spec: &GangSpec,
+        placed: Vec<PlacedMember>,
+        now_ms: u64,
+    ) -> Result<Result<(), GangFilter>, GangError> {
         let fabric = self.fabric();
         let cluster = GangCluster::new(&fabric, &self.machines)?;
         if cluster.is_empty() {
@@ -220,54 +269,125 @@ impl ClusterView {
                 free.take(&cluster, ci, &taken)?;
             }
         }
+        // Placed members on nodes the planner knows stay where they are; one
+        // on a node without a topology still holds its slot, but the planner
+        // cannot place the others relative to it.
+        let fixed: Vec<MemberPlacement> = placed
+            .iter()
+            .filter(|m| !m.gpus.is_empty())
+            .filter_map(|m| {
+                Some(MemberPlacement {
+                    node_index: cluster.node_index(&m.node)?,
+                    node: m.node.clone(),
+                    gpus: m.gpus.clone(),
+                })
+            })
+            .collect();
+        let unknown = placed.len() - fixed.len();
+        let total = spec.min_members as usize;
+        let missing = total.saturating_sub(placed.len());
         let parse = |s: &Option<String>| s.as_deref().map(|l| Level::parse(&fabric, l)).transpose();
+        let members = (total - unknown) as u32;
         let gang = Gang {
-            members: need,
+            members,
             gpus_per_member: spec.gpus_per_member,
-            min_members: need,
+            min_members: members,
             required: parse(&spec.required)?,
             preferred: parse(&spec.preferred)?,
         };
-        match cluster.plan(&gang, &free)? {
+        let plan = match cluster.plan_around(&gang, &free, &fixed)? {
             Decision::Wait(w) => {
-                let reason = format!("gang {} waits for {} members: {}", spec.id, need, w.reason);
-                Ok(Err(if w.fits_empty {
+                let mut reason = format!("gang {} waits for {} members", spec.id, missing);
+                if !placed.is_empty() {
+                    reason += &format!(" beside the {} already placed", placed.len());
+                }
+                reason += &format!(": {}", w.reason);
+                return Ok(Err(if w.fits_empty {
                     GangFilter::Wait(reason)
-                } else {
+                } else if placed.is_empty() {
                     GangFilter::Never(format!("{reason}; it would not fit on an empty cluster either"))
-                }))
+                } else {
+                    GangFilter::Never(format!(
+                        "{reason}; it would not fit either with only its placed members' GPUs in use"
+                    ))
+                }));
             }
-            Decision::Place(plan) => {
-                let record = PlanRecord {
-                    gang: spec.id.clone(),
-                    expires_ms: now_ms.saturating_add(self.cfg.reservation_ttl_ms),
-                    slots: plan
-                        .members
-                        .iter()
-                        .map(|m| SlotRecord {
-                            node: m.node.clone(),
-                            gpus: m.gpus.clone(),
-                        })
-                        .collect(),
-                };
-                drop(cluster);
-                self.reserve(record);
-                Ok(Ok(()))
+            Decision::Place(plan) => plan,
+        };
+        drop(cluster);
+        // Placed members keep their slot; one whose slot is out of range or
+        // taken twice gets a free one (its record follows). New members fill
+        // the free slots in rank order.
+        let mut slots: Vec<Option<SlotRecord>> = vec![None; total];
+        let mut moved = Vec::new();
+        for m in placed {
+            if m.slot < total && slots[m.slot].is_none() {
+                slots[m.slot] = Some(SlotRecord {
+                    node: m.node,
+                    gpus: m.gpus,
+                });
+            } else {
+                moved.push(m);
             }
         }
+        for m in moved {
+            let Some(s) = slots.iter().position(Option::is_none) else {
+                break;
+            };
+            if let Some(r) = self.pods.get_mut(&m.uid) {
+                r.gang = Some((spec.id.clone(), s));
+            }
+            slots[s] = Some(SlotRecord {
+                node: m.node,
+                gpus: m.gpus,
+            });
+        }
+        let mut new = plan.members.into_iter();
+        for slot in slots.iter_mut().filter(|s| s.is_none()) {
+            let Some(m) = new.next() else { break };
+            *slot = Some(SlotRecord {
+                node: m.node,
+                gpus: m.gpus,
+            });
+        }
+        let Some(slots) = slots.into_iter().collect::<Option<Vec<SlotRecord>>>() else {
+            return Ok(Err(GangFilter::Wait(format!(
+                "gang {}: the planner placed fewer than the {missing} missing members",
+                spec.id
+            ))));
+        };
+        self.reserve(PlanRecord {
+            gang: spec.id.clone(),
+            expires_ms: now_ms.saturating_add(self.cfg.reservation_ttl_ms),
+            slots,
+        });
+        Ok(Ok(()))
     }
 
-    /// Holds every slot's GPUs that are free now.
+    /// Holds every slot's GPUs that are free now. A slot that a placed member
+    /// of the gang already fills (a re-plan, or a restart that saw the
+    /// member before this plan) is claimed by it, not held: its GPUs are the
+    /// pod's.
     fn reserve(&mut self, plan: PlanRecord) {
+        let mut filled: Vec<Option<String>> = vec![None; plan.slots.len()];
+        for (uid, r) in &self.pods {
+            if let Some((g, s)) = &r.gang
+                && *g == plan.gang
+                && plan.slots.get(*s).is_some_and(|slot| slot.node == r.node)
+                && filled[*s].is_none()
+            {
+                filled[*s] = Some(uid.clone());
+            }
+        }
         let mut held = Vec::with_capacity(plan.slots.len());
-        for s in &plan.slots {
-            held.push(self.hold(&s.node, &s.gpus));
+        for (s, slot) in plan.slots.iter().enumerate() {
+            held.push(filled[s].is_none() && self.hold(&slot.node, &slot.gpus));
         }
         self.generation += 1;
         self.gangs.insert(
             plan.gang.clone(),
             Reservation {
-                claimed: vec![None; plan.slots.len()],
+                claimed: filled,
                 held,
                 plan,
             },

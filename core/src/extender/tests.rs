@@ -158,12 +158,18 @@ fn shared_pods_pack_onto_a_used_gpu() {
 }
 
 fn dgx_cluster(n: usize) -> ClusterView {
+    dgx_cluster_with(n, |i| i / 4)
+}
+
+/// `n` DGX H100 nodes `dgx{i}`, node i under leaf switch `leaf_of(i)`;
+/// reservations expire after 1 s.
+fn dgx_cluster_with(n: usize, leaf_of: impl Fn(usize) -> usize) -> ClusterView {
     let mut v = ClusterView::new(ViewConfig {
         reservation_ttl_ms: 1000,
         ..ViewConfig::default()
     });
     for i in 0..n {
-        let leaf = format!("leaf{}", i / 4);
+        let leaf = format!("leaf{}", leaf_of(i));
         v.upsert_node(node(
             &format!("dgx{i}"),
             &[("nvidia.com/gpu", 8)],
@@ -247,10 +253,14 @@ fn gang_plans_reserves_and_fills() {
     assert!(fresh.reservation("ns/job").is_none());
     assert_eq!(fresh.gang_members_placed("ns/job"), 1);
     match fresh.gang_filter(&s, "m2", Some(2), 5001).unwrap() {
-        GangFilter::Slot { .. } => {}
+        GangFilter::Slot { slot, .. } => assert_eq!(slot, 2),
         other => panic!("{other:?}"),
     }
-    assert_eq!(fresh.reservation("ns/job").unwrap().plan.slots.len(), 3);
+    // The new plan keeps the bound member in its slot.
+    let replanned = fresh.reservation("ns/job").unwrap();
+    assert_eq!(replanned.plan.slots.len(), 4);
+    assert_eq!(replanned.plan.slots[0].node, nodes[0]);
+    assert_eq!(replanned.claimed[0].as_deref(), Some("m0"));
 }
 
 #[test]
@@ -267,4 +277,225 @@ fn gang_waits_or_never_fits() {
         other => panic!("{other:?}"),
     }
     let _ = BTreeMap::<u8, u8>::new();
+}
+
+fn slot_node(f: GangFilter) -> (String, usize) {
+    match f {
+        GangFilter::Slot { node, slot } => (node, slot),
+        other => panic!("expected a slot, got {other:?}"),
+    }
+}
+
+/// What the API shows for a member the extender bound: its node, GPUs and
+/// the plan annotation written at bind.
+fn seen_bound(uid: &str, node: &str, a: &Assumed) -> PodObservation {
+    PodObservation {
+        uid: uid.into(),
+        node: Some(node.into()),
+        ask: ask(GpuAsk::Whole(8)),
+        finished: false,
+        gpus: Some(a.gpus.clone()),
+        plan: a.plan.clone(),
+    }
+}
+
+/// Leaf of `dgx{i}` in [`six_and_two`].
+fn leaf_of_six_and_two(node: &str) -> usize {
+    let i: usize = node.trim_start_matches("dgx").parse().expect("dgx node");
+    usize::from(i >= 6)
+}
+
+/// Eight DGX nodes: six under leaf 0, two under leaf 1.
+fn six_and_two() -> ClusterView {
+    dgx_cluster_with(8, |i| usize::from(i >= 6))
+}
+
+/// Members placed plus slots held never exceed the gang's size.
+fn assert_within_gang(v: &ClusterView, gang: &str, size: u32) {
+    let held = v
+        .reservation(gang)
+        .map_or(0, |r| r.held.iter().filter(|h| **h).count() as u32);
+    let placed = v.gang_members_placed(gang);
+    assert!(placed + held <= size, "{placed} placed + {held} held > {size}");
+}
+
+#[test]
+fn an_expired_gang_is_replanned_around_its_bound_members() {
+    let mut v = six_and_two();
+    let s = spec(4, 8);
+    let eight = ask(GpuAsk::Whole(8));
+    // The gang is planned into leaf 0 (the only one with 4 nodes); m0 and m1
+    // bind, m2 and m3 do not come before the reservation expires.
+    let first: Vec<(String, usize)> = (0..4)
+        .map(|m| slot_node(v.gang_filter(&s, &format!("m{m}"), Some(m), 0).unwrap()))
+        .collect();
+    assert!(first.iter().all(|(n, _)| leaf_of_six_and_two(n) == 0), "{first:?}");
+    let a0 = v.assume("m0", &eight, &first[0].0).unwrap();
+    let a1 = v.assume("m1", &eight, &first[1].0).unwrap();
+    v.observe_pod(seen_bound("m0", &first[0].0, &a0), 10);
+    v.observe_pod(seen_bound("m1", &first[1].0, &a1), 10);
+    let old_plan = a0.plan.clone().unwrap().0;
+
+    // After expiry the next member re-plans: m0 and m1 keep their nodes and
+    // slots, only two slots are reserved, next to them in leaf 0 (planned
+    // from scratch, the two would fill leaf 1 exactly).
+    let (n2, slot2) = slot_node(v.gang_filter(&s, "m2", Some(2), 1500).unwrap());
+    assert_eq!(slot2, 2);
+    let r = v.reservation("ns/job").unwrap().clone();
+    assert_eq!(r.plan.expires_ms, 2500);
+    assert_eq!(r.plan.slots.len(), 4);
+    assert_eq!(r.plan.slots[0], old_plan.slots[0]);
+    assert_eq!(r.plan.slots[1], old_plan.slots[1]);
+    assert_eq!(r.claimed[..2], [Some("m0".to_string()), Some("m1".to_string())]);
+    assert_eq!(r.held, vec![false, false, true, true]);
+    let mut nodes: Vec<&str> = r.plan.slots.iter().map(|s| s.node.as_str()).collect();
+    assert!(nodes.iter().all(|n| leaf_of_six_and_two(n) == 0), "{nodes:?}");
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 4, "four distinct nodes: {:?}", r.plan.slots);
+    assert_eq!(r.plan.slots[2].node, n2);
+    assert_eq!(v.gang_members_placed("ns/job"), 2);
+    assert_within_gang(&v, "ns/job", 4);
+    assert_eq!(v.slot_of("m0"), Some(("ns/job".into(), 0, first[0].0.clone())));
+    assert_eq!(v.slot_of("m2"), Some(("ns/job".into(), 2, n2.clone())));
+
+    // m3 gets the last slot, a fifth pod is a plain pod.
+    let (n3, slot3) = slot_node(v.gang_filter(&s, "m3", Some(3), 1600).unwrap());
+    assert_eq!(slot3, 3);
+    assert_eq!(v.gang_filter(&s, "m4", None, 1600).unwrap(), GangFilter::Plain);
+    let a2 = v.assume("m2", &eight, &n2).unwrap();
+    let a3 = v.assume("m3", &eight, &n3).unwrap();
+    assert_eq!(a2.plan.as_ref().map(|(p, s)| (p.slots.len(), *s)), Some((4, 2)));
+    assert_eq!(v.gang_members_placed("ns/job"), 4);
+    assert_eq!(v.gang_counts(), (1, 0));
+    assert_within_gang(&v, "ns/job", 4);
+
+    // m0 seen again with its old, expired plan annotation: no resurrected
+    // reservation, no second count of its GPUs.
+    let pods = v.pod_count();
+    v.observe_pod(seen_bound("m0", &first[0].0, &a0), 1700);
+    assert_eq!(v.reservation("ns/job").unwrap().plan, r.plan);
+    assert_eq!(v.pod_count(), pods);
+    assert_eq!(v.gang_members_placed("ns/job"), 4);
+    assert_eq!(v.free_gpus(&first[0].0).unwrap(), Vec::<u32>::new());
+
+    // Restart: a fresh view rebuilds the re-planned reservation from the
+    // members' annotations (old plan on m0, m1; new plan on m2, m3),
+    // whichever it sees first.
+    let seen = [
+        seen_bound("m0", &first[0].0, &a0),
+        seen_bound("m1", &first[1].0, &a1),
+        seen_bound("m2", &n2, &a2),
+        seen_bound("m3", &n3, &a3),
+    ];
+    for order in [[0, 2, 1, 3], [2, 3, 0, 1], [0, 1, 2, 3]] {
+        let mut fresh = six_and_two();
+        for i in order {
+            fresh.observe_pod(seen[i].clone(), 1800);
+            assert_within_gang(&fresh, "ns/job", 4);
+        }
+        let rebuilt = fresh.reservation("ns/job").unwrap_or_else(|| panic!("order {order:?}"));
+        assert_eq!(rebuilt.plan, r.plan, "order {order:?}");
+        assert_eq!(rebuilt.held, vec![false; 4], "order {order:?}");
+        let claimed: Vec<Option<&str>> = rebuilt.claimed.iter().map(Option::as_deref).collect();
+        assert_eq!(
+            claimed,
+            [Some("m0"), Some("m1"), Some("m2"), Some("m3")],
+            "order {order:?}"
+        );
+        assert_eq!(fresh.gang_members_placed("ns/job"), 4);
+        for (uid, slot) in [("m0", 0), ("m1", 1), ("m2", 2), ("m3", 3)] {
+            assert_eq!(fresh.slot_of(uid), v.slot_of(uid), "{uid}, order {order:?}");
+            assert_eq!(fresh.slot_of(uid).map(|(_, s, _)| s), Some(slot));
+        }
+        let busy: usize = fresh
+            .node_names()
+            .iter()
+            .map(|n| 8 - fresh.free_gpus(n).unwrap().len())
+            .sum();
+        assert_eq!(busy, 32, "order {order:?}: each member's 8 GPUs counted once");
+        assert_eq!(fresh.gang_filter(&s, "m4", None, 1900).unwrap(), GangFilter::Plain);
+    }
+}
+
+#[test]
+fn an_expired_gang_waits_for_room_beside_its_bound_members() {
+    let mut v = dgx_cluster(8);
+    let mut s = spec(4, 8);
+    s.required = Some("tier-0".into());
+    let eight = ask(GpuAsk::Whole(8));
+    let first: Vec<(String, usize)> = (0..4)
+        .map(|m| slot_node(v.gang_filter(&s, &format!("m{m}"), Some(m), 0).unwrap()))
+        .collect();
+    let a0 = v.assume("m0", &eight, &first[0].0).unwrap();
+    let a1 = v.assume("m1", &eight, &first[1].0).unwrap();
+    v.observe_pod(seen_bound("m0", &first[0].0, &a0), 10);
+    v.observe_pod(seen_bound("m1", &first[1].0, &a1), 10);
+    v.expire(1500);
+    assert!(v.reservation("ns/job").is_none());
+    // Two one-GPU pods land on the rest of m0's leaf group; the other leaf
+    // is empty, but the gang must stay in one.
+    let one = ask(GpuAsk::Whole(1));
+    v.assume("x", &one, &first[2].0).unwrap();
+    v.assume("y", &one, &first[3].0).unwrap();
+    match v.gang_filter(&s, "m2", Some(2), 1500).unwrap() {
+        GangFilter::Wait(r) => {
+            assert!(r.contains("ns/job") && r.contains("beside the 2 already placed"), "{r}");
+            assert!(r.contains("room for 2 more"), "{r}");
+        }
+        other => panic!("expected to wait, got {other:?}"),
+    }
+    assert!(v.reservation("ns/job").is_none());
+    assert_eq!(v.gang_members_placed("ns/job"), 2);
+    // All or nothing: with x gone, y still blocks the second node.
+    v.unassume("x");
+    assert!(matches!(
+        v.gang_filter(&s, "m2", Some(2), 1600).unwrap(),
+        GangFilter::Wait(_)
+    ));
+    // Once y leaves too, the gang is planned, still around m0 and m1.
+    v.unassume("y");
+    let (n2, slot2) = slot_node(v.gang_filter(&s, "m2", Some(2), 1600).unwrap());
+    assert_eq!((n2.as_str(), slot2), (first[2].0.as_str(), 2));
+    let r = v.reservation("ns/job").unwrap();
+    assert_eq!(r.held, vec![false, false, true, true]);
+    let nodes: Vec<&str> = r.plan.slots.iter().map(|s| s.node.as_str()).collect();
+    let planned: Vec<&str> = first.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(nodes, planned);
+    assert_within_gang(&v, "ns/job", 4);
+
+    // Members placed in two leaf groups can never form one.
+    let mut apart = dgx_cluster(8);
+    let plan = PlanRecord {
+        gang: "ns/job".into(),
+        expires_ms: 100,
+        slots: vec![
+            SlotRecord {
+                node: "dgx0".into(),
+                gpus: (0..8).collect(),
+            },
+            SlotRecord {
+                node: "dgx4".into(),
+                gpus: (0..8).collect(),
+            },
+        ],
+    };
+    for (slot, (uid, node)) in [("p0", "dgx0"), ("p1", "dgx4")].into_iter().enumerate() {
+        apart.observe_pod(
+            PodObservation {
+                uid: uid.into(),
+                node: Some(node.into()),
+                ask: eight.clone(),
+                finished: false,
+                gpus: Some((0..8).collect()),
+                plan: Some((plan.clone(), slot)),
+            },
+            200,
+        );
+    }
+    assert!(apart.reservation("ns/job").is_none(), "an expired plan is not rebuilt");
+    match apart.gang_filter(&s, "p2", Some(2), 300).unwrap() {
+        GangFilter::Never(r) => assert!(r.contains("span more than one tier 0"), "{r}"),
+        other => panic!("expected never, got {other:?}"),
+    }
 }

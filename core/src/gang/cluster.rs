@@ -256,7 +256,7 @@ impl FreeState {
             .is_some_and(|n| self.free.get(node) == Some(&full_mask(n.gpus.len())))
     }
 
-    fn bits<M: MachineLookup + ?Sized>(
+    pub(crate) fn bits<M: MachineLookup + ?Sized>(
         &self,
         c: &GangCluster<'_, M>,
         node: usize,

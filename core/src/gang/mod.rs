@@ -17,6 +17,9 @@
 //! plus a handful of cost-model evaluations.
 //!
 //! Build a [`GangCluster`] once per fabric; plan against a [`FreeState`].
+//! [`GangCluster::plan_around`] plans the rest of a gang some of whose
+//! members already run (a reservation that expired half filled): they stay,
+//! the new members go where the whole gang estimates best.
 
 mod cluster;
 mod plan;
@@ -162,6 +165,15 @@ pub enum NoFitReason {
     Fragmented { need: u32, fit: u32 },
     #[error("no single {level} holds {need} members now (at most {best})")]
     NoDomain { level: Level, need: u32, best: u32 },
+    #[error("the {placed} members already placed span more than one {level}")]
+    PlacedApart { level: Level, placed: u32 },
+    #[error("no {level} holding the {placed} placed members has room for {need} more now (at most {best})")]
+    NoRoomNearPlaced {
+        level: Level,
+        placed: u32,
+        need: u32,
+        best: u32,
+    },
 }
 
 /// A gang that waits: why, and whether it would fit on an empty cluster.
@@ -212,6 +224,8 @@ pub enum GangError {
     MinAboveMembers { min: u32, members: u32 },
     #[error("min_members must be at least 1")]
     NoMinMembers,
+    #[error("{placed} members are already placed of the gang's {members}; none is left to plan")]
+    AllPlaced { placed: u32, members: u32 },
     #[error("unknown topology level {level:?}")]
     UnknownLevel { level: String },
     #[error("node `{node}`: no machine profile `{machine}`")]

@@ -116,6 +116,198 @@ impl<M: MachineLookup + ?Sized> GangCluster<'_, M> {
         self.multi_node(gang, free, &groups, target).map(Decision::Place)
     }
 
+    /// Plans the members of `gang` that are not placed yet, around the
+    /// `placed` ones (members already running, e.g. when a reservation
+    /// expired after some members started). `gang` describes the whole gang:
+    /// the placed members count towards `members` and `min_members`, keep
+    /// their nodes and GPUs (looked up by node name; busy whether or not
+    /// `free` shows them free), and a `required` level must hold placed and
+    /// new members in one domain. The new members go where the whole gang
+    /// estimates best, which keeps them near the placed ones.
+    ///
+    /// The plan's `members` are the new members only, at least one and at
+    /// most `members - placed.len()`; its estimate, scope and node count are
+    /// the whole gang's. In a wait, `fits_empty` means "fits when only the
+    /// placed members' GPUs are in use". Without `placed` this is
+    /// [`GangCluster::plan`].
+    pub fn plan_around(
+        &self,
+        gang: &Gang,
+        free: &FreeState,
+        placed: &[MemberPlacement],
+    ) -> Result<Decision, GangError> {
+        if placed.is_empty() {
+            return self.plan(gang, free);
+        }
+        validate(gang)?;
+        if free.free.len() != self.nodes.len() {
+            return Err(GangError::StateSize {
+                got: free.free.len(),
+                want: self.nodes.len(),
+            });
+        }
+        let n_placed = u32::try_from(placed.len()).unwrap_or(u32::MAX);
+        if n_placed >= gang.members {
+            return Err(GangError::AllPlaced {
+                placed: n_placed,
+                members: gang.members,
+            });
+        }
+        let mut now = free.clone();
+        let mut empty = FreeState::all_free(self);
+        let mut fixed: Vec<usize> = Vec::with_capacity(placed.len());
+        for m in placed {
+            let i = self
+                .node_index(&m.node)
+                .ok_or_else(|| GangError::UnknownNode { node: m.node.clone() })?;
+            now.bits(self, i, &m.gpus)?;
+            now.set(self, i, &m.gpus, true);
+            empty.set(self, i, &m.gpus, true);
+            fixed.push(i);
+        }
+        fixed.sort_unstable();
+        fixed.dedup();
+
+        let k = gang.gpus_per_member;
+        let largest = self.nodes.iter().map(|n| n.gpus.len() as u32).max().unwrap_or(0);
+        if k > largest {
+            return Ok(Decision::Wait(NoFit {
+                reason: NoFitReason::MemberTooBig {
+                    gpus_per_member: k,
+                    largest_node: largest,
+                },
+                fits_empty: false,
+            }));
+        }
+        let allowed = gang.required.unwrap_or(Level::Cluster);
+        if !self.scope_of(&fixed).within(allowed) {
+            return Ok(Decision::Wait(NoFit {
+                reason: NoFitReason::PlacedApart {
+                    level: allowed,
+                    placed: n_placed,
+                },
+                fits_empty: false,
+            }));
+        }
+        // The allowed domains that hold every placed member, smallest first
+        // (the placed members' node itself when they share one).
+        let mut scopes: Vec<(Level, &[usize], Option<usize>)> = Vec::new();
+        if fixed.len() == 1 {
+            scopes.push((Level::Node, &fixed[..], None));
+        }
+        for s in &self.scopes {
+            if s.level.within(allowed) && fixed.iter().all(|n| s.nodes.binary_search(n).is_ok()) {
+                scopes.push((s.level, &s.nodes[..], s.child_tier));
+            }
+        }
+        let need = gang.min_members.saturating_sub(n_placed).max(1);
+        let most = gang.members - n_placed;
+        let capacity = |state: &FreeState| {
+            scopes
+                .iter()
+                .map(|(_, nodes, _)| nodes.iter().map(|&n| state.free_count(n) / k).sum::<u32>())
+                .max()
+                .unwrap_or(0)
+        };
+        let fits_empty = capacity(&empty) >= need;
+        let best_now = capacity(&now);
+        if best_now < need {
+            let need_gpus = u64::from(need) * u64::from(k);
+            let total = now.total_free();
+            let anywhere: u32 = (0..self.nodes.len()).map(|n| now.free_count(n) / k).sum();
+            let reason = if total < need_gpus {
+                NoFitReason::NotEnoughFree {
+                    need: need_gpus,
+                    free: total,
+                }
+            } else if anywhere >= need {
+                NoFitReason::NoRoomNearPlaced {
+                    level: allowed,
+                    placed: n_placed,
+                    need,
+                    best: best_now,
+                }
+            } else {
+                NoFitReason::Fragmented { need, fit: anywhere }
+            };
+            return Ok(Decision::Wait(NoFit { reason, fits_empty }));
+        }
+        let target = most.min(best_now);
+        let groups = self.tier0_groups(&now);
+        let uncapped = |n: usize| now.free_count(n) / k;
+        let capped = |n: usize| uncapped(n).min(self.span_cap(n, k));
+        let variants: [&dyn Fn(usize) -> u32; 2] = [&capped, &uncapped];
+        let mut tried: BTreeSet<Vec<(usize, u32)>> = BTreeSet::new();
+        let mut best: Option<(AroundKey, GangPlan)> = None;
+        for &(_, nodes, child_tier) in &scopes {
+            let scope_free: u64 = nodes.iter().map(|&n| u64::from(now.free_count(n))).sum();
+            for cap in variants {
+                // The scope's own choice, and one that first fills the
+                // placed members' nodes.
+                let plain = select(self, &now, nodes, child_tier, target, cap);
+                let near = self.placed_first(&now, nodes, child_tier, &fixed, target, cap);
+                for sel in [plain, near].into_iter().flatten() {
+                    if !tried.insert(sel.clone()) {
+                        continue;
+                    }
+                    let plan = self.build_around(&now, &sel, k, placed)?;
+                    let key = AroundKey {
+                        outside_preferred: gang.preferred.is_some_and(|p| !plan.scope.within(p)),
+                        busbw: Reverse(bucket(plan.estimate.busbw_gbps)),
+                        scope: plan.scope.order(),
+                        max_tier: plan.estimate.max_tier,
+                        proxy: self.proxy(&now, &groups, &sel, k, scope_free),
+                        rail_mismatches: plan.estimate.rail_mismatches,
+                        first: sel.first().map_or(0, |s| s.0),
+                    };
+                    if best.as_ref().is_none_or(|(b, _)| key < *b) {
+                        best = Some((key, plan));
+                    }
+                }
+            }
+        }
+        best.map(|(_, p)| Decision::Place(p)).ok_or(GangError::NodeIndex {
+            index: 0,
+            nodes: self.nodes.len(),
+        })
+    }
+
+    /// A selection of `need` members over `nodes` that fills the `fixed`
+    /// nodes first (in order), the rest chosen by [`select`] among the
+    /// others. `None` when the fixed nodes have no room or the rest does not
+    /// fit.
+    fn placed_first(
+        &self,
+        free: &FreeState,
+        nodes: &[usize],
+        child_tier: Option<usize>,
+        fixed: &[usize],
+        need: u32,
+        cap: &dyn Fn(usize) -> u32,
+    ) -> Option<Vec<(usize, u32)>> {
+        let mut out = Vec::new();
+        let mut left = need;
+        for &f in fixed {
+            let take = cap(f).min(left);
+            if take > 0 {
+                out.push((f, take));
+                left -= take;
+            }
+        }
+        if out.is_empty() {
+            return None;
+        }
+        if left > 0 {
+            let rest: Vec<usize> = nodes
+                .iter()
+                .copied()
+                .filter(|n| fixed.binary_search(n).is_err())
+                .collect();
+            out.extend(select(self, free, &rest, child_tier, left, cap)?);
+        }
+        Some(out)
+    }
+
     /// The most members one allowed domain can take under `cap`.
     fn best_capacity(&self, allowed: Level, cap: &dyn Fn(usize) -> u32) -> u32 {
         let single = (0..self.nodes.len()).map(cap).max().unwrap_or(0);
@@ -324,7 +516,29 @@ impl<M: MachineLookup + ?Sized> GangCluster<'_, M> {
     /// Turns a selection into members: GPUs per node by `best_gpus`,
     /// preferring GPUs on the rails the gang already uses, ranks in order.
     fn build(&self, free: &FreeState, sel: &[(usize, u32)], k: u32) -> Result<GangPlan, GangError> {
+        self.build_around(free, sel, k, &[])
+    }
+
+    /// [`Self::build`] for a gang whose `placed` members already run: they
+    /// seed the rails and count in the estimate, scope and node count; the
+    /// plan's members are the new ones only.
+    fn build_around(
+        &self,
+        free: &FreeState,
+        sel: &[(usize, u32)],
+        k: u32,
+        placed: &[MemberPlacement],
+    ) -> Result<GangPlan, GangError> {
         let mut rails: BTreeSet<u32> = BTreeSet::new();
+        let mut all_nodes: Vec<usize> = Vec::with_capacity(placed.len() + sel.len());
+        for m in placed {
+            let Some(i) = self.node_index(&m.node) else {
+                return Err(GangError::UnknownNode { node: m.node.clone() });
+            };
+            let topo = self.nodes[i].topo;
+            rails.extend(m.gpus.iter().filter_map(|&g| topo.gpu_nic(g).and_then(|c| c.rail)));
+            all_nodes.push(i);
+        }
         let mut members = Vec::new();
         for &(n, m) in sel {
             let info = &self.nodes[n];
@@ -352,17 +566,20 @@ impl<M: MachineLookup + ?Sized> GangCluster<'_, M> {
                 });
             }
         }
-        let ranks: Vec<GpuRef<'_>> = members
+        let ranks: Vec<GpuRef<'_>> = placed
             .iter()
+            .chain(&members)
             .flat_map(|m| m.gpus.iter().map(|&g| GpuRef::new(&m.node, g)))
             .collect();
         let e = estimate(self.fabric, self.machines, &ranks)?;
-        let nodes: Vec<usize> = sel.iter().map(|s| s.0).collect();
+        all_nodes.extend(sel.iter().map(|s| s.0));
+        all_nodes.sort_unstable();
+        all_nodes.dedup();
         Ok(GangPlan {
             members,
             estimate: e,
-            scope: self.scope_of(&nodes),
-            nodes: nodes.len(),
+            scope: self.scope_of(&all_nodes),
+            nodes: all_nodes.len(),
         })
     }
 
@@ -400,6 +617,19 @@ impl<M: MachineLookup + ?Sized> GangCluster<'_, M> {
 struct CandKey {
     outside_preferred: bool,
     busbw: Reverse<i64>,
+    max_tier: Option<usize>,
+    proxy: Proxy,
+    rail_mismatches: u32,
+    first: usize,
+}
+
+/// Ranks plans around placed members; smaller is better. Like [`CandKey`],
+/// with the whole gang's scope before the damage proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct AroundKey {
+    outside_preferred: bool,
+    busbw: Reverse<i64>,
+    scope: usize,
     max_tier: Option<usize>,
     proxy: Proxy,
     rail_mismatches: u32,

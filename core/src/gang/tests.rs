@@ -480,3 +480,212 @@ fn waiting_pays_off_only_when_the_job_finishes_sooner() {
     assert!(rule.worth_waiting(0.0, 0.5, 1e9, 100.0));
     assert!(!WaitRule { comm_share: 0.0 }.worth_waiting(0.5, 1.0, 1.0, 100.0));
 }
+
+const ALL: &[u32] = &[0, 1, 2, 3, 4, 5, 6, 7];
+
+/// [`placed`], for tests whose placed members are named `placed`.
+fn placed_plan(d: Decision) -> GangPlan {
+    placed(d)
+}
+
+/// Members already running on `node` with these GPUs each.
+fn running<M: crate::fabric::MachineLookup + ?Sized>(
+    c: &GangCluster<'_, M>,
+    free: &mut FreeState,
+    node: &str,
+    members: &[&[u32]],
+) -> Vec<MemberPlacement> {
+    let i = idx(c, node);
+    members
+        .iter()
+        .map(|g| {
+            free.take(c, i, g).expect("take");
+            MemberPlacement {
+                node_index: i,
+                node: node.into(),
+                gpus: g.to_vec(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_replan_keeps_placed_members_and_puts_the_rest_beside_them() {
+    let (f, m) = setup();
+    let c = GangCluster::new(&f, &m).expect("cluster");
+    let mut free = FreeState::all_free(&c);
+    // Two members of a 4 × 8 gang run on b0 and b1; a0 and a1 are busy with
+    // other work, so each unit has two clean nodes left.
+    take_nodes(&c, &mut free, &["a0", "a1"]);
+    let mut placed = running(&c, &mut free, "b0", &[ALL]);
+    placed.extend(running(&c, &mut free, "b1", &[ALL]));
+    // Planned from scratch, the two missing members would go to a2, a3:
+    // across the core from the running ones.
+    let scratch = placed_plan(c.plan(&Gang::new(2, 8), &free).expect("plan"));
+    assert_eq!(nodes_of(&scratch), BTreeSet::from(["a2".to_string(), "a3".to_string()]));
+    // Around the placed members they go to b2, b3: one leaf group for all.
+    let p = placed_plan(c.plan_around(&Gang::new(4, 8), &free, &placed).expect("plan"));
+    assert_eq!(p.members.len(), 2, "only the missing members are planned");
+    assert_eq!(nodes_of(&p), BTreeSet::from(["b2".to_string(), "b3".to_string()]));
+    assert_eq!(p.scope, Level::Tier(0));
+    assert_eq!(p.nodes, 4);
+    assert_eq!(p.estimate.max_tier, Some(0));
+}
+
+#[test]
+fn a_replan_fills_the_placed_members_node_first() {
+    let (f, m) = setup();
+    let c = GangCluster::new(&f, &m).expect("cluster");
+    let mut free = FreeState::all_free(&c);
+    let placed = running(&c, &mut free, "b2", &[&[0, 1], &[2, 3]]);
+    let p = placed_plan(c.plan_around(&Gang::new(4, 2), &free, &placed).expect("plan"));
+    assert_eq!(p.scope, Level::Node);
+    assert_eq!(p.nodes, 1);
+    let gpus: Vec<(String, Vec<u32>)> = p.members.iter().map(|m| (m.node.clone(), m.gpus.clone())).collect();
+    assert_eq!(gpus, vec![("b2".into(), vec![4, 5]), ("b2".into(), vec![6, 7])]);
+}
+
+#[test]
+fn a_replan_waits_for_room_beside_placed_members_or_says_it_never_fits() {
+    let (f, m) = setup();
+    let c = GangCluster::new(&f, &m).expect("cluster");
+    let mut leaf = Gang::new(4, 8);
+    leaf.required = Some(Level::Tier(0));
+
+    // a0, a1 run members; a2 has one GPU busy: unit a holds one more member
+    // now, unit b is free but the placed members are in unit a.
+    let mut free = FreeState::all_free(&c);
+    let mut placed = running(&c, &mut free, "a0", &[ALL]);
+    placed.extend(running(&c, &mut free, "a1", &[ALL]));
+    free.take(&c, idx(&c, "a2"), &[0]).expect("take");
+    let w = waited(c.plan_around(&leaf, &free, &placed).expect("plan"));
+    assert!(w.fits_empty, "it fits once a2 frees up");
+    assert_eq!(
+        w.reason,
+        NoFitReason::NoRoomNearPlaced {
+            level: Level::Tier(0),
+            placed: 2,
+            need: 2,
+            best: 1
+        }
+    );
+    assert!(w.reason.to_string().contains("2 placed members"), "{}", w.reason);
+    // From scratch, unit b would take the two: the placed ones would be left
+    // in another leaf group.
+    let mut two = leaf.clone();
+    two.members = 2;
+    two.min_members = 2;
+    assert!(matches!(c.plan(&two, &free).expect("plan"), Decision::Place(_)));
+
+    // Placed members in two units can never form one leaf group.
+    let mut free = FreeState::all_free(&c);
+    let mut apart = running(&c, &mut free, "a0", &[ALL]);
+    apart.extend(running(&c, &mut free, "b0", &[ALL]));
+    let w = waited(c.plan_around(&leaf, &free, &apart).expect("plan"));
+    assert_eq!(
+        w,
+        NoFit {
+            reason: NoFitReason::PlacedApart {
+                level: Level::Tier(0),
+                placed: 2
+            },
+            fits_empty: false
+        }
+    );
+    // Without the requirement the same members are planned around.
+    let p = placed_plan(c.plan_around(&Gang::new(4, 8), &free, &apart).expect("plan"));
+    assert_eq!(p.members.len(), 2);
+
+    // 5 × 8 in one unit of 4 nodes with one member placed: never, even
+    // though 4 × 8 from scratch fits a unit.
+    let mut five = leaf.clone();
+    five.members = 5;
+    five.min_members = 5;
+    let mut free = FreeState::all_free(&c);
+    let one = running(&c, &mut free, "a0", &[ALL]);
+    let w = waited(c.plan_around(&five, &free, &one).expect("plan"));
+    assert!(!w.fits_empty);
+    assert!(
+        matches!(w.reason, NoFitReason::NoRoomNearPlaced { need: 4, best: 3, .. }),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn replan_inputs_are_checked() {
+    let (f, m) = setup();
+    let c = GangCluster::new(&f, &m).expect("cluster");
+    let mut free = FreeState::all_free(&c);
+    let placed = running(&c, &mut free, "a0", &[&[0, 1, 2, 3], &[4, 5, 6, 7]]);
+    assert_eq!(
+        c.plan_around(&Gang::new(2, 4), &free, &placed),
+        Err(GangError::AllPlaced { placed: 2, members: 2 })
+    );
+    let ghost = [MemberPlacement {
+        node_index: 0,
+        node: "zz".into(),
+        gpus: vec![0],
+    }];
+    assert_eq!(
+        c.plan_around(&Gang::new(2, 1), &free, &ghost),
+        Err(GangError::UnknownNode { node: "zz".into() })
+    );
+    let bad_gpu = [MemberPlacement {
+        node_index: idx(&c, "p0"),
+        node: "p0".into(),
+        gpus: vec![7],
+    }];
+    assert_eq!(
+        c.plan_around(&Gang::new(2, 1), &free, &bad_gpu),
+        Err(GangError::UnknownGpu {
+            node: "p0".into(),
+            gpu: 7
+        })
+    );
+    // No placed members: the plain planner.
+    assert_eq!(
+        c.plan_around(&Gang::new(2, 4), &FreeState::all_free(&c), &[]),
+        c.plan(&Gang::new(2, 4), &FreeState::all_free(&c))
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn a_replan_places_exactly_the_missing_members_on_free_gpus_in_the_required_domain(
+        (masks, members, k, _min) in state_and_gang(),
+        keep in 1u32..12,
+    ) {
+        let (f, m) = setup();
+        let c = GangCluster::new(&f, &m).expect("cluster");
+        let mut free = FreeState::all_free(&c);
+        for (n, mask) in masks.iter().enumerate() {
+            let gpus: Vec<u32> = free.free_gpus(&c, n).into_iter().filter(|g| mask & (1 << g) != 0).collect();
+            free.take(&c, n, &gpus).expect("take");
+        }
+        let members = members.max(2);
+        let Decision::Place(first) = c.plan(&Gang::new(members, k), &free).expect("plan") else {
+            return Ok(());
+        };
+        // The first `keep` members run; the rest of the plan is given back.
+        let keep = keep.min(members - 1) as usize;
+        let placed = first.members[..keep].to_vec();
+        for mem in &placed {
+            free.take(&c, mem.node_index, &mem.gpus).expect("take");
+        }
+        let mut g = Gang::new(members, k);
+        g.required = Some(first.scope);
+        let p = placed_plan(c.plan_around(&g, &free, &placed).expect("plan"));
+        prop_assert_eq!(p.members.len(), members as usize - keep);
+        prop_assert!(p.scope.within(first.scope), "{:?} outside {:?}", p.scope, first.scope);
+        let mut seen = BTreeSet::new();
+        for mem in &p.members {
+            prop_assert_eq!(mem.gpus.len() as u32, k);
+            let free_here: BTreeSet<u32> = free.free_gpus(&c, mem.node_index).into_iter().collect();
+            for &gpu in &mem.gpus {
+                prop_assert!(free_here.contains(&gpu), "GPU {} on {} was not free", gpu, mem.node);
+                prop_assert!(seen.insert((mem.node_index, gpu)), "GPU {} on {} booked twice", gpu, mem.node);
+            }
+        }
+    }
+}
