@@ -11,6 +11,8 @@ pub mod bind;
 pub mod binder;
 pub mod k8s;
 pub mod metrics;
+#[cfg(feature = "rustls-tls")]
+pub mod tls;
 pub mod watch;
 pub mod wire;
 

@@ -2,6 +2,7 @@
 //! view current from the API.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,35 @@ struct Args {
     /// Upkeep period (reservation expiry, packing mix), ms.
     #[arg(long, env = "TICK_MS", default_value_t = 1000)]
     tick_ms: u64,
+    /// PEM certificate chain (leaf first) to serve HTTPS with, for
+    /// kube-scheduler's `enableHTTPS: true`. Re-read when it changes. Needs
+    /// --tls-private-key-file; without both, plain HTTP.
+    #[arg(long, env = "TLS_CERT_FILE", requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, RSA or EC) of --tls-cert-file.
+    #[arg(long, env = "TLS_PRIVATE_KEY_FILE", requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+}
+
+/// Ctrl-C, or SIGTERM (what Kubernetes sends a pod it stops).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server gracefully");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[tokio::main]
@@ -39,6 +69,16 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    // Bad certificate files fail here, before anything else starts.
+    #[cfg(feature = "rustls-tls")]
+    let tls = match (&args.tls_cert_file, &args.tls_private_key_file) {
+        (Some(cert), Some(key)) => Some(railyard_scheduler::tls::TlsSource::load(cert, key)?),
+        _ => None,
+    };
+    #[cfg(not(feature = "rustls-tls"))]
+    if args.tls_cert_file.is_some() || args.tls_private_key_file.is_some() {
+        anyhow::bail!("--tls-cert-file: this railyard-scheduler was built without the rustls-tls feature");
+    }
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
@@ -69,11 +109,16 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
+    #[cfg(feature = "rustls-tls")]
+    if let Some(tls) = tls {
+        tracing::info!(addr = %args.listen, prefix = %args.url_prefix, "serving the extender over HTTPS");
+        return railyard_scheduler::tls::serve(listener, app(state), tls, shutdown_signal())
+            .await
+            .context("serving");
+    }
     tracing::info!(addr = %args.listen, prefix = %args.url_prefix, "serving the extender");
     axum::serve(listener, app(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving")?;
     Ok(())

@@ -142,6 +142,25 @@ struct Extender {
     ignorable: bool,
     http_timeout: String,
     managed_resources: Vec<ManagedResource>,
+    #[serde(default)]
+    tls_config: Option<TlsConfig>,
+}
+
+/// kube-scheduler's `ExtenderTLSConfig`; every field is listed so that
+/// `deny_unknown_fields` catches a misspelt one.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TlsConfig {
+    #[serde(default)]
+    insecure: bool,
+    server_name: Option<String>,
+    cert_file: Option<String>,
+    key_file: Option<String>,
+    ca_file: Option<String>,
+    cert_data: Option<String>,
+    key_data: Option<String>,
+    ca_data: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,4 +202,37 @@ fn scheduler_config_has_the_extender_stanza() {
     }
     let have: BTreeSet<String> = set.iter().map(|s| s.to_string()).collect();
     assert_eq!(have, want, "managedResources must list every Railyard resource");
+}
+
+/// The HTTPS variant documented in the config's header comment, applied to
+/// the shipped extender stanza, is a valid stanza (so a typo in the
+/// instructions fails too) that verifies the extender's certificate.
+#[test]
+fn documented_https_variant_is_a_valid_stanza() {
+    let text = read("scheduler-config.yaml");
+    let lines: Vec<&str> = text.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| l.starts_with("#   urlPrefix: https://"))
+        .expect("documented HTTPS urlPrefix");
+    let snippet: String = lines[first..]
+        .iter()
+        .take_while(|l| l.starts_with("#   "))
+        .map(|l| format!("{}\n", &l[4..]))
+        .collect();
+    let overrides: serde_yaml::Mapping = serde_yaml::from_str(&snippet).expect("documented HTTPS snippet");
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).expect("config");
+    let extender = config["extenders"][0].as_mapping_mut().expect("extender");
+    for (k, v) in overrides {
+        assert!(
+            extender.contains_key(&k) || k == "tlsConfig",
+            "documented key {k:?} is not in the stanza"
+        );
+        extender.insert(k, v);
+    }
+    let c: SchedulerConfig = serde_yaml::from_value(config).expect("HTTPS variant");
+    let e = &c.extenders[0];
+    assert!(e.enable_https && e.url_prefix.starts_with("https://") && e.url_prefix.ends_with("/railyard"));
+    let tls = e.tls_config.as_ref().expect("tlsConfig");
+    assert!(!tls.insecure && tls.ca_file.is_some(), "{tls:?}");
 }
