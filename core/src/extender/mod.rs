@@ -26,6 +26,8 @@
 
 mod ask;
 mod gang;
+mod hot;
+mod names;
 mod score;
 mod view;
 

@@ -267,15 +267,11 @@ impl ClusterView {
                         let Some(pod) = Scorer::request(n, ask) else {
                             return f64::NEG_INFINITY;
                         };
-                        match memo_key(n) {
-                            Some(k) => {
-                                let shape = (pod.cpu_milli, pod.memory_mib, pod.num_gpu, pod.gpu_milli);
-                                *memo
-                                    .entry((self.scorer.id, k, shape))
-                                    .or_insert_with(|| self.packing_or_fit(n, &pod))
-                            }
-                            None => self.packing_or_fit(n, &pod),
-                        }
+                        let host = (u64::from(pod.cpu_milli) << 32) | u64::from(pod.memory_mib);
+                        let gpus = (u32::from(pod.num_gpu) << 16) | u32::from(pod.gpu_milli);
+                        *memo
+                            .entry((self.scorer.id, self.hot[i].state, host, gpus))
+                            .or_insert_with(|| self.packing_or_fit(n, &pod))
                     })
                     .collect()
             }),
@@ -348,7 +344,9 @@ impl ClusterView {
 /// The packing value is a pure function of the scorer, the node's state and
 /// the pod's shape: memoized per thread (no locking), so nodes in the same
 /// state, and a node asked about again before it changes, cost a lookup.
-type FullKey = (u64, MemoKey, (u32, u32, u8, u16));
+/// Key: scorer id, the node's state fingerprint (`Hot::state`), the pod's
+/// CPU and memory, its GPU count and milli.
+type FullKey = (u64, u64, u64, u32);
 
 const MEMO_MAX: usize = 400_000;
 
@@ -392,31 +390,6 @@ impl std::hash::Hasher for Fx {
     fn write_u64(&mut self, i: u64) {
         self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
-}
-
-/// Nodes in the same state score the same; one computation per state.
-type MemoKey = (u64, u64, [u16; MAX_GPUS], u64, u64, bool);
-
-fn memo_key(n: &NodeState) -> Option<MemoKey> {
-    if n.left.len() > MAX_GPUS {
-        return None;
-    }
-    let mut left = [u16::MAX; MAX_GPUS];
-    for (p, &l) in n.left.iter().enumerate() {
-        left[p] = if (n.reserved | n.mig_gpus) & (1 << p) != 0 {
-            0
-        } else {
-            l
-        };
-    }
-    Some((
-        n.input.cpu_milli.saturating_sub(n.cpu_used),
-        n.input.memory_mib.saturating_sub(n.mem_used),
-        left,
-        n.input.cpu_milli,
-        n.replicas_per_gpu as u64,
-        n.pods.is_empty(),
-    ))
 }
 
 /// Min–max to 0..=1; all equal → 1.

@@ -499,3 +499,89 @@ fn an_expired_gang_waits_for_room_beside_its_bound_members() {
         other => panic!("expected never, got {other:?}"),
     }
 }
+
+#[test]
+fn held_gpus_survive_a_node_update_and_come_back_whole() {
+    let mut v = dgx_cluster(2);
+    match v.gang_filter(&spec(2, 8), "a", None, 0).unwrap() {
+        GangFilter::Slot { .. } => {}
+        other => panic!("{other:?}"),
+    }
+    let held: u32 = v.nodes.iter().map(|n| n.reserved.count_ones()).sum();
+    assert_eq!(held, 16);
+    // The device plugin relabels both nodes while the reservation is held.
+    for i in 0..2 {
+        let mut n = v.nodes[i].input.clone();
+        n.labels.insert("example.com/relabelled".into(), "yes".into());
+        v.upsert_node(n);
+    }
+    let eight = ask(GpuAsk::Whole(8));
+    assert!(v.filter(&eight, ["dgx0", "dgx1"], false).passed.is_empty());
+    // Nobody came: the reservation expires and every GPU is whole again.
+    v.expire(10_000);
+    assert!(v.reservation("ns/job").is_none());
+    assert_eq!(v.filter(&eight, ["dgx0", "dgx1"], false).passed, vec![0, 1]);
+    assert_eq!(v.free_gpus("dgx0").unwrap().len(), 8);
+}
+
+#[test]
+fn mig_asks_for_one_or_several_devices() {
+    let mut v = ClusterView::new(ViewConfig::default());
+    v.upsert_node(node("a", &[("nvidia.com/mig-1g.10gb", 2), ("nvidia.com/mig-3g.40gb", 1)], &[], None));
+    v.upsert_node(node("b", &[("nvidia.com/mig-3g.40gb", 2)], &[], None));
+    v.upsert_node(node("c", &[("nvidia.com/mig-1g.10gb", 0)], &[], None));
+    let mig = |r: &str, count| {
+        ask(GpuAsk::Mig {
+            resource: format!("nvidia.com/mig-{r}"),
+            count,
+        })
+    };
+    let out = v.filter(&mig("1g.10gb", 1), ["a", "b", "c"], false);
+    assert_eq!(out.passed, vec![0]);
+    assert_eq!(
+        out.unresolvable,
+        vec![
+            (1, "node does not offer that MIG profile"),
+            (2, "node does not offer that MIG profile")
+        ]
+    );
+    assert_eq!(v.filter(&mig("3g.40gb", 2), ["a", "b"], false).passed, vec![1]);
+    assert_eq!(v.filter(&mig("3g.40gb", 2), ["a"], false).unresolvable.len(), 1);
+    v.assume("p1", &mig("1g.10gb", 1), "a").unwrap();
+    assert_eq!(v.filter(&mig("1g.10gb", 1), ["a"], false).passed, vec![0]);
+    assert_eq!(v.filter(&mig("1g.10gb", 2), ["a"], false).failed.len(), 1);
+    v.assume("p2", &mig("1g.10gb", 1), "a").unwrap();
+    assert_eq!(
+        v.filter(&mig("1g.10gb", 1), ["a"], false).failed,
+        vec![(0, "no free MIG device of that profile")]
+    );
+    v.remove_pod("p1");
+    assert_eq!(v.filter(&mig("1g.10gb", 1), ["a"], false).passed, vec![0]);
+    // A profile no node offers.
+    assert_eq!(v.filter(&mig("7g.80gb", 1), ["a", "b"], false).unresolvable.len(), 2);
+}
+
+#[test]
+fn node_names_resolve_after_removals_and_renames() {
+    let mut v = ClusterView::new(ViewConfig::default());
+    for i in 0..50 {
+        v.upsert_node(node(&format!("n{i}"), &[("nvidia.com/gpu", 1 + (i % 8))], &[], None));
+    }
+    for i in (0..50).step_by(4) {
+        v.remove_node(&format!("n{i}"));
+    }
+    v.upsert_node(node("n0", &[("nvidia.com/gpu", 8)], &[], None));
+    let names: Vec<String> = (0..50).map(|i| format!("n{i}")).collect();
+    let out = v.filter(&ask(GpuAsk::Whole(8)), names.iter().map(String::as_str), false);
+    // Each surviving node answers for itself: n{i} has 1 + i % 8 GPUs.
+    let expect: Vec<usize> = (0..50).filter(|&i| i == 0 || (i % 4 != 0 && i % 8 == 7)).collect();
+    assert_eq!(out.passed, expect);
+    let gone: Vec<usize> = out
+        .failed
+        .iter()
+        .filter(|(_, r)| *r == "node is not in the extender's view yet")
+        .map(|(k, _)| *k)
+        .collect();
+    assert_eq!(gone, (4..50).step_by(4).collect::<Vec<_>>());
+    assert_eq!(v.node_count(), 38);
+}

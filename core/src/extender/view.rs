@@ -4,8 +4,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use super::ask::{GPU_COUNT_LABEL, GPU_REPLICAS_LABEL, GPU_RESOURCE, GpuAsk, PodAsk, SHARED_RESOURCE};
+use super::ask::{
+    GPU_COUNT_LABEL, GPU_REPLICAS_LABEL, GPU_RESOURCE, GpuAsk, MIG_RESOURCE_PREFIX, PodAsk, SHARED_RESOURCE,
+};
 use super::gang::{PlanRecord, Reservation};
+use super::hot::{Hot, share_milli, verdict};
+use super::names::NameIndex;
 use super::score::{ScoreConfig, Scorer, TopoCache};
 use crate::machine::MachineProfile;
 use crate::packing::MILLI;
@@ -103,6 +107,10 @@ pub(crate) struct NodeState {
     pub whole_used: u32,
     pub shared_used: u32,
     pub mig_used: BTreeMap<String, u32>,
+    /// MIG resources offered: (the view's bit for the resource, name,
+    /// allocatable). Resources past the view's 64 bits are left out and
+    /// checked the slow way.
+    pub mig_offer: Vec<(u64, String, u32)>,
     pub cpu_used: u64,
     pub mem_used: u64,
     pub pods: Vec<String>,
@@ -163,6 +171,7 @@ impl NodeState {
             whole_used: 0,
             shared_used: 0,
             mig_used: BTreeMap::new(),
+            mig_offer: Vec::new(),
             cpu_used: 0,
             mem_used: 0,
             pods: Vec::new(),
@@ -184,11 +193,7 @@ impl NodeState {
 
     /// Milli a shared request of `replicas` needs on one GPU.
     pub fn share_milli(&self, replicas: u32) -> Option<u16> {
-        if self.replicas_per_gpu == 0 {
-            return None;
-        }
-        let m = (u64::from(replicas) * u64::from(MILLI)).div_ceil(u64::from(self.replicas_per_gpu));
-        (m <= u64::from(MILLI)).then_some(m as u16)
+        share_milli(self.replicas_per_gpu, replicas)
     }
 
     pub fn mig_alloc(&self, resource: &str) -> u32 {
@@ -198,60 +203,10 @@ impl NodeState {
     /// Why `ask` cannot go here now, and whether it never could (even on an
     /// empty node). `None` when it fits.
     pub fn check(&self, ask: &PodAsk) -> Option<Verdict> {
-        if self.input.unschedulable {
-            return Some(Verdict::Never("node is unschedulable"));
-        }
-        match &ask.gpu {
-            GpuAsk::None => None,
-            GpuAsk::Whole(k) => {
-                let k = *k;
-                let usable = self.whole_alloc.min(self.ids.len() as u32 - self.mig_gpus.count_ones());
-                if usable < k {
-                    return Some(Verdict::Never("node has fewer GPUs than the pod asks for"));
-                }
-                if ask.single_numa && self.single_numa_capacity() < k {
-                    return Some(Verdict::Never("no NUMA node of this node has that many GPUs"));
-                }
-                let free = self.free_mask();
-                if free.count_ones() < k || self.whole_alloc.saturating_sub(self.whole_used) < k {
-                    return Some(Verdict::Wait("not enough free whole GPUs"));
-                }
-                if ask.single_numa && !self.numa_fits(free, k) {
-                    return Some(Verdict::Wait("no single NUMA node has enough free GPUs"));
-                }
-                None
-            }
-            GpuAsk::Shared(r) => {
-                let Some(milli) = self.share_milli(*r) else {
-                    return Some(if self.replicas_per_gpu == 0 {
-                        Verdict::Never("node advertises no nvidia.com/gpu.shared")
-                    } else {
-                        Verdict::Never("more replicas than one GPU has")
-                    });
-                };
-                if self.shared_alloc.saturating_sub(self.shared_used) < *r {
-                    return Some(Verdict::Wait("not enough free GPU replicas"));
-                }
-                if self.best_share_gpu(milli).is_none() {
-                    return Some(Verdict::Wait("no single GPU has enough free share"));
-                }
-                None
-            }
-            GpuAsk::Mig { resource, count } => {
-                let total = self.mig_alloc(resource);
-                if total < *count {
-                    return Some(Verdict::Never("node does not offer that MIG profile"));
-                }
-                let used = self.mig_used.get(resource).copied().unwrap_or(0);
-                if total - used.min(total) < *count {
-                    return Some(Verdict::Wait("no free MIG device of that profile"));
-                }
-                None
-            }
-        }
+        verdict(&Hot::of(self), ask, None, || self)
     }
 
-    fn single_numa_capacity(&self) -> u32 {
+    pub(crate) fn single_numa_capacity(&self) -> u32 {
         let mut per: BTreeMap<u32, u32> = BTreeMap::new();
         for (p, &n) in self.numa.iter().enumerate() {
             if self.mig_gpus & (1 << p) == 0 {
@@ -433,7 +388,11 @@ impl Machines {
 pub struct ClusterView {
     pub(crate) cfg: ViewConfig,
     pub(crate) nodes: Vec<NodeState>,
-    pub(crate) by_name: HashMap<String, usize, std::hash::BuildHasherDefault<super::score::Fx>>,
+    pub(crate) by_name: NameIndex,
+    /// Per node (same positions as `nodes`): what the filter scans.
+    pub(crate) hot: Vec<Hot>,
+    /// MIG resource names seen on nodes; a resource's bit is its position.
+    pub(crate) mig_kinds: Vec<String>,
     pub(crate) pods: HashMap<String, PodRecord>,
     pub(crate) gangs: BTreeMap<String, Reservation>,
     pub(crate) machines: Machines,
@@ -455,7 +414,9 @@ impl ClusterView {
         ClusterView {
             cfg,
             nodes: Vec::new(),
-            by_name: HashMap::default(),
+            by_name: NameIndex::default(),
+            hot: Vec::new(),
+            mig_kinds: Vec::new(),
             pods: HashMap::new(),
             gangs: BTreeMap::new(),
             machines: Machines::default(),
@@ -527,19 +488,18 @@ impl ClusterView {
             let pods = std::mem::take(&mut self.nodes[i].pods);
             let reserved = self.nodes[i].reserved;
             let layout_same = {
-                let fresh = NodeState::new(input.clone(), machine.as_ref().map(|(id, t)| (*id, &**t)));
+                let mut fresh = NodeState::new(input.clone(), machine.as_ref().map(|(id, t)| (*id, &**t)));
+                fresh.mig_offer = self.mig_offer(&input);
                 let same = fresh.ids == self.nodes[i].ids && fresh.mig_gpus == self.nodes[i].mig_gpus;
                 self.nodes[i] = fresh;
                 same
             };
             // Re-apply pods (their recorded positions stay if still valid).
             if layout_same {
+                // Held GPUs stay held: counted as handed out, not as used
+                // share (a later release must find them whole).
                 self.nodes[i].reserved = reserved;
-                for p in 0..self.nodes[i].left.len() {
-                    if reserved & (1 << p) != 0 {
-                        self.nodes[i].left[p] = 0;
-                    }
-                }
+                self.nodes[i].whole_used += reserved.count_ones();
             } else {
                 self.drop_reservations_on(i);
             }
@@ -554,11 +514,11 @@ impl ClusterView {
         }
         self.fabric_generation += 1;
         let i = self.nodes.len();
-        self.nodes.push(NodeState::new(
-            input.clone(),
-            machine.as_ref().map(|(id, t)| (*id, &**t)),
-        ));
-        self.by_name.insert(input.name.clone(), i);
+        let mut fresh = NodeState::new(input.clone(), machine.as_ref().map(|(id, t)| (*id, &**t)));
+        fresh.mig_offer = self.mig_offer(&input);
+        self.nodes.push(fresh);
+        self.hot.push(Hot::default());
+        self.by_name.insert(&input.name, i);
         let waiting: Vec<String> = self
             .pods
             .iter()
@@ -571,20 +531,38 @@ impl ClusterView {
         self.refresh_frag(i);
     }
 
+    /// The node's MIG resources with their bits, interning new names.
+    fn mig_offer(&mut self, input: &NodeInput) -> Vec<(u64, String, u32)> {
+        let mut out = Vec::new();
+        for (name, &count) in &input.allocatable {
+            if !name.starts_with(MIG_RESOURCE_PREFIX) {
+                continue;
+            }
+            let pos = match self.mig_kinds.iter().position(|k| k == name) {
+                Some(p) => p,
+                None if self.mig_kinds.len() < 64 => {
+                    self.mig_kinds.push(name.clone());
+                    self.mig_kinds.len() - 1
+                }
+                None => continue,
+            };
+            out.push((1u64 << pos, name.clone(), u32::try_from(count.max(0)).unwrap_or(u32::MAX)));
+        }
+        out
+    }
+
     pub fn remove_node(&mut self, name: &str) {
-        let Some(i) = self.by_name.remove(name) else { return };
+        let Some(&i) = self.by_name.get(name) else { return };
         self.generation += 1;
         self.fabric_generation += 1;
         self.drop_reservations_on(i);
+        self.by_name.remove(name);
         let n = self.nodes.swap_remove(i);
+        self.hot.swap_remove(i);
         for uid in &n.pods {
             if let Some(r) = self.pods.get_mut(uid) {
                 r.applied = false;
             }
-        }
-        if i < self.nodes.len() {
-            let moved = self.nodes[i].input.name.clone();
-            self.by_name.insert(moved, i);
         }
     }
 
@@ -726,12 +704,17 @@ impl ClusterView {
     pub fn filter<'a>(&self, ask: &PodAsk, names: impl IntoIterator<Item = &'a str>, score: bool) -> FilterOutcome {
         let mut out = FilterOutcome::default();
         let mut passed_idx = Vec::new();
+        let mig_bit = match &ask.gpu {
+            GpuAsk::Mig { resource, .. } => self.mig_kinds.iter().position(|k| k == resource).map(|b| 1u64 << b),
+            _ => None,
+        };
         for (k, name) in names.into_iter().enumerate() {
             let Some(&i) = self.by_name.get(name) else {
                 out.failed.push((k, "node is not in the extender's view yet"));
                 continue;
             };
-            match self.nodes[i].check(ask) {
+            debug_assert_eq!(self.hot[i], Hot::of(&self.nodes[i]), "stale hot record of node {name}");
+            match verdict(&self.hot[i], ask, mig_bit, || &self.nodes[i]) {
                 None => {
                     out.passed.push(k);
                     passed_idx.push(i);
@@ -751,7 +734,7 @@ impl ClusterView {
         let names: Vec<&str> = names.into_iter().collect();
         let idx: Vec<usize> = names
             .iter()
-            .filter_map(|n| self.by_name.get(*n).copied())
+            .filter_map(|n| self.by_name.get(n).copied())
             .filter(|&i| self.nodes[i].check(ask).is_none())
             .collect();
         let scores = self.score_indices(ask, &idx);
@@ -934,9 +917,12 @@ impl ClusterView {
         }
     }
 
+    /// After any change to node `i`: its packing fragmentation and its hot
+    /// record.
     pub(crate) fn refresh_frag(&mut self, i: usize) {
         let f = self.scorer.node_frag(&self.nodes[i]);
         self.nodes[i].frag = f;
+        self.hot[i] = Hot::of(&self.nodes[i]);
     }
 }
 
