@@ -527,7 +527,12 @@ fn held_gpus_survive_a_node_update_and_come_back_whole() {
 #[test]
 fn mig_asks_for_one_or_several_devices() {
     let mut v = ClusterView::new(ViewConfig::default());
-    v.upsert_node(node("a", &[("nvidia.com/mig-1g.10gb", 2), ("nvidia.com/mig-3g.40gb", 1)], &[], None));
+    v.upsert_node(node(
+        "a",
+        &[("nvidia.com/mig-1g.10gb", 2), ("nvidia.com/mig-3g.40gb", 1)],
+        &[],
+        None,
+    ));
     v.upsert_node(node("b", &[("nvidia.com/mig-3g.40gb", 2)], &[], None));
     v.upsert_node(node("c", &[("nvidia.com/mig-1g.10gb", 0)], &[], None));
     let mig = |r: &str, count| {

@@ -546,7 +546,11 @@ impl ClusterView {
                 }
                 None => continue,
             };
-            out.push((1u64 << pos, name.clone(), u32::try_from(count.max(0)).unwrap_or(u32::MAX)));
+            out.push((
+                1u64 << pos,
+                name.clone(),
+                u32::try_from(count.max(0)).unwrap_or(u32::MAX),
+            ));
         }
         out
     }
