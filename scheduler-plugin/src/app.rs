@@ -41,6 +41,15 @@ pub const PREFERRED_LEVEL_ANNOTATION: &str = "railyard.dev/gang-preferred-level"
 /// API server copies a Binding's annotations onto the pod).
 pub trait Binder: Send + Sync + std::fmt::Debug + 'static {
     fn bind(&self, req: BindRequest) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
+
+    /// Reads a pod from the API: `Ok(None)` when it does not exist. Bind
+    /// uses it for pods this extender did not filter (it restarted between
+    /// kube-scheduler's filter and bind, or another replica filtered them).
+    fn get_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<LeanPod>, String>> + Send + 'static>>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +67,8 @@ pub struct RecordingBinder {
     pub bound: Arc<Mutex<Vec<BindRequest>>>,
     /// Fail binds to these nodes.
     pub fail_nodes: Arc<Mutex<Vec<String>>>,
+    /// The pods `get_pod` finds, by `<namespace>/<name>`.
+    pub pods: Arc<Mutex<BTreeMap<String, LeanPod>>>,
 }
 
 impl Binder for RecordingBinder {
@@ -71,6 +82,19 @@ impl Binder for RecordingBinder {
             bound.lock().map_err(|e| e.to_string())?.push(req);
             Ok(())
         })
+    }
+
+    fn get_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<LeanPod>, String>> + Send + 'static>> {
+        let found = self
+            .pods
+            .lock()
+            .map(|p| p.get(&format!("{namespace}/{name}")).cloned())
+            .map_err(|e| e.to_string());
+        Box::pin(async move { found })
     }
 }
 

@@ -1,4 +1,5 @@
-//! Creating the Binding through the API.
+//! Creating the Binding through the API, and reading the pod when bind
+//! meets one this extender did not filter.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -58,5 +59,16 @@ impl Binder for KubeBinder {
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         })
+    }
+
+    /// `GET /api/v1/namespaces/{ns}/pods/{name}`; a 404 is `Ok(None)`.
+    fn get_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<LeanPod>, String>> + Send + 'static>> {
+        let api: Api<LeanPod> = Api::namespaced(self.client.clone(), namespace);
+        let name = name.to_string();
+        Box::pin(async move { api.get_opt(&name).await.map_err(|e| e.to_string()) })
     }
 }

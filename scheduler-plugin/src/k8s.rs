@@ -11,10 +11,13 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use railyard_core::extender::{
-    AskError, MIG_RESOURCE_PREFIX, NodeInput, PlanRecord, PodAsk, PodObservation, SINGLE_NUMA_ANNOTATION,
+    AskError, GangSpec, GpuAsk, MIG_RESOURCE_PREFIX, NodeInput, PlanRecord, PodAsk, PodObservation,
+    SINGLE_NUMA_ANNOTATION,
 };
 use railyard_core::machine::MachineProfile;
 use serde::{Deserialize, Serialize};
+
+use crate::app::{GangIndex, PREFERRED_LEVEL_ANNOTATION, REQUIRED_LEVEL_ANNOTATION};
 
 /// Node annotation written by the device plugin: the machine profile as JSON.
 pub const TOPOLOGY_ANNOTATION: &str = "railyard.dev/gpu-topology";
@@ -314,6 +317,27 @@ pub fn gang_ref(pod: &LeanPod) -> Option<GangRef> {
     spec.scheduling_group
         .as_ref()
         .map(|s| GangRef::SchedulingGroup(format!("{ns}/{}", s.pod_group_name)))
+}
+
+/// The gang spec of a pod (`Ok(None)`: it is scheduled alone), or why it
+/// waits (its group object is not known yet).
+pub fn gang_spec(pod: &LeanPod, ask: &PodAsk, index: &GangIndex) -> Result<Option<GangSpec>, String> {
+    let Some(r) = gang_ref(pod) else { return Ok(None) };
+    let GpuAsk::Whole(k) = ask.gpu else {
+        // The planner places whole-GPU members; others go alone.
+        return Ok(None);
+    };
+    let Some(min) = index.resolve(&r)? else {
+        return Ok(None);
+    };
+    let level = |key: &str| annotation(pod, key).map(str::to_string);
+    Ok(Some(GangSpec {
+        id: r.id(),
+        min_members: min,
+        gpus_per_member: k,
+        required: level(REQUIRED_LEVEL_ANNOTATION),
+        preferred: level(PREFERRED_LEVEL_ANNOTATION),
+    }))
 }
 
 /// The member's rank (its index in the job), if a known label gives it.

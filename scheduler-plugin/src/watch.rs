@@ -2,11 +2,14 @@
 //! relists handled as a reflector does) over Nodes, Pods, scheduler-plugins
 //! PodGroups and, where the cluster serves them, the upstream Workload API
 //! (`scheduling.k8s.io/v1alpha1` Workloads, `v1alpha2` PodGroups). Groups
-//! that are not served are skipped, never fatal.
+//! that are not served are skipped, never fatal, and asked about again
+//! every [`REPROBE`]. Each watch is its own function over a `Client`, so
+//! tests drive it against a mocked API server.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Node;
@@ -18,6 +21,11 @@ use kube::runtime::watcher::{self, Event};
 use crate::app::AppState;
 use crate::k8s::{self, LeanPod};
 
+/// How often a gang API that is not served (or whose discovery failed) is
+/// asked about again: a CRD installed after the extender started, or an API
+/// server that was briefly unreachable, is then picked up without a restart.
+pub const REPROBE: Duration = Duration::from_secs(60);
+
 /// What the cluster serves of the gang APIs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Served {
@@ -26,19 +34,26 @@ pub struct Served {
     pub pod_groups_v1alpha2: bool,
 }
 
-async fn serves(client: &Client, group_version: &str, plural: &str) -> bool {
+/// Whether the API serves `kind`. A 404 (group-version not served) is a
+/// plain `false`; other errors are logged, and also `false`.
+pub async fn serves(client: &Client, kind: GangKind) -> bool {
+    let (group_version, plural) = kind.discovery();
     match client.list_api_group_resources(group_version).await {
         Ok(list) => list.resources.iter().any(|r| r.name == plural),
-        Err(_) => false,
+        Err(kube::Error::Api(s)) if s.is_not_found() => false,
+        Err(e) => {
+            tracing::warn!(error = %e, group_version, "discovery failed; asking again later");
+            false
+        }
     }
 }
 
 /// Asks the API which gang APIs exist.
 pub async fn detect(client: &Client) -> Served {
     Served {
-        pod_groups: serves(client, "scheduling.x-k8s.io/v1alpha1", "podgroups").await,
-        workloads_v1alpha1: serves(client, "scheduling.k8s.io/v1alpha1", "workloads").await,
-        pod_groups_v1alpha2: serves(client, "scheduling.k8s.io/v1alpha2", "podgroups").await,
+        pod_groups: serves(client, GangKind::PodGroup).await,
+        workloads_v1alpha1: serves(client, GangKind::Workload).await,
+        pod_groups_v1alpha2: serves(client, GangKind::UpstreamPodGroup).await,
     }
 }
 
@@ -138,45 +153,107 @@ fn int(v: Option<&serde_json::Value>) -> Option<u32> {
 /// Which gang index a dynamic object feeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GangKind {
+    /// scheduler-plugins `scheduling.x-k8s.io/v1alpha1` PodGroup.
     PodGroup,
+    /// Upstream `scheduling.k8s.io/v1alpha1` Workload (1.35).
     Workload,
+    /// Upstream `scheduling.k8s.io/v1alpha2` PodGroup (1.36).
     UpstreamPodGroup,
 }
 
-/// Applies PodGroup / Workload events to the gang index.
-pub fn apply_gang_object(state: &AppState, kind: GangKind, ev: Event<DynamicObject>) {
+impl GangKind {
+    pub const ALL: [GangKind; 3] = [GangKind::PodGroup, GangKind::Workload, GangKind::UpstreamPodGroup];
+
+    /// Group-version and plural to look for in discovery.
+    pub fn discovery(self) -> (&'static str, &'static str) {
+        match self {
+            GangKind::PodGroup => ("scheduling.x-k8s.io/v1alpha1", "podgroups"),
+            GangKind::Workload => ("scheduling.k8s.io/v1alpha1", "workloads"),
+            GangKind::UpstreamPodGroup => ("scheduling.k8s.io/v1alpha2", "podgroups"),
+        }
+    }
+
+    pub fn resource(self) -> ApiResource {
+        match self {
+            GangKind::PodGroup => pod_group_resource(),
+            GangKind::Workload => workload_resource(),
+            GangKind::UpstreamPodGroup => upstream_pod_group_resource(),
+        }
+    }
+
+    fn served(self, s: &Served) -> bool {
+        match self {
+            GangKind::PodGroup => s.pod_groups,
+            GangKind::Workload => s.workloads_v1alpha1,
+            GangKind::UpstreamPodGroup => s.pod_groups_v1alpha2,
+        }
+    }
+}
+
+/// Applies PodGroup / Workload events to the gang index. A relist replaces
+/// the objects as a reflector does: entries stay while the list is read and
+/// those the list no longer has go at `InitDone`, so gang members are not
+/// told "waiting for PodGroup" in between.
+pub fn apply_gang_object(
+    state: &AppState,
+    kind: GangKind,
+    ev: Event<DynamicObject>,
+    seen: &mut Option<HashSet<String>>,
+) {
     let mut idx = state.gang_index_mut();
-    let upsert = |idx: &mut crate::app::GangIndex, o: &DynamicObject| {
-        let k = key(o);
-        let spec = o.data.get("spec");
-        match kind {
-            GangKind::PodGroup => {
-                let min = int(spec.and_then(|s| s.get("minMember"))).unwrap_or(1);
-                idx.pod_groups.insert(k, min);
-            }
-            GangKind::Workload => {
-                let mut groups = HashMap::new();
-                for g in spec
-                    .and_then(|s| s.get("podGroups"))
-                    .and_then(|v| v.as_array())
-                    .into_iter()
-                    .flatten()
-                {
-                    let Some(name) = g.get("name").and_then(|v| v.as_str()) else {
-                        continue;
-                    };
-                    let min = int(g.pointer("/policy/gang/minCount"));
-                    groups.insert(name.to_string(), min);
+    match ev {
+        Event::Apply(o) | Event::InitApply(o) => {
+            let k = key(&o);
+            let spec = o.data.get("spec");
+            match kind {
+                GangKind::PodGroup => {
+                    let min = int(spec.and_then(|s| s.get("minMember"))).unwrap_or(1);
+                    idx.pod_groups.insert(k.clone(), min);
                 }
-                idx.workloads.insert(k, groups);
+                GangKind::Workload => {
+                    let mut groups = HashMap::new();
+                    for g in spec
+                        .and_then(|s| s.get("podGroups"))
+                        .and_then(|v| v.as_array())
+                        .into_iter()
+                        .flatten()
+                    {
+                        let Some(name) = g.get("name").and_then(|v| v.as_str()) else {
+                            continue;
+                        };
+                        // `policy: {basic: {}}` has no minCount: pods go alone.
+                        groups.insert(name.to_string(), int(g.pointer("/policy/gang/minCount")));
+                    }
+                    idx.workloads.insert(k.clone(), groups);
+                }
+                GangKind::UpstreamPodGroup => {
+                    let min = int(spec.and_then(|s| s.pointer("/schedulingPolicy/gang/minCount")));
+                    idx.scheduling_groups.insert(k.clone(), min);
+                }
             }
-            GangKind::UpstreamPodGroup => {
-                let min = int(spec.and_then(|s| s.pointer("/schedulingPolicy/gang/minCount")));
-                idx.scheduling_groups.insert(k, min);
+            if let Some(s) = seen.as_mut() {
+                s.insert(k);
             }
         }
-    };
-    let remove = |idx: &mut crate::app::GangIndex, k: &str| match kind {
+        Event::Delete(o) => remove_gang(&mut idx, kind, &key(&o)),
+        Event::Init => *seen = Some(HashSet::new()),
+        Event::InitDone => {
+            if let Some(s) = seen.take() {
+                let known: Vec<String> = match kind {
+                    GangKind::PodGroup => idx.pod_groups.keys().cloned().collect(),
+                    GangKind::Workload => idx.workloads.keys().cloned().collect(),
+                    GangKind::UpstreamPodGroup => idx.scheduling_groups.keys().cloned().collect(),
+                };
+                for k in known.iter().filter(|k| !s.contains(*k)) {
+                    remove_gang(&mut idx, kind, k);
+                }
+            }
+        }
+    }
+}
+
+fn remove_gang(idx: &mut crate::app::GangIndex, kind: GangKind, k: &str) {
+    match kind {
         GangKind::PodGroup => {
             idx.pod_groups.remove(k);
         }
@@ -186,96 +263,90 @@ pub fn apply_gang_object(state: &AppState, kind: GangKind, ev: Event<DynamicObje
         GangKind::UpstreamPodGroup => {
             idx.scheduling_groups.remove(k);
         }
-    };
-    match ev {
-        Event::Apply(o) | Event::InitApply(o) => upsert(&mut idx, &o),
-        Event::Delete(o) => remove(&mut idx, &key(&o)),
-        Event::Init => match kind {
-            GangKind::PodGroup => idx.pod_groups.clear(),
-            GangKind::Workload => idx.workloads.clear(),
-            GangKind::UpstreamPodGroup => idx.scheduling_groups.clear(),
-        },
-        Event::InitDone => {}
     }
+}
+
+/// Watches Nodes into the view (never ends; the watcher retries with
+/// backoff).
+pub async fn watch_nodes(client: Client, state: Arc<AppState>) {
+    let api: Api<Node> = Api::all(client);
+    let mut seen = None;
+    let mut s = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(ev) = s.next().await {
+        match ev {
+            Ok(ev) => apply_node(&state, ev, &mut seen),
+            Err(e) => tracing::warn!(error = %e, "node watch"),
+        }
+    }
+}
+
+/// Watches Pods into the view; `/healthz` turns ready once they are listed.
+pub async fn watch_pods(client: Client, state: Arc<AppState>) {
+    let api: Api<LeanPod> = Api::all(client);
+    let mut seen = None;
+    let mut s = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(ev) = s.next().await {
+        match ev {
+            Ok(ev) => {
+                let done = matches!(ev, Event::InitDone);
+                apply_pod(&state, ev, &mut seen);
+                if done {
+                    state.tick();
+                    state.ready.store(true, Ordering::Relaxed);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "pod watch"),
+        }
+    }
+}
+
+/// Watches one gang API's objects into the gang index.
+pub async fn watch_gang_objects(client: Client, state: Arc<AppState>, kind: GangKind) {
+    let api: Api<DynamicObject> = Api::all_with(client, &kind.resource());
+    let mut seen = None;
+    let mut s = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(ev) = s.next().await {
+        match ev {
+            Ok(ev) => apply_gang_object(&state, kind, ev, &mut seen),
+            Err(e) => tracing::warn!(error = %e, ?kind, "gang object watch"),
+        }
+    }
+}
+
+/// Watches one gang API once the cluster serves it: `served_now` from
+/// [`detect`]; while it is not served, asks again every [`REPROBE`].
+pub async fn watch_gang_api(client: Client, state: Arc<AppState>, kind: GangKind, served_now: bool) {
+    if !served_now {
+        loop {
+            tokio::time::sleep(REPROBE).await;
+            if serves(&client, kind).await {
+                tracing::info!(?kind, "gang API now served; watching it");
+                break;
+            }
+        }
+    }
+    watch_gang_objects(client, state, kind).await;
 }
 
 /// Runs every watch until one ends (they retry with backoff, so normally
 /// never). `/healthz` turns ready once nodes and pods are listed.
 pub async fn run(client: Client, state: Arc<AppState>) {
+    // Not ready until the pods are listed, including while discovery runs.
+    state.ready.store(false, Ordering::Relaxed);
     let served = detect(&client).await;
     tracing::info!(?served, "gang APIs served by the cluster");
-    state.ready.store(false, Ordering::Relaxed);
-
-    let nodes = {
-        let state = state.clone();
-        let api: Api<Node> = Api::all(client.clone());
-        async move {
-            let mut seen = None;
-            let mut s = watcher::watcher(api, watcher::Config::default())
-                .default_backoff()
-                .boxed();
-            while let Some(ev) = s.next().await {
-                match ev {
-                    Ok(ev) => apply_node(&state, ev, &mut seen),
-                    Err(e) => tracing::warn!(error = %e, "node watch"),
-                }
-            }
-        }
-    };
-    let pods = {
-        let state = state.clone();
-        let api: Api<LeanPod> = Api::all(client.clone());
-        async move {
-            let mut seen = None;
-            let mut s = watcher::watcher(api, watcher::Config::default())
-                .default_backoff()
-                .boxed();
-            while let Some(ev) = s.next().await {
-                match ev {
-                    Ok(ev) => {
-                        let done = matches!(ev, Event::InitDone);
-                        apply_pod(&state, ev, &mut seen);
-                        if done {
-                            state.tick();
-                            state.ready.store(true, Ordering::Relaxed);
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "pod watch"),
-                }
-            }
-        }
-    };
-    let mut gang_watches = Vec::new();
-    for (on, kind, ar) in [
-        (served.pod_groups, GangKind::PodGroup, pod_group_resource()),
-        (served.workloads_v1alpha1, GangKind::Workload, workload_resource()),
-        (
-            served.pod_groups_v1alpha2,
-            GangKind::UpstreamPodGroup,
-            upstream_pod_group_resource(),
-        ),
-    ] {
-        if !on {
-            continue;
-        }
-        let state = state.clone();
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-        gang_watches.push(async move {
-            let mut s = watcher::watcher(api, watcher::Config::default())
-                .default_backoff()
-                .boxed();
-            while let Some(ev) = s.next().await {
-                match ev {
-                    Ok(ev) => apply_gang_object(&state, kind, ev),
-                    Err(e) => tracing::warn!(error = %e, "gang object watch"),
-                }
-            }
-        });
-    }
-    let gangs = futures_util::future::join_all(gang_watches);
+    let gangs = futures_util::future::join_all(
+        GangKind::ALL.map(|kind| watch_gang_api(client.clone(), state.clone(), kind, kind.served(&served))),
+    );
     tokio::select! {
-        _ = nodes => tracing::error!("node watch ended"),
-        _ = pods => tracing::error!("pod watch ended"),
+        _ = watch_nodes(client.clone(), state.clone()) => tracing::error!("node watch ended"),
+        _ = watch_pods(client.clone(), state.clone()) => tracing::error!("pod watch ended"),
         _ = gangs => tracing::error!("gang watches ended"),
     }
 }
