@@ -4,7 +4,7 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use railyard_bench::load::{build_state, pod_mix};
-use railyard_scheduler::wire::ExtenderArgs;
+use railyard_scheduler::wire::{ExtenderArgs, host_priorities_json};
 
 fn filter_prioritize(c: &mut Criterion) {
     let mut g = c.benchmark_group("extender_filter_prioritize");
@@ -27,14 +27,16 @@ fn filter_prioritize(c: &mut Criterion) {
                 let pod = args.pod.clone();
                 let f = state.filter(args).expect("filter");
                 let out = f.to_json().expect("encode");
+                let passed = f.passed.iter().map(|&i| f.names[i].clone()).collect();
                 let p = state
                     .prioritize(ExtenderArgs {
                         pod,
                         nodes: None,
-                        node_names: Some(f.passed_names()),
+                        node_names: Some(passed),
                     })
                     .expect("prioritize");
-                (out.len(), serde_json::to_vec(&p).map(|v| v.len()).unwrap_or(0))
+                let scores = host_priorities_json(p.iter().map(|(n, s)| (n.as_str(), *s)));
+                (out.len(), scores.len())
             })
         });
     }

@@ -22,14 +22,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::FutureExt;
 use prometheus_client::registry::Registry;
-use railyard_core::extender::{ClusterView, GangFilter, GangSpec, GpuAsk, PodAsk, ViewConfig};
+use railyard_core::extender::{ClusterView, GangFilter, PodAsk, ViewConfig};
 use serde::Serialize;
 
 use crate::k8s::{self, GangRef, LeanPod};
 use crate::metrics::{Metrics, StateLabels};
 use crate::wire::{
-    ExtenderArgs, ExtenderBindingArgs, ExtenderPreemptionArgs, ExtenderPreemptionResult, HostPriority, MetaPod,
-    MetaVictims, NodeList,
+    ExtenderArgs, ExtenderBindingArgs, ExtenderPreemptionArgs, ExtenderPreemptionResult, MetaPod, MetaVictims,
+    NodeList, NodeName, host_priorities_json, push_json_list, push_json_map, push_json_str,
 };
 
 /// Pod annotations naming topology levels for a gang (`node`, `nvlink`,
@@ -149,20 +149,27 @@ type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 #[derive(Debug, Clone)]
 struct Scored {
     generation: u64,
-    /// Hash of the passed node names, in order.
-    names: u64,
+    /// The passed node names, in order, each followed by a 0 byte.
+    names: Vec<u8>,
     scores: Vec<i64>,
 }
 
-/// Order-sensitive hash of a list of node names.
-fn names_hash<'a>(names: impl IntoIterator<Item = &'a str>) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
-    for n in names {
-        h.write(n.as_bytes());
-        h.write_u8(0xff);
+impl Scored {
+    /// Whether `names` are exactly the nodes these scores are for.
+    fn same_names<'a>(&self, names: impl ExactSizeIterator<Item = &'a str>) -> bool {
+        if names.len() != self.scores.len() {
+            return false;
+        }
+        let mut at = 0;
+        for n in names {
+            let end = at + n.len();
+            if self.names.get(at..end) != Some(n.as_bytes()) || self.names.get(end) != Some(&0) {
+                return false;
+            }
+            at = end + 1;
+        }
+        at == self.names.len()
     }
-    h.finish()
 }
 
 /// Why a node failed: a fixed text or one shared by every node.
@@ -183,8 +190,8 @@ impl Reason {
 
 /// A filter answer; nodes by position in `names` (the request's order).
 #[derive(Debug, Clone, Default)]
-pub struct FilterAnswer {
-    pub names: Vec<String>,
+pub struct FilterAnswer<'a> {
+    pub names: Vec<NodeName<'a>>,
     pub passed: Vec<usize>,
     pub failed: Vec<(usize, Reason)>,
     pub unresolvable: Vec<(usize, Reason)>,
@@ -193,39 +200,54 @@ pub struct FilterAnswer {
     pub error: String,
 }
 
-impl FilterAnswer {
+impl FilterAnswer<'_> {
     pub fn passed_names(&self) -> Vec<String> {
-        self.passed.iter().filter_map(|&i| self.names.get(i).cloned()).collect()
+        self.passed
+            .iter()
+            .filter_map(|&i| self.names.get(i).map(|n| n.as_str().to_string()))
+            .collect()
     }
 
-    fn error(error: String) -> FilterAnswer {
+    fn error(error: String) -> Self {
         FilterAnswer {
             error,
             ..FilterAnswer::default()
         }
     }
 
-    /// The `ExtenderFilterResult` JSON, written from borrowed parts.
+    fn name(&self, i: usize) -> &str {
+        self.names.get(i).map_or("", NodeName::as_str)
+    }
+
+    /// The `ExtenderFilterResult` JSON: `Nodes` or `NodeNames` (whichever
+    /// the request used), `FailedNodes`, `FailedAndUnresolvableNodes` in
+    /// the request's node order, `Error`; unset fields are `null`. Written
+    /// by hand: at thousands of nodes encoding is a good part of a filter.
     pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
-        let name = |i: usize| self.names.get(i).map_or("", String::as_str);
-        fn pairs<'a>(names: &'a [String], v: &'a [(usize, Reason)]) -> Vec<(&'a str, &'a str)> {
-            v.iter()
-                .map(|(i, r)| (names.get(*i).map_or("", String::as_str), r.as_str()))
-                .collect()
-        }
         let set = !self.error.is_empty();
-        let out = crate::wire::FilterResultOut {
-            nodes: if set { None } else { self.nodes.as_ref() },
-            node_names: if set || self.nodes.is_some() {
-                None
-            } else {
-                Some(self.passed.iter().map(|&i| name(i)).collect())
-            },
-            failed_nodes: (!set).then(|| pairs(&self.names, &self.failed)),
-            failed_and_unresolvable_nodes: (!set).then(|| pairs(&self.names, &self.unresolvable)),
-            error: &self.error,
-        };
-        serde_json::to_vec(&out)
+        let mut out = Vec::with_capacity(64 + 48 * self.names.len());
+        out.extend_from_slice(b"{\"Nodes\":");
+        match (&self.nodes, set) {
+            (Some(list), false) => serde_json::to_writer(&mut out, list)?,
+            _ => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"NodeNames\":");
+        let listed = !set && self.nodes.is_none();
+        push_json_list(&mut out, listed.then(|| self.passed.iter().map(|&i| self.name(i))));
+        out.extend_from_slice(b",\"FailedNodes\":");
+        push_json_map(
+            &mut out,
+            (!set).then(|| self.failed.iter().map(|(i, r)| (self.name(*i), r.as_str()))),
+        );
+        out.extend_from_slice(b",\"FailedAndUnresolvableNodes\":");
+        push_json_map(
+            &mut out,
+            (!set).then(|| self.unresolvable.iter().map(|(i, r)| (self.name(*i), r.as_str()))),
+        );
+        out.extend_from_slice(b",\"Error\":");
+        push_json_str(&mut out, &self.error);
+        out.push(b'}');
+        Ok(out)
     }
 }
 
@@ -335,37 +357,12 @@ impl AppState {
         }
     }
 
-    /// The gang spec of a pod, or why it waits.
-    fn gang_spec(&self, pod: &LeanPod, ask: &PodAsk) -> Result<Option<GangSpec>, String> {
-        let Some(r) = k8s::gang_ref(pod) else { return Ok(None) };
-        let GpuAsk::Whole(k) = ask.gpu else {
-            // The planner places whole-GPU members; others go alone.
-            return Ok(None);
-        };
-        let Some(min) = self.gang_index().resolve(&r)? else {
-            return Ok(None);
-        };
-        let ann = pod.metadata.annotations.as_ref();
-        let level = |key: &str| ann.and_then(|a| a.get(key)).cloned();
-        Ok(Some(GangSpec {
-            id: r.id(),
-            min_members: min,
-            gpus_per_member: k,
-            required: level(REQUIRED_LEVEL_ANNOTATION),
-            preferred: level(PREFERRED_LEVEL_ANNOTATION),
-        }))
-    }
-
     /// `filter`: the answer, or the message of a 400.
-    pub fn filter(&self, args: ExtenderArgs) -> Result<FilterAnswer, String> {
+    pub fn filter<'a>(&self, args: ExtenderArgs<'a>) -> Result<FilterAnswer<'a>, String> {
         let pod = args.pod.ok_or("the request has no Pod")?;
         let full = args.nodes;
         let cache_mode = args.node_names.is_some();
-        let names: Vec<String> = match (args.node_names, &full) {
-            (Some(n), _) => n,
-            (None, Some(list)) => list.items.iter().filter_map(|n| n.metadata.name.clone()).collect(),
-            (None, None) => return Err("the request has neither NodeNames nor Nodes".into()),
-        };
+        let names = request_names(args.node_names, full.as_ref())?;
         let ask = match k8s::pod_ask(&pod) {
             Ok(a) => a,
             Err(e) => {
@@ -384,7 +381,8 @@ impl AppState {
             (0..names.len()).map(|i| (i, r.clone())).collect::<Vec<_>>()
         };
         let mut plain = true;
-        match self.gang_spec(&pod, &ask) {
+        let spec = k8s::gang_spec(&pod, &ask, &self.gang_index());
+        match spec {
             Err(wait) => {
                 plain = false;
                 self.metrics.decision("filter", "gang_wait");
@@ -407,7 +405,7 @@ impl AppState {
                             spec.id
                         )));
                         for (i, n) in names.iter().enumerate() {
-                            if *n == node {
+                            if n.as_str() == node {
                                 answer.passed.push(i);
                             } else {
                                 answer.failed.push((i, why.clone()));
@@ -430,14 +428,19 @@ impl AppState {
         }
         if plain {
             let v = self.view();
-            let out = v.filter(&ask, names.iter().map(String::as_str), true);
+            let out = v.filter(&ask, names.iter().map(NodeName::as_str), true);
             let generation = v.generation();
             drop(v);
             self.metrics
                 .decision("filter", if out.passed.is_empty() { "no_fit" } else { "ok" });
+            let mut passed = Vec::with_capacity(out.passed.len() * 16);
+            for &i in &out.passed {
+                passed.extend_from_slice(names[i].as_str().as_bytes());
+                passed.push(0);
+            }
             let entry = Scored {
                 generation,
-                names: names_hash(out.passed.iter().map(|&i| names[i].as_str())),
+                names: passed,
                 scores: out.scores,
             };
             if let Ok(mut s) = self.scored.lock() {
@@ -492,16 +495,12 @@ impl AppState {
     }
 
     /// `prioritize`: scores for every node asked about, in order.
-    pub fn prioritize(&self, args: ExtenderArgs) -> Result<Vec<HostPriority>, String> {
+    pub fn prioritize<'a>(&self, args: ExtenderArgs<'a>) -> Result<Vec<(NodeName<'a>, i64)>, String> {
         let pod = args.pod.ok_or("the request has no Pod")?;
-        let names: Vec<String> = match (args.node_names, &args.nodes) {
-            (Some(n), _) => n,
-            (None, Some(list)) => list.items.iter().filter_map(|n| n.metadata.name.clone()).collect(),
-            (None, None) => return Err("the request has neither NodeNames nor Nodes".into()),
-        };
+        let names = request_names(args.node_names, args.nodes.as_ref())?;
         let Ok(ask) = k8s::pod_ask(&pod) else {
             // Prioritize errors are ignored by the scheduler; score nothing.
-            return Ok(names.into_iter().map(|host| HostPriority { host, score: 0 }).collect());
+            return Ok(names.into_iter().map(|n| (n, 0)).collect());
         };
         if let Some(list) = &args.nodes {
             self.learn_nodes(list);
@@ -511,32 +510,25 @@ impl AppState {
         if let Some((_, _, node)) = v.slot_of(&uid) {
             return Ok(names
                 .into_iter()
-                .map(|host| HostPriority {
-                    score: if host == node {
+                .map(|n| {
+                    let score = if n.as_str() == node {
                         railyard_core::extender::MAX_SCORE
                     } else {
                         0
-                    },
-                    host,
+                    };
+                    (n, score)
                 })
                 .collect());
         }
         let cached = self.scored.lock().ok().and_then(|mut s| s.remove(&uid));
         if let Some(c) = cached
             && c.generation == v.generation()
-            && c.scores.len() == names.len()
-            && c.names == names_hash(names.iter().map(String::as_str))
+            && c.same_names(names.iter().map(NodeName::as_str))
         {
-            return Ok(names
-                .into_iter()
-                .zip(c.scores)
-                .map(|(host, score)| HostPriority { host, score })
-                .collect());
+            return Ok(names.into_iter().zip(c.scores).collect());
         }
-        Ok(v.score(&ask, names.iter().map(String::as_str))
-            .into_iter()
-            .map(|(host, score)| HostPriority { host, score })
-            .collect())
+        let scores = v.score(&ask, names.iter().map(NodeName::as_str));
+        Ok(names.into_iter().zip(scores.into_iter().map(|(_, s)| s)).collect())
     }
 
     /// `preempt`: keeps the candidate nodes where evicting the proposed
@@ -588,6 +580,19 @@ impl AppState {
     }
 }
 
+/// The request's node names: `NodeNames`, else the names of `Nodes`.
+fn request_names<'a>(names: Option<Vec<NodeName<'a>>>, full: Option<&NodeList>) -> Result<Vec<NodeName<'a>>, String> {
+    match (names, full) {
+        (Some(n), _) => Ok(n),
+        (None, Some(list)) => Ok(list
+            .items
+            .iter()
+            .filter_map(|n| n.metadata.name.clone().map(NodeName::from))
+            .collect()),
+        (None, None) => Err("the request has neither NodeNames nor Nodes".into()),
+    }
+}
+
 /// The router. Verbs under `state.config.url_prefix`; `/healthz` and
 /// `/metrics` at the root.
 pub fn app(state: Arc<AppState>) -> Router {
@@ -620,7 +625,7 @@ fn bad_request(state: &AppState, verb: &'static str, msg: String) -> Response {
     (StatusCode::BAD_REQUEST, format!("{verb}: {msg}")).into_response()
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+fn parse<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, String> {
     if body.is_empty() {
         return Err("empty body; expected extender v1 JSON".into());
     }
@@ -670,7 +675,8 @@ async fn prioritize(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
         match parse::<ExtenderArgs>(&body).and_then(|a| s.prioritize(a)) {
             Ok(r) => {
                 s.metrics.decision("prioritize", "ok");
-                json(&r)
+                let body = host_priorities_json(r.iter().map(|(n, score)| (n.as_str(), *score)));
+                (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
             }
             Err(e) => bad_request(&s, "prioritize", e),
         }
