@@ -104,7 +104,8 @@ pub struct GangIndex {
     /// scheduler-plugins PodGroups: `<ns>/<name>` → `minMember`.
     pub pod_groups: HashMap<String, u32>,
     /// Upstream Workloads (1.35): `<ns>/<name>` → pod group → gang
-    /// `minCount` (`None`: basic policy).
+    /// `minCount` (`None`: basic policy). Replicas of a pod group
+    /// (`podGroupReplicaKey`) are not objects: each is a gang of this size.
     pub workloads: HashMap<String, HashMap<String, Option<u32>>>,
     /// Upstream PodGroups (1.36): `<ns>/<name>` → gang `minCount`.
     pub scheduling_groups: HashMap<String, Option<u32>>,
@@ -121,7 +122,12 @@ impl GangIndex {
                     .get(id)
                     .ok_or_else(|| format!("waiting for PodGroup {id} (scheduling.x-k8s.io/v1alpha1)"))?,
             ),
-            GangRef::Workload(w, g) => *self
+            // Every replica of a pod group is sized by the group's minCount.
+            GangRef::Workload {
+                workload: w,
+                pod_group: g,
+                replica: _,
+            } => *self
                 .workloads
                 .get(w)
                 .ok_or_else(|| format!("waiting for Workload {w} (scheduling.k8s.io)"))?

@@ -70,6 +70,10 @@ pub struct WorkloadRef {
     pub name: String,
     #[serde(default)]
     pub pod_group: String,
+    /// Which replica of the pod group the pod is in; the group's policy
+    /// applies to each replica on its own. Unset (or empty): one replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_group_replica_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -287,18 +291,39 @@ pub fn node_input(node: &Node) -> NodeInput {
 pub enum GangRef {
     /// scheduler-plugins PodGroup `<ns>/<name>`.
     PodGroup(String),
-    /// Upstream Workload (1.35): `<ns>/<workload>` and its pod group.
-    Workload(String, String),
+    /// Upstream Workload (1.35): a replica of one of its pod groups. Each
+    /// replica is a gang of its own, sized by the pod group's `minCount`.
+    Workload {
+        /// `<ns>/<workload>`.
+        workload: String,
+        /// The pod group's name in the Workload's `spec.podGroups`.
+        pod_group: String,
+        /// The pod's `podGroupReplicaKey`; `None` when unset or empty.
+        replica: Option<String>,
+    },
     /// Upstream PodGroup (1.36): `<ns>/<name>`.
     SchedulingGroup(String),
 }
 
 impl GangRef {
-    /// The gang id used in reservations and annotations.
+    /// The gang id used in reservations and annotations: `<ns>/<name>` for
+    /// PodGroups, `<ns>/<workload>/<podGroup>[/<replicaKey>]` for Workloads.
+    /// A pod without a replica key keeps the id it had before replica keys
+    /// were read, so plans recorded on bound pods stay valid across an
+    /// upgrade. The key is a DNS label (no `/`), so ids do not collide.
     pub fn id(&self) -> String {
         match self {
             GangRef::PodGroup(n) | GangRef::SchedulingGroup(n) => n.clone(),
-            GangRef::Workload(w, g) => format!("{w}/{g}"),
+            GangRef::Workload {
+                workload,
+                pod_group,
+                replica: None,
+            } => format!("{workload}/{pod_group}"),
+            GangRef::Workload {
+                workload,
+                pod_group,
+                replica: Some(key),
+            } => format!("{workload}/{pod_group}/{key}"),
         }
     }
 }
@@ -312,7 +337,13 @@ pub fn gang_ref(pod: &LeanPod) -> Option<GangRef> {
     }
     let spec = pod.spec.as_ref()?;
     if let Some(w) = &spec.workload_ref {
-        return Some(GangRef::Workload(format!("{ns}/{}", w.name), w.pod_group.clone()));
+        return Some(GangRef::Workload {
+            workload: format!("{ns}/{}", w.name),
+            pod_group: w.pod_group.clone(),
+            // The API serializes an unset key as absent, but an empty string
+            // means the same (the field is optional, a DNS label when set).
+            replica: w.pod_group_replica_key.clone().filter(|k| !k.is_empty()),
+        });
     }
     spec.scheduling_group
         .as_ref()
@@ -355,4 +386,119 @@ pub fn rank(pod: &LeanPod) -> Option<u32> {
 /// True for MIG resources (used in metrics and docs).
 pub fn is_mig_resource(name: &str) -> bool {
     name.starts_with(MIG_RESOURCE_PREFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use railyard_core::extender::PodAsk;
+    use serde_json::{Value, json};
+
+    fn pod_with(labels: Value, spec_extra: Value) -> LeanPod {
+        let mut spec = json!({"containers": [{"name": "c", "resources": {"requests": {"nvidia.com/gpu": "8"}}}]});
+        if let (Some(s), Some(extra)) = (spec.as_object_mut(), spec_extra.as_object()) {
+            s.extend(extra.clone());
+        }
+        serde_json::from_value(json!({
+            "metadata": {"name": "m", "namespace": "ns", "uid": "u", "labels": labels},
+            "spec": spec,
+        }))
+        .expect("pod")
+    }
+
+    fn workload_pod(key: Option<Value>) -> LeanPod {
+        let mut r = json!({"name": "train", "podGroup": "workers"});
+        if let Some(k) = key {
+            r["podGroupReplicaKey"] = k;
+        }
+        pod_with(json!({}), json!({"workloadRef": r}))
+    }
+
+    fn index(min: Option<u32>) -> GangIndex {
+        let mut idx = GangIndex::default();
+        idx.workloads.insert(
+            "ns/train".into(),
+            std::collections::HashMap::from([("workers".to_string(), min)]),
+        );
+        idx
+    }
+
+    fn ask() -> PodAsk {
+        pod_ask(&workload_pod(None)).expect("ask")
+    }
+
+    #[test]
+    fn workload_pod_without_replica_key_keeps_its_gang_id() {
+        let r = gang_ref(&workload_pod(None)).expect("gang member");
+        assert_eq!(
+            r,
+            GangRef::Workload {
+                workload: "ns/train".into(),
+                pod_group: "workers".into(),
+                replica: None
+            }
+        );
+        // The id recorded in plans before replica keys were read.
+        assert_eq!(r.id(), "ns/train/workers");
+        // Empty and null keys are the unset key.
+        for k in [json!(""), Value::Null] {
+            let r = gang_ref(&workload_pod(Some(k.clone()))).expect("gang member");
+            assert_eq!(r.id(), "ns/train/workers", "key {k}");
+        }
+    }
+
+    #[test]
+    fn each_replica_of_a_pod_group_is_its_own_gang() {
+        let r0 = gang_ref(&workload_pod(Some(json!("0")))).expect("gang member");
+        let r1 = gang_ref(&workload_pod(Some(json!("1")))).expect("gang member");
+        assert_eq!(r0.id(), "ns/train/workers/0");
+        assert_eq!(r1.id(), "ns/train/workers/1");
+        assert_ne!(r0.id(), gang_ref(&workload_pod(None)).expect("member").id());
+        // Both replicas take the pod group's minCount.
+        let idx = index(Some(3));
+        let s0 = gang_spec(&workload_pod(Some(json!("0"))), &ask(), &idx).expect("known");
+        let s1 = gang_spec(&workload_pod(Some(json!("1"))), &ask(), &idx).expect("known");
+        let (s0, s1) = (s0.expect("a gang"), s1.expect("a gang"));
+        assert_eq!((s0.id.as_str(), s0.min_members), ("ns/train/workers/0", 3));
+        assert_eq!((s1.id.as_str(), s1.min_members), ("ns/train/workers/1", 3));
+    }
+
+    #[test]
+    fn replicas_of_a_basic_or_unknown_pod_group() {
+        // Basic policy: every replica's pods go alone.
+        let p = workload_pod(Some(json!("1")));
+        assert_eq!(gang_spec(&p, &ask(), &index(None)), Ok(None));
+        // Workload not yet seen: the replica waits, naming the Workload.
+        let err = gang_spec(&p, &ask(), &GangIndex::default()).expect_err("waits");
+        assert!(err.contains("ns/train"), "{err}");
+    }
+
+    #[test]
+    fn pod_group_label_and_scheduling_group_ids_are_unchanged() {
+        // The scheduler-plugins label wins over a workloadRef.
+        let p = pod_with(
+            json!({POD_GROUP_LABEL: "pg"}),
+            json!({"workloadRef": {"name": "train", "podGroup": "workers", "podGroupReplicaKey": "0"}}),
+        );
+        let r = gang_ref(&p).expect("member");
+        assert_eq!(r, GangRef::PodGroup("ns/pg".into()));
+        assert_eq!(r.id(), "ns/pg");
+        let p = pod_with(json!({}), json!({"schedulingGroup": {"podGroupName": "workers-0"}}));
+        let r = gang_ref(&p).expect("member");
+        assert_eq!(r, GangRef::SchedulingGroup("ns/workers-0".into()));
+        assert_eq!(r.id(), "ns/workers-0");
+        assert_eq!(gang_ref(&pod_with(json!({}), json!({}))), None);
+    }
+
+    #[test]
+    fn replica_key_survives_a_round_trip_and_is_omitted_when_unset() {
+        let p = workload_pod(Some(json!("a")));
+        let back: LeanPod = serde_json::from_value(serde_json::to_value(&p).expect("json")).expect("pod");
+        assert_eq!(gang_ref(&back).expect("member").id(), "ns/train/workers/a");
+        let v = serde_json::to_value(workload_pod(None)).expect("json");
+        assert_eq!(
+            v["spec"]["workloadRef"],
+            json!({"name": "train", "podGroup": "workers"})
+        );
+    }
 }

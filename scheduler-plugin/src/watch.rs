@@ -222,6 +222,8 @@ pub fn apply_gang_object(
                             continue;
                         };
                         // `policy: {basic: {}}` has no minCount: pods go alone.
+                        // Replicas (the pods' `podGroupReplicaKey`) are not
+                        // listed here; each is a gang of this minCount.
                         groups.insert(name.to_string(), int(g.pointer("/policy/gang/minCount")));
                     }
                     idx.workloads.insert(k.clone(), groups);
