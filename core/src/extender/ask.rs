@@ -10,6 +10,11 @@ pub const MIG_RESOURCE_PREFIX: &str = "nvidia.com/mig-";
 pub const GPU_REPLICAS_LABEL: &str = "nvidia.com/gpu.replicas";
 /// GPU Feature Discovery: physical GPUs on the node.
 pub const GPU_COUNT_LABEL: &str = "nvidia.com/gpu.count";
+/// GPU Feature Discovery: `none`, `time-slicing` or `mps`.
+pub const GPU_SHARING_STRATEGY_LABEL: &str = "nvidia.com/gpu.sharing-strategy";
+/// GPU Feature Discovery: the model, suffixed `-SHARED` when `nvidia.com/gpu`
+/// itself is replicated (sharing without renaming).
+pub const GPU_PRODUCT_LABEL: &str = "nvidia.com/gpu.product";
 /// Pod annotation: `"true"` asks for every GPU on one NUMA node.
 pub const SINGLE_NUMA_ANNOTATION: &str = "railyard.dev/single-numa";
 
@@ -17,7 +22,9 @@ pub const SINGLE_NUMA_ANNOTATION: &str = "railyard.dev/single-numa";
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum GpuAsk {
     None,
-    /// `nvidia.com/gpu: n`.
+    /// `nvidia.com/gpu: n`: whole GPUs, except on a node whose
+    /// `nvidia.com/gpu` counts time-slicing/MPS replicas, where it is `n`
+    /// replicas (see `NodeState::effective`).
     Whole(u32),
     /// `nvidia.com/gpu.shared: n` replicas, all on one GPU.
     Shared(u32),

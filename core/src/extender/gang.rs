@@ -9,7 +9,12 @@
 //! (bound or assumed): they keep their nodes, GPUs and slots, the planner
 //! places only the missing ones near them, and the new plan lists every slot,
 //! so the members bound under the new plan carry the whole gang in their
-//! annotations.
+//! annotations. A member that claimed a slot but binds only after the
+//! reservation expired keeps its gang and slot (a lapsed claim), so the
+//! re-plan counts it instead of planning a slot for it again.
+//!
+//! Nodes whose `nvidia.com/gpu` counts time-sliced replicas are left out of
+//! the planner's fabric: they have no whole GPUs for members.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -77,6 +82,23 @@ pub enum GangFilter {
     Plain,
 }
 
+/// A gang member's claim on a slot that was released before the member
+/// bound (see `ClusterView::assume`).
+#[derive(Debug, Clone)]
+pub(crate) struct Lapsed {
+    pub gang: String,
+    pub slot: usize,
+    /// The released plan (shared by its members' entries).
+    pub plan: Arc<PlanRecord>,
+}
+
+/// Lapsed claims are kept this long after their plan expired (at least the
+/// reservation TTL): a bind follows its filter within seconds.
+const LAPSED_KEEP_MS: u64 = 600_000;
+/// At most this many lapsed claims (pods deleted while pending whose
+/// deletion was missed would otherwise accumulate).
+const LAPSED_MAX: usize = 100_000;
+
 /// A member of a gang that is placed (assumed or bound).
 #[derive(Debug)]
 struct PlacedMember {
@@ -133,6 +155,9 @@ impl ClusterView {
                 slot: r.gang.as_ref().map_or(0, |(_, s)| *s),
             });
         }
+        // Filtered again: it claims a slot of the current plan (or waits)
+        // rather than binding into its released one.
+        self.lapsed.remove(uid);
         if !self.gangs.contains_key(&spec.id) {
             let placed = self.placed_members(&spec.id);
             if placed.len() >= spec.min_members as usize {
@@ -181,6 +206,10 @@ impl ClusterView {
             let Some(m) = n.machine.and_then(|m| self.machines.name(m)) else {
                 continue;
             };
+            // Time-sliced `nvidia.com/gpu` has no whole GPUs for members.
+            if n.gpu_replicated {
+                continue;
+            }
             let mut l = n.input.labels.clone();
             l.insert(MACHINE_LABEL.into(), m.to_string());
             bare.insert(
@@ -507,14 +536,40 @@ impl ClusterView {
         for g in expired {
             self.release_reservation(&g);
         }
+        if !self.lapsed.is_empty() {
+            let keep = self.cfg.reservation_ttl_ms.max(LAPSED_KEEP_MS);
+            self.lapsed
+                .retain(|_, l| l.plan.expires_ms.saturating_add(keep) > now_ms);
+        }
     }
 
+    /// Drops a reservation: held GPUs go free, and members that claimed a
+    /// slot but have not bound keep a lapsed claim, so that a late bind
+    /// still counts them as members.
     pub(crate) fn release_reservation(&mut self, gang: &str) {
         let Some(res) = self.gangs.remove(gang) else { return };
         for (s, slot) in res.plan.slots.iter().enumerate() {
             if res.held[s] {
                 self.unhold(&slot.node, &slot.gpus);
             }
+        }
+        let plan = Arc::new(res.plan);
+        for (slot, uid) in res.claimed.into_iter().enumerate() {
+            let Some(uid) = uid else { continue };
+            if self.pods.contains_key(&uid) {
+                continue;
+            }
+            if self.lapsed.len() >= LAPSED_MAX {
+                self.lapsed.clear();
+            }
+            self.lapsed.insert(
+                uid,
+                Lapsed {
+                    gang: gang.to_string(),
+                    slot,
+                    plan: plan.clone(),
+                },
+            );
         }
         self.generation += 1;
     }

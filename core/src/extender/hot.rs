@@ -22,8 +22,12 @@ pub(crate) struct Hot {
     pub whole_left: u32,
     /// Whole GPUs the pod could ever get here (advertised, not MIG).
     pub whole_usable: u32,
+    /// Replicas not handed out: `nvidia.com/gpu.shared`, or `nvidia.com/gpu`
+    /// where that counts replicas (`gpu_replicated`).
     pub shared_left: u32,
     pub replicas_per_gpu: u32,
+    /// `nvidia.com/gpu` counts time-slicing/MPS replicas, not GPUs.
+    pub gpu_replicated: bool,
     /// Most milli left on one GPU a shared pod may use.
     pub max_share: u16,
     /// Most non-MIG GPUs on one NUMA node.
@@ -64,6 +68,7 @@ impl Hot {
             whole_usable: n.whole_alloc.min(n.ids.len() as u32 - n.mig_gpus.count_ones()),
             shared_left: n.shared_alloc.saturating_sub(n.shared_used),
             replicas_per_gpu: n.replicas_per_gpu,
+            gpu_replicated: n.gpu_replicated,
             max_share,
             numa_capacity: u16::try_from(n.single_numa_capacity()).unwrap_or(u16::MAX),
             unschedulable: n.input.unschedulable,
@@ -72,12 +77,14 @@ impl Hot {
 }
 
 /// Milli of one GPU that `replicas` of `per_gpu` take, if one GPU has them.
+/// Rounded down, so that `per_gpu` single replicas always fit on one GPU
+/// (rounding up, 3 replicas of 334 would overflow a GPU and lose one).
 pub(crate) fn share_milli(per_gpu: u32, replicas: u32) -> Option<u16> {
-    if per_gpu == 0 {
+    if per_gpu == 0 || replicas > per_gpu {
         return None;
     }
-    let m = (u64::from(replicas) * u64::from(MILLI)).div_ceil(u64::from(per_gpu));
-    (m <= u64::from(MILLI)).then_some(m as u16)
+    let m = u64::from(replicas) * u64::from(MILLI) / u64::from(per_gpu);
+    Some((m as u16).max(1))
 }
 
 /// Why `ask` cannot go on the node now, and whether it never could; `None`
@@ -95,6 +102,14 @@ pub(crate) fn verdict<'a>(
     }
     match &ask.gpu {
         GpuAsk::None => None,
+        // Time-sliced without renaming: the device plugin hands out
+        // replicas under `nvidia.com/gpu`, never a whole GPU.
+        GpuAsk::Whole(k) if h.gpu_replicated => replicas(
+            h,
+            *k,
+            "nvidia.com/gpu is time-sliced on this node (replicas, not whole GPUs) and one GPU has fewer replicas \
+             than the pod asks for",
+        ),
         GpuAsk::Whole(k) => {
             let k = *k;
             if h.whole_usable < k {
@@ -111,22 +126,8 @@ pub(crate) fn verdict<'a>(
             }
             None
         }
-        GpuAsk::Shared(r) => {
-            let Some(milli) = share_milli(h.replicas_per_gpu, *r) else {
-                return Some(if h.replicas_per_gpu == 0 {
-                    Verdict::Never("node advertises no nvidia.com/gpu.shared")
-                } else {
-                    Verdict::Never("more replicas than one GPU has")
-                });
-            };
-            if h.shared_left < *r {
-                return Some(Verdict::Wait("not enough free GPU replicas"));
-            }
-            if h.max_share < milli {
-                return Some(Verdict::Wait("no single GPU has enough free share"));
-            }
-            None
-        }
+        GpuAsk::Shared(_) if h.gpu_replicated => Some(Verdict::Never("node advertises no nvidia.com/gpu.shared")),
+        GpuAsk::Shared(r) => replicas(h, *r, "more replicas than one GPU has"),
         GpuAsk::Mig { resource, count } => {
             if let Some(bit) = mig_bit
                 && *count == 1
@@ -151,6 +152,25 @@ pub(crate) fn verdict<'a>(
             None
         }
     }
+}
+
+/// `r` replicas, all on one GPU: enough replicas left on the node and one
+/// GPU with their share free.
+fn replicas(h: &Hot, r: u32, too_many: &'static str) -> Option<Verdict> {
+    let Some(milli) = share_milli(h.replicas_per_gpu, r) else {
+        return Some(if h.replicas_per_gpu == 0 {
+            Verdict::Never("node advertises no nvidia.com/gpu.shared")
+        } else {
+            Verdict::Never(too_many)
+        });
+    };
+    if h.shared_left < r {
+        return Some(Verdict::Wait("not enough free GPU replicas"));
+    }
+    if h.max_share < milli {
+        return Some(Verdict::Wait("no single GPU has enough free share"));
+    }
+    None
 }
 
 /// Everything `Scorer::packing` reads from a node, hashed: nodes in the same

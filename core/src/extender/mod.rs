@@ -12,7 +12,10 @@
 //! - [`ClusterView::filter`]: per-node GPU feasibility — whole GPUs, MIG
 //!   profiles, and for a shared request one single GPU with enough share
 //!   left (a node whose total fits but no one GPU does is rejected) — and
-//!   single-NUMA placement when the pod asks for it.
+//!   single-NUMA placement when the pod asks for it. A node whose
+//!   `nvidia.com/gpu` counts time-slicing/MPS replicas (sharing without
+//!   `renameByDefault`) serves `nvidia.com/gpu: k` as k replicas of one GPU,
+//!   never as whole GPUs, and takes no gang members.
 //! - [`ClusterView::score`]: the bench's Railyard packing score for shared
 //!   and single-GPU pods, best fit for MIG pods, `core::topology` for
 //!   multi-GPU pods; mapped to 0..=10.
@@ -22,7 +25,9 @@
 //!   fit now waits with the planner's reason; one that cannot fit even on an
 //!   empty cluster is unresolvable. Reservations expire and are re-planned.
 //! - [`ClusterView::assume`]: the device choice for a bind, re-checked under
-//!   the caller's lock so two quick binds never take the same GPU.
+//!   the caller's lock so two quick binds never take the same GPU. A gang
+//!   member whose reservation expired between its filter and its bind is
+//!   still placed as a member of its gang.
 
 mod ask;
 mod gang;
@@ -35,8 +40,8 @@ mod view;
 mod tests;
 
 pub use ask::{
-    AskError, GPU_COUNT_LABEL, GPU_REPLICAS_LABEL, GPU_RESOURCE, GpuAsk, MIG_RESOURCE_PREFIX, PodAsk, SHARED_RESOURCE,
-    SINGLE_NUMA_ANNOTATION,
+    AskError, GPU_COUNT_LABEL, GPU_PRODUCT_LABEL, GPU_REPLICAS_LABEL, GPU_RESOURCE, GPU_SHARING_STRATEGY_LABEL, GpuAsk,
+    MIG_RESOURCE_PREFIX, PodAsk, SHARED_RESOURCE, SINGLE_NUMA_ANNOTATION,
 };
 pub use gang::{GangFilter, GangSpec, PlanRecord, Reservation, SlotRecord};
 pub use score::ScoreConfig;

@@ -590,3 +590,289 @@ fn node_names_resolve_after_removals_and_renames() {
     assert_eq!(gone, (4..50).step_by(4).collect::<Vec<_>>());
     assert_eq!(v.node_count(), 38);
 }
+
+/// Eight GPUs time-sliced four ways without renaming (NVIDIA's default
+/// `renameByDefault: false`), labelled as GPU Feature Discovery does.
+fn time_sliced(name: &str, topo: Option<Arc<MachineProfile>>) -> NodeInput {
+    node(
+        name,
+        &[("nvidia.com/gpu", 32)],
+        &[
+            ("nvidia.com/gpu.count", "8"),
+            ("nvidia.com/gpu.replicas", "4"),
+            ("nvidia.com/gpu.sharing-strategy", "time-slicing"),
+            ("nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3-SHARED"),
+        ],
+        topo,
+    )
+}
+
+/// Milli in use per GPU of a node.
+fn used(v: &ClusterView, node: &str) -> Vec<u16> {
+    v.gpu_left(node).unwrap().iter().map(|(_, l)| 1000 - l).collect()
+}
+
+#[test]
+fn time_sliced_nvidia_gpu_is_replicas_not_whole_gpus() {
+    let mut v = ClusterView::new(ViewConfig::default());
+    v.upsert_node(time_sliced("ts", None));
+    v.upsert_node(node("whole", &[("nvidia.com/gpu", 8)], &[], None));
+    assert_eq!(used(&v, "ts"), vec![0; 8], "8 physical GPUs, not 32");
+    let one = ask(GpuAsk::Whole(1));
+
+    // `nvidia.com/gpu: 1` is one replica: a quarter of one GPU.
+    let a = v.assume("r0", &one, "ts").unwrap();
+    assert_eq!((a.gpus.len(), a.milli), (1, 250));
+    for p in 1..4 {
+        assert_eq!(v.assume(&format!("r{p}"), &one, "ts").unwrap().milli, 250);
+    }
+    assert_eq!(used(&v, "ts").iter().map(|&m| u32::from(m)).sum::<u32>(), 1000);
+    for p in 4..32 {
+        v.assume(&format!("r{p}"), &one, "ts").unwrap();
+    }
+    assert_eq!(used(&v, "ts"), vec![1000; 8], "32 replicas: every GPU holds its 4");
+    // The 33rd replica waits; the node with whole GPUs still takes the pod.
+    let out = v.filter(&one, ["ts", "whole"], false);
+    assert_eq!(out.passed, vec![1]);
+    assert_eq!(out.failed, vec![(0, "not enough free GPU replicas")]);
+    assert!(matches!(
+        v.assume("r32", &one, "ts"),
+        Err(AssumeError::NoLongerFits { .. })
+    ));
+    // One replica leaving frees one quarter, for one replica pod.
+    let gpu = v.pod_state("r5").unwrap().2;
+    v.remove_pod("r5");
+    assert_eq!(v.filter(&one, ["ts"], false).passed, vec![0]);
+    let back = v.assume("r32", &one, "ts").unwrap();
+    assert_eq!((back.gpus, back.milli), (gpu, 250));
+
+    // The plain node still hands out whole GPUs: 8 and no more.
+    for p in 0..8 {
+        assert_eq!(v.assume(&format!("w{p}"), &one, "whole").unwrap().milli, 1000);
+    }
+    assert_eq!(
+        v.filter(&one, ["whole"], false).failed,
+        vec![(0, "not enough free whole GPUs")]
+    );
+
+    // The API showing a replica pod bound (after a restart) counts a quarter.
+    let mut fresh = ClusterView::new(ViewConfig::default());
+    fresh.upsert_node(time_sliced("ts", None));
+    fresh.observe_pod(bound("b", "ts", one.clone(), Some(vec![3])), 0);
+    assert_eq!(used(&fresh, "ts"), vec![0, 0, 0, 250, 0, 0, 0, 0]);
+    // A node that only lists `nvidia.com/gpu.shared` pods does not serve
+    // them here: the replicas are under `nvidia.com/gpu`.
+    assert_eq!(
+        fresh.filter(&ask(GpuAsk::Shared(1)), ["ts"], false).unresolvable,
+        vec![(0, "node advertises no nvidia.com/gpu.shared")]
+    );
+}
+
+#[test]
+fn several_replicas_of_time_sliced_nvidia_gpu_go_on_one_gpu() {
+    // `nvidia.com/gpu: k` on a time-sliced node gets k replicas (with the
+    // device plugin's `failRequestsGreaterThanOne` it is refused at
+    // admission, a flag the extender cannot see). Booked like
+    // `nvidia.com/gpu.shared: k`: k quarters of one GPU; more than the 4
+    // replicas of one GPU can never fit here.
+    let mut v = ClusterView::new(ViewConfig::default());
+    v.upsert_node(time_sliced("ts", None));
+    v.upsert_node(node("whole", &[("nvidia.com/gpu", 8)], &[], None));
+    let a = v.assume("two", &ask(GpuAsk::Whole(2)), "ts").unwrap();
+    assert_eq!((a.gpus.len(), a.milli), (1, 500));
+    assert_eq!(v.assume("four", &ask(GpuAsk::Whole(4)), "ts").unwrap().milli, 1000);
+    let out = v.filter(&ask(GpuAsk::Whole(8)), ["ts", "whole"], false);
+    assert_eq!(out.passed, vec![1]);
+    assert_eq!(out.unresolvable.len(), 1);
+    assert!(out.unresolvable[0].1.contains("time-sliced"), "{out:?}");
+    assert!(matches!(
+        v.assume("eight", &ask(GpuAsk::Whole(8)), "ts"),
+        Err(AssumeError::NoLongerFits { .. })
+    ));
+    // The whole node gives the 8-GPU pod 8 whole GPUs.
+    assert_eq!(
+        v.assume("eight", &ask(GpuAsk::Whole(8)), "whole").unwrap().gpus.len(),
+        8
+    );
+}
+
+#[test]
+fn replicated_nvidia_gpu_is_told_from_renamed_replicas_and_whole_gpus() {
+    let mut v = ClusterView::new(ViewConfig::default());
+    let one = ask(GpuAsk::Whole(1));
+    // Renamed (`renameByDefault: true`): GFD keeps the replicas label, the
+    // replicas are `nvidia.com/gpu.shared`; the 6 unshared GPUs stay whole.
+    v.upsert_node(node(
+        "renamed",
+        &[("nvidia.com/gpu", 6), ("nvidia.com/gpu.shared", 8)],
+        &[
+            ("nvidia.com/gpu.count", "8"),
+            ("nvidia.com/gpu.replicas", "4"),
+            ("nvidia.com/gpu.sharing-strategy", "time-slicing"),
+        ],
+        None,
+    ));
+    assert_eq!(v.assume("w", &one, "renamed").unwrap().milli, 1000);
+    assert_eq!(v.assume("s", &ask(GpuAsk::Shared(1)), "renamed").unwrap().milli, 250);
+    // More `nvidia.com/gpu` than GPUs (no product label): MPS replicas.
+    v.upsert_node(node(
+        "mps",
+        &[("nvidia.com/gpu", 16)],
+        &[
+            ("nvidia.com/gpu.count", "8"),
+            ("nvidia.com/gpu.sharing-strategy", "mps"),
+        ],
+        None,
+    ));
+    assert_eq!(v.gpu_left("mps").unwrap().len(), 8);
+    assert_eq!(v.assume("m", &one, "mps").unwrap().milli, 500);
+    // Only the product label and the replicas: 24 / 3 = 8 GPUs, and three
+    // replicas of a third fit on one GPU.
+    v.upsert_node(node(
+        "three",
+        &[("nvidia.com/gpu", 24)],
+        &[
+            ("nvidia.com/gpu.replicas", "3"),
+            ("nvidia.com/gpu.product", "Tesla-T4-SHARED"),
+        ],
+        None,
+    ));
+    assert_eq!(v.gpu_left("three").unwrap().len(), 8);
+    for p in 0..3 {
+        let a = v.assume(&format!("t{p}"), &ask(GpuAsk::Whole(3)), "three");
+        assert_eq!(a.map(|a| a.milli), Ok(1000), "t{p}");
+    }
+    let mut thirds = ClusterView::new(ViewConfig::default());
+    thirds.upsert_node(node(
+        "three",
+        &[("nvidia.com/gpu", 3)],
+        &[
+            ("nvidia.com/gpu.replicas", "3"),
+            ("nvidia.com/gpu.product", "Tesla-T4-SHARED"),
+        ],
+        None,
+    ));
+    for p in 0..3 {
+        assert!(
+            thirds.assume(&format!("t{p}"), &one, "three").is_ok(),
+            "replica {p} of 3"
+        );
+    }
+    // A node that stops time-slicing serves whole GPUs again; its pod's
+    // replica is re-counted as the whole GPU it now is.
+    v.upsert_node(node(
+        "mps",
+        &[("nvidia.com/gpu", 8)],
+        &[("nvidia.com/gpu.count", "8")],
+        None,
+    ));
+    assert_eq!(used(&v, "mps").iter().filter(|&&m| m == 1000).count(), 1);
+    assert_eq!(v.filter(&ask(GpuAsk::Whole(7)), ["mps"], false).passed, vec![0]);
+    assert_eq!(v.filter(&ask(GpuAsk::Whole(8)), ["mps"], false).failed.len(), 1);
+}
+
+#[test]
+fn gangs_are_not_planned_onto_time_sliced_nodes() {
+    let mut v = dgx_cluster(2);
+    v.upsert_node(time_sliced("dgx-ts", Some(profile("dgx-h100"))));
+    assert_eq!(v.gpu_left("dgx-ts").unwrap().len(), 8);
+    // Three members of 8 GPUs: the time-sliced DGX has no whole GPU.
+    match v.gang_filter(&spec(3, 8), "a", None, 0).unwrap() {
+        GangFilter::Never(r) => assert!(r.contains("ns/job"), "{r}"),
+        other => panic!("{other:?}"),
+    }
+    let nodes: Vec<String> = (0..2)
+        .map(|m| slot_node(v.gang_filter(&spec(2, 8), &format!("m{m}"), Some(m), 0).unwrap()).0)
+        .collect();
+    assert!(nodes.iter().all(|n| n != "dgx-ts"), "{nodes:?}");
+    // Replica pods still go to the time-sliced DGX.
+    assert_eq!(v.assume("r", &ask(GpuAsk::Whole(1)), "dgx-ts").unwrap().milli, 250);
+}
+
+#[test]
+fn a_member_binding_after_its_slot_expired_stays_in_its_gang() {
+    let mut v = dgx_cluster(8);
+    let s = spec(4, 8);
+    let eight = ask(GpuAsk::Whole(8));
+    let first: Vec<(String, usize)> = (0..4)
+        .map(|m| slot_node(v.gang_filter(&s, &format!("m{m}"), Some(m), 0).unwrap()))
+        .collect();
+    let a0 = v.assume("m0", &eight, &first[0].0).unwrap();
+    let plan = a0.plan.clone().unwrap().0;
+    // The reservation expires between m1's filter and its bind.
+    v.expire(1500);
+    assert!(v.reservation("ns/job").is_none());
+    let a1 = v.assume("m1", &eight, &first[1].0).unwrap();
+    assert_eq!(a1.plan, Some((plan.clone(), 1)), "bound as slot 1 of its plan");
+    assert_eq!(a1.gpus, plan.slots[1].gpus);
+    assert_eq!(v.gang_members_placed("ns/job"), 2);
+    assert_eq!(v.slot_of("m1"), Some(("ns/job".into(), 1, first[1].0.clone())));
+
+    // The next member re-plans around both: two slots, not three.
+    let (n2, slot2) = slot_node(v.gang_filter(&s, "m2", Some(2), 1600).unwrap());
+    assert_eq!(slot2, 2);
+    let r = v.reservation("ns/job").unwrap().clone();
+    assert_eq!(r.plan.slots[..2], plan.slots[..2]);
+    assert_eq!(r.claimed[..2], [Some("m0".to_string()), Some("m1".to_string())]);
+    assert_eq!(r.held, vec![false, false, true, true]);
+    assert_within_gang(&v, "ns/job", 4);
+    let busy = |v: &ClusterView| -> usize { v.node_names().iter().map(|n| 8 - v.free_gpus(n).unwrap().len()).sum() };
+    assert_eq!(busy(&v), 32, "2 members and 2 held slots of 8 GPUs");
+    let (n3, _) = slot_node(v.gang_filter(&s, "m3", Some(3), 1600).unwrap());
+    v.assume("m2", &eight, &n2).unwrap();
+    v.assume("m3", &eight, &n3).unwrap();
+    assert_eq!(v.gang_members_placed("ns/job"), 4);
+    assert_eq!(v.gang_filter(&s, "m4", None, 1700).unwrap(), GangFilter::Plain);
+
+    // A restarted extender reads m1's annotation (the expired plan, slot 1)
+    // and counts it as a member too.
+    let mut fresh = dgx_cluster(8);
+    fresh.observe_pod(seen_bound("m0", &first[0].0, &a0), 1800);
+    fresh.observe_pod(seen_bound("m1", &first[1].0, &a1), 1800);
+    assert_eq!(fresh.gang_members_placed("ns/job"), 2);
+    assert_eq!(fresh.slot_of("m1").map(|(_, s, _)| s), Some(1));
+}
+
+#[test]
+fn a_late_member_takes_a_slot_of_the_new_plan() {
+    let mut v = dgx_cluster(8);
+    let s = spec(4, 8);
+    let eight = ask(GpuAsk::Whole(8));
+    let first: Vec<(String, usize)> = (0..4)
+        .map(|m| slot_node(v.gang_filter(&s, &format!("m{m}"), Some(m), 0).unwrap()))
+        .collect();
+    v.assume("m0", &eight, &first[0].0).unwrap();
+    // Expired, and m2 (filtered again) re-planned the gang without m1.
+    slot_node(v.gang_filter(&s, "m2", Some(2), 1500).unwrap());
+    let r = v.reservation("ns/job").unwrap().clone();
+    assert_eq!(r.held, vec![false, true, true, true]);
+    // m1 binds late on its old node: it fills the new plan's slot there
+    // instead of adding a fifth member.
+    let free_on = |r: &Reservation, node: &str| {
+        (0..r.claimed.len()).find(|&s| r.claimed[s].is_none() && r.held[s] && r.plan.slots[s].node == node)
+    };
+    let expect = free_on(&r, &first[1].0).expect("the re-plan reuses m1's node");
+    let a1 = v.assume("m1", &eight, &first[1].0).unwrap();
+    assert_eq!(a1.plan, Some((r.plan.clone(), expect)));
+    assert_eq!(v.gang_members_placed("ns/job"), 2);
+    assert_within_gang(&v, "ns/job", 4);
+    // m3, also late, on a node outside the new plan is refused: filtered
+    // again, it goes to the plan's last free slot.
+    let outside = v
+        .node_names()
+        .into_iter()
+        .find(|n| r.plan.slots.iter().all(|s| &s.node != n))
+        .unwrap();
+    match v.assume("m3", &eight, &outside) {
+        Err(AssumeError::Replanned { gang, slot_node, .. }) => {
+            assert_eq!(gang, "ns/job");
+            assert!(r.plan.slots.iter().any(|s| s.node == slot_node));
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(v.free_gpus(&outside).unwrap().len(), 8);
+    let (n3, _) = slot_node(v.gang_filter(&s, "m3", Some(3), 1600).unwrap());
+    v.assume("m3", &eight, &n3).unwrap();
+    assert_eq!(v.gang_members_placed("ns/job"), 3);
+    assert_within_gang(&v, "ns/job", 4);
+}

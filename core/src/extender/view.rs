@@ -1,13 +1,15 @@
 //! The extender's cluster view: nodes with per-GPU state, the pods on them,
 //! and filtering against it.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use super::ask::{
-    GPU_COUNT_LABEL, GPU_REPLICAS_LABEL, GPU_RESOURCE, GpuAsk, MIG_RESOURCE_PREFIX, PodAsk, SHARED_RESOURCE,
+    GPU_COUNT_LABEL, GPU_PRODUCT_LABEL, GPU_REPLICAS_LABEL, GPU_RESOURCE, GPU_SHARING_STRATEGY_LABEL, GpuAsk,
+    MIG_RESOURCE_PREFIX, PodAsk, SHARED_RESOURCE,
 };
-use super::gang::{PlanRecord, Reservation};
+use super::gang::{Lapsed, PlanRecord, Reservation};
 use super::hot::{Hot, share_milli, verdict};
 use super::names::NameIndex;
 use super::score::{ScoreConfig, Scorer, TopoCache};
@@ -102,7 +104,13 @@ pub(crate) struct NodeState {
     /// Positions whose GPU is MIG-partitioned (never whole or shared).
     pub mig_gpus: u64,
     pub replicas_per_gpu: u32,
+    /// `nvidia.com/gpu` counts time-slicing/MPS replicas (sharing without
+    /// `renameByDefault`): its units are in `shared_alloc`, none in
+    /// `whole_alloc`, and `nvidia.com/gpu: k` asks for k replicas.
+    pub gpu_replicated: bool,
     pub whole_alloc: u32,
+    /// Replicas: `nvidia.com/gpu.shared`, or `nvidia.com/gpu` when
+    /// `gpu_replicated`.
     pub shared_alloc: u32,
     pub whole_used: u32,
     pub shared_used: u32,
@@ -122,6 +130,9 @@ pub(crate) struct NodeState {
 
 impl NodeState {
     fn new(input: NodeInput, machine: Option<(u32, &NodeTopology)>) -> NodeState {
+        let count = input.labels.get(GPU_COUNT_LABEL).and_then(|v| v.parse::<u32>().ok());
+        let whole = alloc(&input, GPU_RESOURCE);
+        let gpu_replicas = gpu_replicas(&input, whole, count);
         let (ids, numa, mig_gpus) = match (&input.topology, machine) {
             (Some(p), Some((_, t))) => {
                 let ids = t.gpu_indices();
@@ -135,9 +146,11 @@ impl NodeState {
                 (ids, numa, mig)
             }
             _ => {
-                let count = input.labels.get(GPU_COUNT_LABEL).and_then(|v| v.parse::<u32>().ok());
-                let whole = alloc(&input, GPU_RESOURCE);
-                let n = count.unwrap_or(0).max(whole).min(64);
+                let n = match gpu_replicas {
+                    Some(r) => count.unwrap_or_else(|| whole.div_ceil(r)),
+                    None => count.unwrap_or(0).max(whole),
+                }
+                .min(64);
                 ((0..n).collect(), vec![0; n as usize], 0)
             }
         };
@@ -148,7 +161,9 @@ impl NodeState {
             .collect();
         let shared_alloc = alloc(&input, SHARED_RESOURCE);
         let sharable = n - mig_gpus.count_ones();
-        let replicas_per_gpu = if shared_alloc == 0 {
+        let replicas_per_gpu = if let Some(r) = gpu_replicas {
+            r
+        } else if shared_alloc == 0 {
             0
         } else {
             input
@@ -159,8 +174,9 @@ impl NodeState {
                 .unwrap_or_else(|| shared_alloc.div_ceil(sharable.max(1)))
         };
         NodeState {
-            whole_alloc: alloc(&input, GPU_RESOURCE),
-            shared_alloc,
+            gpu_replicated: gpu_replicas.is_some(),
+            whole_alloc: if gpu_replicas.is_some() { 0 } else { whole },
+            shared_alloc: if gpu_replicas.is_some() { whole } else { shared_alloc },
             input,
             ids,
             numa,
@@ -194,6 +210,24 @@ impl NodeState {
     /// Milli a shared request of `replicas` needs on one GPU.
     pub fn share_milli(&self, replicas: u32) -> Option<u16> {
         share_milli(self.replicas_per_gpu, replicas)
+    }
+
+    /// `ask` as this node serves it. Where `nvidia.com/gpu` counts
+    /// time-slicing/MPS replicas (`gpu_replicated`), `nvidia.com/gpu: k` is
+    /// k replicas, booked on one GPU like `nvidia.com/gpu.shared: k`: the
+    /// same total as the device plugin hands out (whose `distributed`
+    /// policy may spread them over GPUs; one GPU is the stricter check).
+    /// Everything else is unchanged (and borrowed).
+    pub fn effective<'a>(&self, ask: &'a PodAsk) -> Cow<'a, PodAsk> {
+        match ask.gpu {
+            GpuAsk::Whole(k) if self.gpu_replicated => Cow::Owned(PodAsk {
+                gpu: GpuAsk::Shared(k),
+                single_numa: ask.single_numa,
+                cpu_milli: ask.cpu_milli,
+                memory_mib: ask.memory_mib,
+            }),
+            _ => Cow::Borrowed(ask),
+        }
     }
 
     pub fn mig_alloc(&self, resource: &str) -> u32 {
@@ -247,6 +281,7 @@ impl NodeState {
         }
         match &ask.gpu {
             GpuAsk::None => {}
+            GpuAsk::Whole(k) if self.gpu_replicated => self.shared_used += k,
             GpuAsk::Whole(k) => self.whole_used += k,
             GpuAsk::Shared(r) => self.shared_used += r,
             GpuAsk::Mig { resource, count } => *self.mig_used.entry(resource.clone()).or_default() += count,
@@ -263,6 +298,7 @@ impl NodeState {
         }
         match &ask.gpu {
             GpuAsk::None => {}
+            GpuAsk::Whole(k) if self.gpu_replicated => self.shared_used = self.shared_used.saturating_sub(*k),
             GpuAsk::Whole(k) => self.whole_used = self.whole_used.saturating_sub(*k),
             GpuAsk::Shared(r) => self.shared_used = self.shared_used.saturating_sub(*r),
             GpuAsk::Mig { resource, count } => {
@@ -292,6 +328,33 @@ impl NodeState {
             .map(|(_, &g)| g)
             .collect()
     }
+}
+
+/// Replicas per GPU when the node's `nvidia.com/gpu` counts time-slicing or
+/// MPS replicas instead of GPUs (sharing without `renameByDefault`, NVIDIA's
+/// default): GFD suffixes the product `-SHARED`, or the node advertises more
+/// `nvidia.com/gpu` than it has GPUs. The replicas label alone does not
+/// tell: GFD sets it when the replicas are renamed `nvidia.com/gpu.shared`
+/// too, and then `nvidia.com/gpu` is whole GPUs. `None` for whole GPUs and
+/// when the replicas per GPU cannot be known.
+fn gpu_replicas(input: &NodeInput, whole: u32, count: Option<u32>) -> Option<u32> {
+    if whole == 0 {
+        return None;
+    }
+    let label = |k: &str| input.labels.get(k).map(String::as_str);
+    if label(GPU_SHARING_STRATEGY_LABEL) == Some("none") {
+        return None;
+    }
+    let product_shared = label(GPU_PRODUCT_LABEL).is_some_and(|p| p.ends_with("-SHARED"));
+    let count = count.filter(|&c| c > 0);
+    let over_count = count.is_some_and(|c| whole > c);
+    if !product_shared && !over_count {
+        return None;
+    }
+    label(GPU_REPLICAS_LABEL)
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|&r| r > 1)
+        .or_else(|| count.map(|c| whole.div_ceil(c)).filter(|&r| r > 1))
 }
 
 fn alloc(input: &NodeInput, resource: &str) -> u32 {
@@ -347,6 +410,15 @@ pub enum AssumeError {
         gang: String,
         slot_node: String,
     },
+    #[error(
+        "the slot of this gang `{gang}` member expired before it bound and the gang was planned again; its free \
+         slots are on `{slot_node}`, not `{node}`: the pod must be filtered again"
+    )]
+    Replanned {
+        node: String,
+        gang: String,
+        slot_node: String,
+    },
 }
 
 /// Interned machine topologies (the gang planner looks them up by name).
@@ -395,6 +467,10 @@ pub struct ClusterView {
     pub(crate) mig_kinds: Vec<String>,
     pub(crate) pods: HashMap<String, PodRecord>,
     pub(crate) gangs: BTreeMap<String, Reservation>,
+    /// Gang members whose claimed slot was released (the reservation expired
+    /// or was dropped) before they bound: a late bind still places them as
+    /// members of their gang.
+    pub(crate) lapsed: HashMap<String, Lapsed>,
     pub(crate) machines: Machines,
     pub(crate) scorer: Scorer,
     pub(crate) topo_cache: Mutex<TopoCache>,
@@ -419,6 +495,7 @@ impl ClusterView {
             mig_kinds: Vec::new(),
             pods: HashMap::new(),
             gangs: BTreeMap::new(),
+            lapsed: HashMap::new(),
             machines: Machines::default(),
             scorer,
             topo_cache: Mutex::new(TopoCache::default()),
@@ -490,7 +567,15 @@ impl ClusterView {
             let layout_same = {
                 let mut fresh = NodeState::new(input.clone(), machine.as_ref().map(|(id, t)| (*id, &**t)));
                 fresh.mig_offer = self.mig_offer(&input);
-                let same = fresh.ids == self.nodes[i].ids && fresh.mig_gpus == self.nodes[i].mig_gpus;
+                let old = &self.nodes[i];
+                // Gangs plan over nodes with whole GPUs only: a node that
+                // starts or stops time-slicing joins or leaves the fabric.
+                if fresh.gpu_replicated != old.gpu_replicated && !fabric_changed {
+                    self.fabric_generation += 1;
+                }
+                let same = fresh.ids == old.ids
+                    && fresh.mig_gpus == old.mig_gpus
+                    && fresh.gpu_replicated == old.gpu_replicated;
                 self.nodes[i] = fresh;
                 same
             };
@@ -594,7 +679,7 @@ impl ClusterView {
         if let Some(m) = r.hint.as_ref().and_then(|g| node.positions(g)) {
             r.mask = m;
         }
-        let (mask, milli) = match &r.ask.gpu {
+        let (mask, milli) = match &node.effective(&r.ask).gpu {
             GpuAsk::Whole(k) => {
                 let free = node.free_mask();
                 let valid = r.mask.count_ones() == *k && r.mask & !free == 0;
@@ -644,6 +729,10 @@ impl ClusterView {
 
     /// Applies a pod from the API (add or update). Idempotent.
     pub fn observe_pod(&mut self, obs: PodObservation, now_ms: u64) {
+        // Bound (by anyone) or finished: no late bind of a lapsed slot.
+        if !self.lapsed.is_empty() && (obs.node.is_some() || obs.finished) {
+            self.lapsed.remove(&obs.uid);
+        }
         let node = match (&obs.node, obs.finished) {
             (Some(n), false) => n.clone(),
             _ => {
@@ -700,6 +789,7 @@ impl ClusterView {
 
     /// The pod is gone from the API.
     pub fn remove_pod(&mut self, uid: &str) {
+        self.lapsed.remove(uid);
         self.release_record(uid);
     }
 
@@ -809,6 +899,76 @@ impl ClusterView {
                 });
             }
         }
+        // A member whose claim lapsed (its reservation expired) before it
+        // bound is still a member of its gang.
+        if let Some(l) = self.lapsed.get(uid).cloned() {
+            return self.assume_lapsed(uid, ask, node, i, &l);
+        }
+        self.assume_plain(uid, ask, node, i, None)
+    }
+
+    /// Assumes a gang member whose slot was released before it bound. If the
+    /// gang has been planned again (without it), it takes a free slot of the
+    /// new plan on `node`, or is refused when the free slots are elsewhere
+    /// (kube-scheduler retries it and the filter sends it to one); when no
+    /// slot is free the gang has its members and this pod is one beyond them
+    /// (as [`super::GangFilter::Plain`]). With no reservation it is placed
+    /// as the member of its old slot, which the next member's re-plan keeps.
+    fn assume_lapsed(
+        &mut self,
+        uid: &str,
+        ask: &PodAsk,
+        node: &str,
+        i: usize,
+        l: &Lapsed,
+    ) -> Result<Assumed, AssumeError> {
+        let Some(res) = self.gangs.get(&l.gang) else {
+            return self.assume_plain(uid, ask, node, i, Some(l));
+        };
+        let free = |s: usize| res.claimed[s].is_none() && res.held[s];
+        let here = |s: usize| {
+            let slot = &res.plan.slots[s];
+            free(s) && slot.node == node && ask.gpu == GpuAsk::Whole(slot.gpus.len() as u32)
+        };
+        let n = res.claimed.len();
+        let mine = Some(l.slot)
+            .filter(|&s| s < n && here(s))
+            .or_else(|| (0..n).find(|&s| here(s)));
+        let elsewhere = (0..n).find(|&s| free(s)).map(|s| res.plan.slots[s].node.clone());
+        if let Some(s) = mine
+            && self.fill_slot(&l.gang, s, uid, ask, node, PodState::Assumed)
+        {
+            self.lapsed.remove(uid);
+            self.refresh_frag(i);
+            let (mask, milli) = self.pods.get(uid).map_or((0, 0), |r| (r.mask, r.milli));
+            return Ok(Assumed {
+                gpus: self.nodes[i].indices(mask),
+                milli,
+                plan: self.gangs.get(&l.gang).map(|g| (g.plan.clone(), s)),
+            });
+        }
+        if let Some(slot_node) = elsewhere {
+            return Err(AssumeError::Replanned {
+                node: node.to_string(),
+                gang: l.gang.clone(),
+                slot_node,
+            });
+        }
+        self.lapsed.remove(uid);
+        self.assume_plain(uid, ask, node, i, None)
+    }
+
+    /// Checks `ask` on node `i`, picks its devices and records the pod as
+    /// assumed; `member`: the lapsed gang slot it fills, whose GPUs it takes
+    /// where they are still free.
+    fn assume_plain(
+        &mut self,
+        uid: &str,
+        ask: &PodAsk,
+        node: &str,
+        i: usize,
+        member: Option<&Lapsed>,
+    ) -> Result<Assumed, AssumeError> {
         if let Some(v) = self.nodes[i].check(ask) {
             let reason = match v {
                 Verdict::Wait(r) | Verdict::Never(r) => r,
@@ -818,7 +978,12 @@ impl ClusterView {
                 reason,
             });
         }
-        let (mask, milli) = self.choose(i, ask);
+        let (mut mask, milli) = self.choose(i, ask);
+        if let Some(l) = member
+            && let Some(m) = self.slot_gpus_free(i, ask, l, node)
+        {
+            mask = m;
+        }
         self.generation += 1;
         if ask.wants_gpu() {
             self.mix_changes += 1;
@@ -833,9 +998,12 @@ impl ClusterView {
                 state: PodState::Assumed,
                 applied: true,
                 hint: None,
-                gang: None,
+                gang: member.map(|l| (l.gang.clone(), l.slot)),
             },
         );
+        if member.is_some() {
+            self.lapsed.remove(uid);
+        }
         let n = &mut self.nodes[i];
         n.take(ask, mask, milli);
         n.pods.push(uid.to_string());
@@ -843,8 +1011,21 @@ impl ClusterView {
         Ok(Assumed {
             gpus: self.nodes[i].indices(mask),
             milli,
-            plan: None,
+            plan: member.map(|l| ((*l.plan).clone(), l.slot)),
         })
+    }
+
+    /// The positions of a lapsed slot's GPUs on node `i` when the pod asks
+    /// for exactly those whole GPUs and all are free.
+    fn slot_gpus_free(&self, i: usize, ask: &PodAsk, l: &Lapsed, node: &str) -> Option<u64> {
+        let n = &self.nodes[i];
+        let slot = l.plan.slots.get(l.slot).filter(|s| s.node == node)?;
+        let GpuAsk::Whole(k) = n.effective(ask).gpu else {
+            return None;
+        };
+        let m = n.positions(&slot.gpus)?;
+        let ok = m.count_ones() == k && m & !n.free_mask() == 0 && (!ask.single_numa || n.numa_fits(m, k));
+        ok.then_some(m)
     }
 
     /// Undoes an [`ClusterView::assume`] whose binding failed. A gang
@@ -867,6 +1048,8 @@ impl ClusterView {
     /// whose packing score is best.
     fn choose(&self, i: usize, ask: &PodAsk) -> (u64, u16) {
         let n = &self.nodes[i];
+        let ask = n.effective(ask);
+        let ask = ask.as_ref();
         match &ask.gpu {
             GpuAsk::None | GpuAsk::Mig { .. } => (0, 0),
             GpuAsk::Whole(k) => {
@@ -908,7 +1091,7 @@ impl ClusterView {
                 .values()
                 .filter_map(|r| {
                     let n = &self.nodes[*self.by_name.get(&r.node)?];
-                    Scorer::request(n, &r.ask)
+                    Scorer::request(n, &n.effective(&r.ask))
                 })
                 .collect();
             if !reqs.is_empty() {
