@@ -15,7 +15,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 /// Positions of node names.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct NameIndex {
-    by_hash: HashMap<u64, usize, BuildHasherDefault<Identity>>,
+    /// Hash → the position and where its name lies in the arena (so a
+    /// lookup touches the table and the arena only).
+    by_hash: HashMap<u64, Slot, BuildHasherDefault<Identity>>,
     /// Names whose hash another name already holds (practically never).
     collided: HashMap<String, usize>,
     arena: Vec<u8>,
@@ -25,13 +27,21 @@ pub(crate) struct NameIndex {
     garbage: usize,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    pos: usize,
+    off: u32,
+    len: u32,
+}
+
 impl NameIndex {
     pub fn get(&self, name: &str) -> Option<&usize> {
         let h = hash(name.as_bytes());
-        if let Some(i) = self.by_hash.get(&h)
-            && self.name(*i) == name.as_bytes()
+        if let Some(s) = self.by_hash.get(&h)
+            && s.len as usize == name.len()
+            && same_bytes(&self.arena[s.off as usize..(s.off + s.len) as usize], name.as_bytes())
         {
-            return Some(i);
+            return Some(&s.pos);
         }
         if self.collided.is_empty() {
             None
@@ -56,18 +66,33 @@ impl NameIndex {
         if self.spans.len() <= i {
             self.spans.resize(i + 1, (0, 0));
         } else {
-            self.garbage += self.spans[i].1 as usize;
+            // A rename in place: the old name stops resolving.
+            let old = self.name(i).to_vec();
+            let ho = hash(&old);
+            if self.by_hash.get(&ho).is_some_and(|s| s.pos == i) {
+                self.by_hash.remove(&ho);
+            } else if let Ok(o) = std::str::from_utf8(&old)
+                && self.collided.get(o) == Some(&i)
+            {
+                self.collided.remove(o);
+            }
+            self.garbage += old.len();
         }
         let off = self.arena.len() as u32;
         self.arena.extend_from_slice(name.as_bytes());
         self.spans[i] = (off, name.len() as u32);
         let h = hash(name.as_bytes());
+        let slot = Slot {
+            pos: i,
+            off,
+            len: name.len() as u32,
+        };
         match self.by_hash.get(&h).copied() {
-            Some(j) if j != i && self.name(j) != name.as_bytes() && j < self.spans.len() => {
+            Some(s) if s.pos != i && self.name(s.pos) != name.as_bytes() => {
                 self.collided.insert(name.to_string(), i);
             }
             _ => {
-                self.by_hash.insert(h, i);
+                self.by_hash.insert(h, slot);
             }
         }
     }
@@ -77,7 +102,7 @@ impl NameIndex {
     pub fn remove(&mut self, name: &str) -> Option<usize> {
         let i = *self.get(name)?;
         let h = hash(name.as_bytes());
-        if self.by_hash.get(&h) == Some(&i) {
+        if self.by_hash.get(&h).map(|s| s.pos) == Some(i) {
             self.by_hash.remove(&h);
         } else {
             self.collided.remove(name);
@@ -91,8 +116,10 @@ impl NameIndex {
             // The moved name now lives at `i`.
             let moved = self.name(i).to_vec();
             let hm = hash(&moved);
-            if self.by_hash.get(&hm) == Some(&last) {
-                self.by_hash.insert(hm, i);
+            if let Some(s) = self.by_hash.get_mut(&hm)
+                && s.pos == last
+            {
+                s.pos = i;
             } else if let Ok(s) = std::str::from_utf8(&moved)
                 && let Some(p) = self.collided.get_mut(s)
             {
@@ -115,11 +142,34 @@ impl NameIndex {
         }
         self.arena = arena;
         self.garbage = 0;
+        for slot in self.by_hash.values_mut() {
+            if let Some(&(off, _)) = self.spans.get(slot.pos) {
+                slot.off = off;
+            }
+        }
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.spans.len()
+    }
+}
+
+/// Byte equality of two equally long short slices without a libc call.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let word = |c: &[u8]| {
+        let mut w = [0u8; 8];
+        w[..c.len()].copy_from_slice(c);
+        u64::from_le_bytes(w)
+    };
+    let (mut x, mut y) = (a.chunks(8), b.chunks(8));
+    loop {
+        match (x.next(), y.next()) {
+            (Some(p), Some(q)) if p.len() == q.len() && word(p) == word(q) => {}
+            (None, None) => return true,
+            _ => return false,
+        }
     }
 }
 
@@ -205,7 +255,8 @@ mod tests {
         let mut ix = NameIndex::default();
         ix.insert("a", 0);
         let h = hash(b"b");
-        ix.by_hash.insert(h, 0); // "b" hashes to position 0, which holds "a"
+        let a = ix.by_hash[&hash(b"a")];
+        ix.by_hash.insert(h, a); // "b" hashes to position 0, which holds "a"
         assert_eq!(ix.get("b"), None, "a hit is confirmed against the name");
         ix.insert("b", 1);
         assert_eq!(ix.get("b"), Some(&1));
@@ -213,6 +264,26 @@ mod tests {
         assert_eq!(ix.remove("b"), Some(1));
         assert_eq!(ix.get("b"), None);
         assert_eq!(ix.get("a"), Some(&0));
+    }
+
+    #[test]
+    fn a_rename_in_place_forgets_the_old_name() {
+        let mut ix = NameIndex::default();
+        ix.insert("old", 0);
+        ix.insert("other", 1);
+        ix.insert("new", 0);
+        assert_eq!(ix.get("old"), None);
+        assert_eq!(ix.get("new"), Some(&0));
+        assert_eq!(ix.get("other"), Some(&1));
+        // Compaction keeps every slot pointing at its own name.
+        for k in 0..3000 {
+            ix.insert(&format!("tmp-{k}"), 2);
+        }
+        ix.remove("tmp-2999");
+        ix.compact();
+        assert_eq!(ix.get("new"), Some(&0));
+        assert_eq!(ix.get("other"), Some(&1));
+        assert_eq!(ix.get("tmp-5"), None);
     }
 
     #[test]
