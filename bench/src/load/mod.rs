@@ -35,8 +35,10 @@ pub struct LoadArgs {
     /// Pairs sent first and not measured.
     #[arg(long, default_value_t = 200)]
     pub warmup: usize,
-    /// Concurrent client connections.
-    #[arg(long, default_value_t = 2)]
+    /// Concurrent client connections. kube-scheduler's scheduling cycle is
+    /// serial (one pod's filter and prioritize at a time), so 1 is what a
+    /// scheduler sends; more measures headroom.
+    #[arg(long, default_value_t = 1)]
     pub concurrency: usize,
     /// Worker threads of the in-process extender's runtime.
     #[arg(long, default_value_t = 2)]
