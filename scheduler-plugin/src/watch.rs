@@ -268,57 +268,54 @@ fn remove_gang(idx: &mut crate::app::GangIndex, kind: GangKind, k: &str) {
     }
 }
 
-/// Watches Nodes into the view (never ends; the watcher retries with
-/// backoff).
-pub async fn watch_nodes(client: Client, state: Arc<AppState>) {
-    let api: Api<Node> = Api::all(client);
-    let mut seen = None;
+/// Feeds every event of `api`'s watch to `apply` (never ends: the watcher
+/// relists and retries with backoff; errors are logged under `what`).
+async fn drive<K>(api: Api<K>, what: &str, mut apply: impl FnMut(Event<K>))
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
     let mut s = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
     while let Some(ev) = s.next().await {
         match ev {
-            Ok(ev) => apply_node(&state, ev, &mut seen),
-            Err(e) => tracing::warn!(error = %e, "node watch"),
+            Ok(ev) => apply(ev),
+            Err(e) => tracing::warn!(error = %e, watch = what, "watch error"),
         }
     }
+}
+
+/// Watches Nodes into the view.
+pub async fn watch_nodes(client: Client, state: Arc<AppState>) {
+    let mut seen = None;
+    drive(Api::<Node>::all(client), "nodes", |ev| {
+        apply_node(&state, ev, &mut seen)
+    })
+    .await;
 }
 
 /// Watches Pods into the view; `/healthz` turns ready once they are listed.
 pub async fn watch_pods(client: Client, state: Arc<AppState>) {
-    let api: Api<LeanPod> = Api::all(client);
     let mut seen = None;
-    let mut s = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    while let Some(ev) = s.next().await {
-        match ev {
-            Ok(ev) => {
-                let done = matches!(ev, Event::InitDone);
-                apply_pod(&state, ev, &mut seen);
-                if done {
-                    state.tick();
-                    state.ready.store(true, Ordering::Relaxed);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "pod watch"),
+    drive(Api::<LeanPod>::all(client), "pods", |ev| {
+        let done = matches!(ev, Event::InitDone);
+        apply_pod(&state, ev, &mut seen);
+        if done {
+            state.tick();
+            state.ready.store(true, Ordering::Relaxed);
         }
-    }
+    })
+    .await;
 }
 
 /// Watches one gang API's objects into the gang index.
 pub async fn watch_gang_objects(client: Client, state: Arc<AppState>, kind: GangKind) {
-    let api: Api<DynamicObject> = Api::all_with(client, &kind.resource());
     let mut seen = None;
-    let mut s = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    while let Some(ev) = s.next().await {
-        match ev {
-            Ok(ev) => apply_gang_object(&state, kind, ev, &mut seen),
-            Err(e) => tracing::warn!(error = %e, ?kind, "gang object watch"),
-        }
-    }
+    let api: Api<DynamicObject> = Api::all_with(client, &kind.resource());
+    drive(api, kind.discovery().0, |ev| {
+        apply_gang_object(&state, kind, ev, &mut seen)
+    })
+    .await;
 }
 
 /// Watches one gang API once the cluster serves it: `served_now` from
