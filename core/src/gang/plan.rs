@@ -59,6 +59,18 @@ struct Groups {
 }
 
 impl<M: MachineLookup + ?Sized> GangCluster<'_, M> {
+    /// A member needs more GPUs than any node has: it can never fit.
+    fn member_too_big(&self, k: u32) -> Option<Decision> {
+        let largest = self.nodes.iter().map(|n| n.gpus.len() as u32).max().unwrap_or(0);
+        (k > largest).then_some(Decision::Wait(NoFit {
+            reason: NoFitReason::MemberTooBig {
+                gpus_per_member: k,
+                largest_node: largest,
+            },
+            fits_empty: false,
+        }))
+    }
+
     /// Plans `gang` against `free`: every member's node and GPUs, or why it
     /// must wait. Pure: `free` is not changed (apply the plan with
     /// [`FreeState::apply`]).
@@ -71,15 +83,8 @@ impl<M: MachineLookup + ?Sized> GangCluster<'_, M> {
             });
         }
         let k = gang.gpus_per_member;
-        let largest = self.nodes.iter().map(|n| n.gpus.len() as u32).max().unwrap_or(0);
-        if k > largest {
-            return Ok(Decision::Wait(NoFit {
-                reason: NoFitReason::MemberTooBig {
-                    gpus_per_member: k,
-                    largest_node: largest,
-                },
-                fits_empty: false,
-            }));
+        if let Some(too_big) = self.member_too_big(k) {
+            return Ok(too_big);
         }
         let allowed = gang.required.unwrap_or(Level::Cluster);
         let empty_cap = |n: usize| self.nodes[n].gpus.len() as u32 / k;
@@ -169,15 +174,8 @@ impl<M: MachineLookup + ?Sized> GangCluster<'_, M> {
         fixed.dedup();
 
         let k = gang.gpus_per_member;
-        let largest = self.nodes.iter().map(|n| n.gpus.len() as u32).max().unwrap_or(0);
-        if k > largest {
-            return Ok(Decision::Wait(NoFit {
-                reason: NoFitReason::MemberTooBig {
-                    gpus_per_member: k,
-                    largest_node: largest,
-                },
-                fits_empty: false,
-            }));
+        if let Some(too_big) = self.member_too_big(k) {
+            return Ok(too_big);
         }
         let allowed = gang.required.unwrap_or(Level::Cluster);
         if !self.scope_of(&fixed).within(allowed) {
