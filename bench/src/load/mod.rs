@@ -259,3 +259,47 @@ async fn pair(conn: &mut client::Conn, prefix: &str, filter_body: &[u8], pod: &[
     let (status, _) = conn.post(&format!("{prefix}/prioritize"), &body).await?;
     Ok((status == 200, passed))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(nodes_per_request: Option<usize>, concurrency: usize) -> LoadArgs {
+        LoadArgs {
+            nodes: vec![60],
+            requests: 40,
+            warmup: 5,
+            concurrency,
+            server_threads: 1,
+            nodes_per_request,
+            target: None,
+            seed: 3,
+        }
+    }
+
+    #[test]
+    fn drives_filter_and_prioritize_over_http_without_errors() {
+        for (per, conc) in [(None, 1), (Some(20), 2)] {
+            let r = run_size(&args(per, conc), 60).expect("load run");
+            assert_eq!(r.pairs, 40);
+            assert_eq!(r.errors, 0, "every pair answered 200");
+            assert_eq!(r.names_per_request, per.unwrap_or(60));
+            // Half-used synthetic nodes: some pods fit somewhere, none fits everywhere.
+            assert!(
+                r.passed_mean > 0.0 && r.passed_mean < r.names_per_request as f64,
+                "{r:?}"
+            );
+            assert!(r.p50_ms > 0.0 && r.p50_ms <= r.p99_ms && r.p99_ms <= r.max_ms, "{r:?}");
+            assert!(r.pods_per_s > 0.0);
+        }
+    }
+
+    #[test]
+    fn targets_must_be_loopback_http() {
+        assert!(parse_target("https://127.0.0.1:8888/railyard").is_err());
+        assert!(parse_target("http://10.0.0.1:8888/railyard").is_err());
+        let (addr, prefix) = parse_target("http://localhost:8888/railyard/").expect("loopback");
+        assert_eq!(addr.port(), 8888);
+        assert_eq!(prefix, "/railyard");
+    }
+}
