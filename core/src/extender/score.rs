@@ -3,10 +3,11 @@
 //! - Shared and single whole-GPU pods: the bench's Railyard packing score —
 //!   growth of the node's expected fragmentation under the cluster's task
 //!   mix plus the growth of CPU/memory-stranded GPU milli, with ties to
-//!   nodes in use and to the node left with the least idle GPU. The policy
-//!   in `packing::policies::railyard` picks one node for a whole cluster;
-//!   here the same per-node key is computed for each candidate (same
-//!   formulas, same [`RailyardConfig`]) and min–max mapped to 0..=10.
+//!   nodes in use, to the node left with the least idle GPU and to the
+//!   tighter GPU. Each candidate's key comes from the policy's own
+//!   [`Railyard::node_key`] (the function the bench replays), as one number
+//!   ([`NodeKey::value`](crate::packing::policies::NodeKey::value)), min–max
+//!   mapped to 0..=10.
 //! - Multi-GPU pods: the topology quality of the best free GPU set
 //!   ([`NodeTopology::best_gpus`]: NVLink, NIC alignment, NUMA), then the
 //!   tightest fit.
@@ -16,7 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::ask::{GpuAsk, PodAsk};
 use super::view::{ClusterView, NodeState};
-use crate::packing::policies::{RailyardConfig, rates_per_gpu, stranded};
+use crate::packing::policies::{Railyard, RailyardConfig};
 use crate::packing::{MAX_GPUS, MILLI, Node, NodeSpec, PodRequest, TaskDistribution, TaskType};
 use crate::topology::{Constraints, Score};
 
@@ -38,13 +39,10 @@ impl Default for ScoreConfig {
     }
 }
 
-/// The packing mix and stranding rates.
+/// The packing policy over the cluster's task mix.
 #[derive(Debug)]
 pub(crate) struct Scorer {
-    tasks: TaskDistribution,
-    cfg: RailyardConfig,
-    cpu_per_gpu: f64,
-    mem_per_gpu: f64,
+    railyard: Railyard,
     default: bool,
     /// Distinguishes scorers in the memo.
     pub id: u64,
@@ -63,16 +61,12 @@ impl Scorer {
         let (tasks, default) = if pods.is_empty() {
             (default_mix(), true)
         } else {
-            let mut o = crate::packing::policies::Railyard::DIST;
+            let mut o = Railyard::DIST;
             o.popularity = cfg.mix_popularity;
             (TaskDistribution::with_options(&pods, o), false)
         };
-        let (cpu, mem) = rates_per_gpu(&tasks);
         Scorer {
-            tasks,
-            cfg: cfg.railyard,
-            cpu_per_gpu: cpu * cfg.railyard.rate_scale,
-            mem_per_gpu: mem * cfg.railyard.rate_scale,
+            railyard: Railyard::with_config(std::sync::Arc::new(tasks), cfg.railyard),
             default,
             id: SCORER_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
@@ -119,74 +113,15 @@ impl Scorer {
     }
 
     pub fn node_frag(&self, n: &NodeState) -> f64 {
-        Self::node(n).map_or(0.0, |node| self.tasks.node_frag(&node))
-    }
-
-    /// The Railyard policy's stranded milli at this view's mix rates.
-    fn stranded(&self, node: &Node) -> f64 {
-        stranded(node, self.cpu_per_gpu, self.mem_per_gpu)
+        Self::node(n).map_or(0.0, |node| self.railyard.node_frag(&node))
     }
 
     /// The Railyard key of the best option on `n` as one number (larger is
-    /// better) and the GPUs it uses.
+    /// better) and the GPUs it uses. `n.frag` is the node's fragmentation
+    /// under the same mix, kept current by `ClusterView::refresh_frag`.
     fn packing(&self, n: &NodeState, pod: &PodRequest) -> Option<(f64, u8)> {
-        let node = Self::node(n)?;
-        if !node.fits(pod) {
-            return None;
-        }
-        let w = self.cfg.strand;
-        let strand_before = if w != 0.0 { self.stranded(&node) } else { 0.0 };
-        let in_use = if self.cfg.prefer_in_use && node.pods > 0 {
-            0.4 * self.cfg.eps
-        } else {
-            0.0
-        };
-        let mut best: Option<(f64, u8)> = None;
-        let mut consider = |gpus: u8| {
-            let mut next = node;
-            if next.apply(pod, gpus).is_err() {
-                return;
-            }
-            let after = self.tasks.node_frag(&next);
-            let strand = if w != 0.0 {
-                w * (self.stranded(&next) - strand_before)
-            } else {
-                0.0
-            };
-            // Ties inside eps: in use first, then the least idle left.
-            let idle_after = next.gpu_idle_milli() as f64;
-            let tidy = if self.cfg.prefer_less_idle {
-                -0.4 * self.cfg.eps * idle_after / (MILLI as f64 * MAX_GPUS as f64)
-            } else {
-                0.0
-            };
-            // Last, best fit: the GPU with the least share left.
-            let fit = if pod.is_share() {
-                -1e-6 * node.gpu_left[gpus.trailing_zeros() as usize] as f64
-            } else {
-                0.0
-            };
-            let v = n.frag - after - strand + in_use + tidy + fit;
-            if best.is_none_or(|(b, _)| v > b) {
-                best = Some((v, gpus));
-            }
-        };
-        if pod.is_share() {
-            let mut seen: [u16; MAX_GPUS] = [u16::MAX; MAX_GPUS];
-            let mut n_seen = 0;
-            for i in 0..node.gpu_count as usize {
-                let l = node.gpu_left[i];
-                if l < pod.gpu_milli || seen[..n_seen].contains(&l) {
-                    continue;
-                }
-                seen[n_seen] = l;
-                n_seen += 1;
-                consider(1 << i);
-            }
-        } else if let Some(g) = node.default_gpus(pod) {
-            consider(g);
-        }
-        best
+        let key = self.railyard.node_key(&Self::node(n)?, n.frag, pod)?;
+        Some((key.value(self.railyard.config()), key.gpus))
     }
 
     /// The position a shared pod should take on `n`.
@@ -399,4 +334,127 @@ fn unit(v: &[f64]) -> Vec<f64> {
     v.iter()
         .map(|&x| if hi - lo <= 1e-12 { 1.0 } else { (x - lo) / (hi - lo) })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::view::{NodeInput, PodObservation, ViewConfig};
+    use super::*;
+    use crate::packing::Cluster;
+    use crate::packing::policies::NodeKey;
+    use crate::packing::policies::Policy;
+
+    fn shared_node(name: &str, cpu_milli: u64) -> NodeInput {
+        NodeInput {
+            name: name.into(),
+            labels: [
+                ("nvidia.com/gpu.count".to_string(), "2".to_string()),
+                ("nvidia.com/gpu.replicas".to_string(), "10".to_string()),
+            ]
+            .into(),
+            allocatable: [("nvidia.com/gpu.shared".to_string(), 20)].into(),
+            cpu_milli,
+            memory_mib: 1 << 20,
+            topology: None,
+            unschedulable: false,
+        }
+    }
+
+    fn ask(gpu: GpuAsk, cpu_milli: u32) -> PodAsk {
+        PodAsk {
+            gpu,
+            single_numa: false,
+            cpu_milli,
+            memory_mib: 1024,
+        }
+    }
+
+    /// The extender scores each node with the bench policy's own key over
+    /// the same state: same value per node, same GPU for a share, and the
+    /// same first choice wherever the policy's pick wins on score alone.
+    #[test]
+    fn scores_with_the_packing_policys_key() {
+        let mut v = ClusterView::new(ViewConfig::default());
+        let names = ["a", "b", "c", "d", "e"];
+        for (name, cpu) in names.iter().zip([64_000, 64_000, 16_000, 64_000, 8_000]) {
+            v.upsert_node(shared_node(name, cpu));
+        }
+        // (node, GPU, replicas of 10 per GPU, CPU).
+        let placed = [
+            ("a", 0, 5, 4000),
+            ("b", 0, 3, 2000),
+            ("b", 1, 7, 2000),
+            ("c", 1, 2, 8000),
+            ("d", 0, 10, 4000),
+            ("d", 1, 4, 4000),
+        ];
+        for (k, &(node, gpu, r, cpu)) in placed.iter().enumerate() {
+            let obs = PodObservation {
+                uid: format!("p{k}"),
+                node: Some(node.into()),
+                ask: ask(GpuAsk::Shared(r), cpu),
+                finished: false,
+                gpus: Some(vec![gpu]),
+                plan: None,
+            };
+            v.observe_pod(obs, 0);
+        }
+        v.refresh(0);
+        assert!(!v.scorer.is_default(), "the mix comes from the placed pods");
+        let nodes: Vec<Node> = v.nodes.iter().map(|n| Scorer::node(n).expect("2 GPUs")).collect();
+        assert_eq!(nodes[1].gpus(), &[700, 300]);
+        let cluster = Cluster {
+            versions: vec![0; nodes.len()],
+            nodes,
+            gpu_capacity_milli: 10_000,
+            gpu_allocated_milli: 0,
+        };
+        let railyard = &v.scorer.railyard;
+        let cfg = *railyard.config();
+        let mut policy = Railyard::with_config(railyard.tasks().clone(), cfg);
+        let mut clear_wins = 0;
+        for r in 1..=10 {
+            for cpu in [1000, 6000] {
+                let a = ask(GpuAsk::Shared(r), cpu);
+                let idx: Vec<usize> = (0..v.nodes.len()).filter(|&i| v.nodes[i].check(&a).is_none()).collect();
+                let pod = Scorer::request(&v.nodes[0], &a).expect("shared");
+                let want = policy.place(&cluster, &pod).expect("fits somewhere");
+                let keys: Vec<NodeKey> = idx
+                    .iter()
+                    .map(|&i| {
+                        let n = &cluster.nodes[i];
+                        policy.node_key(n, policy.node_frag(n), &pod).expect("fits")
+                    })
+                    .collect();
+                let values: Vec<f64> = idx.iter().map(|&i| v.packing_or_fit(&v.nodes[i], &pod)).collect();
+                for (k, value) in keys.iter().zip(&values) {
+                    assert!(
+                        (k.value(&cfg) - value).abs() < 1e-9,
+                        "r={r} cpu={cpu}: {k:?} vs {value}"
+                    );
+                }
+                let at = idx
+                    .iter()
+                    .position(|&i| i == want.node as usize)
+                    .expect("policy's node passes filter");
+                if pod.is_share() {
+                    let pos = v
+                        .scorer
+                        .best_share_position(&v.nodes[want.node as usize], &a, pod.gpu_milli);
+                    assert_eq!(pos.map(|p| 1u8 << p), Some(want.gpus), "r={r} cpu={cpu}");
+                }
+                let clear = keys
+                    .iter()
+                    .enumerate()
+                    .all(|(j, k)| j == at || keys[at].score > k.score + cfg.eps);
+                if clear {
+                    clear_wins += 1;
+                    let scores = v.score_indices(&a, &idx);
+                    assert_eq!(scores[at], super::super::MAX_SCORE, "r={r} cpu={cpu}: {scores:?}");
+                    assert!(values.iter().enumerate().all(|(j, &x)| j == at || x < values[at]));
+                }
+            }
+        }
+        assert!(clear_wins >= 5, "only {clear_wins} shapes with a clear winner");
+    }
 }

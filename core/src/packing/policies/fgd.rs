@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::{Policy, RandomArgMax};
 use crate::packing::fragmentation::TaskDistribution;
 use crate::packing::rng::SplitMix64;
-use crate::packing::state::{Cluster, Node, Placement, PodRequest};
+use crate::packing::state::{Cluster, MAX_GPUS, Node, Placement, PodRequest};
 
 #[derive(Debug)]
 pub struct Fgd {
@@ -56,19 +56,23 @@ impl FragCache {
     }
 }
 
-/// Fragmentation of `node` after placing `pod` on `gpus`.
-pub(crate) fn frag_after(tasks: &TaskDistribution, node: &Node, pod: &PodRequest, gpus: u8) -> Option<f64> {
-    let mut next = *node;
-    next.apply(pod, gpus).ok()?;
-    Some(tasks.node_frag(&next))
-}
-
 /// For each distinct candidate GPU set on `node` (fractional pods: each
-/// fitting GPU, skipping GPUs in the same state as one already tried),
-/// calls `f(gpus, frag_after)`.
-pub(crate) fn for_each_option(tasks: &TaskDistribution, node: &Node, pod: &PodRequest, mut f: impl FnMut(u8, f64)) {
+/// fitting GPU, skipping GPUs in the same state as one already tried;
+/// others: the default GPUs) calls `f(gpus, node_after, frag_after)`.
+pub(crate) fn for_each_option(
+    tasks: &TaskDistribution,
+    node: &Node,
+    pod: &PodRequest,
+    mut f: impl FnMut(u8, &Node, f64),
+) {
+    let mut try_gpus = |gpus: u8| {
+        let mut next = *node;
+        if next.apply(pod, gpus).is_ok() {
+            f(gpus, &next, tasks.node_frag(&next));
+        }
+    };
     if pod.is_share() {
-        let mut seen: [(u16, u32); 8] = [(u16::MAX, u32::MAX); 8];
+        let mut seen = [(u16::MAX, u32::MAX); MAX_GPUS];
         let mut n_seen = 0;
         for i in 0..node.gpu_count as usize {
             if !node.share_fits(i, pod) {
@@ -80,14 +84,10 @@ pub(crate) fn for_each_option(tasks: &TaskDistribution, node: &Node, pod: &PodRe
             }
             seen[n_seen] = key;
             n_seen += 1;
-            if let Some(after) = frag_after(tasks, node, pod, 1 << i) {
-                f(1 << i, after);
-            }
+            try_gpus(1 << i);
         }
-    } else if let Some(gpus) = node.default_gpus(pod)
-        && let Some(after) = frag_after(tasks, node, pod, gpus)
-    {
-        f(gpus, after);
+    } else if let Some(gpus) = node.default_gpus(pod) {
+        try_gpus(gpus);
     }
 }
 
@@ -116,7 +116,7 @@ impl Policy for Fgd {
             let before = self.cache.get(&self.tasks, cluster, i);
             // Best GPU inside the node: highest integer score, first on ties.
             let mut node_best: Option<(i64, u8)> = None;
-            for_each_option(&self.tasks, node, pod, |gpus, after| {
+            for_each_option(&self.tasks, node, pod, |gpus, _, after| {
                 let s = (sigmoid((before - after) / 1000.0) * 100.0) as i64;
                 if node_best.is_none_or(|(b, _)| s > b) {
                     node_best = Some((s, gpus));

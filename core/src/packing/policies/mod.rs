@@ -26,7 +26,7 @@ pub use dotprod::DotProd;
 pub use fgd::Fgd;
 pub use kube_default::KubeDefault;
 pub use packing::GpuPacking;
-pub use railyard::{Railyard, RailyardConfig, rates_per_gpu, stranded};
+pub use railyard::{NodeKey, Railyard, RailyardConfig, rates_per_gpu, stranded};
 pub use random::RandomFit;
 
 /// Chooses where a pod goes. Policies may keep caches keyed by
