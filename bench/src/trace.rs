@@ -261,7 +261,7 @@ openb-node-0002,32000,262144,0,
         assert_eq!(nodes[1].gpus, 8);
         assert_eq!(nodes[1].model, models.get("G2"));
         assert_eq!(nodes[2].model, None);
-        let bad = "sn,cpu_milli,memory_mib,gpu,model\nx,1,1,16,G2\n";
+        let bad = "sn,cpu_milli,memory_mib,gpu,model\nx,1,1,17,G2\n";
         assert!(matches!(parse_nodes(bad), Err(TraceError::Line { line: 2, .. })));
         let no_model = "sn,cpu_milli,memory_mib,gpu,model\nx,1,1,2,\n";
         assert!(matches!(parse_nodes(no_model), Err(TraceError::Line { line: 2, .. })));

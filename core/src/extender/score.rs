@@ -18,7 +18,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::ask::{GpuAsk, PodAsk};
 use super::view::{ClusterView, NodeState};
 use crate::packing::policies::{Railyard, RailyardConfig};
-use crate::packing::{MAX_GPUS, MILLI, Node, NodeSpec, PodRequest, TaskDistribution, TaskType};
+use crate::packing::{GpuMask, MAX_GPUS, MILLI, Node, NodeSpec, PodRequest, TaskDistribution, TaskType};
 use crate::topology::{Constraints, Score};
 
 /// Scoring knobs: the packing policy's configuration.
@@ -86,7 +86,7 @@ impl Scorer {
         Some(PodRequest::gpus(ask.cpu_milli, ask.memory_mib, num_gpu, gpu_milli))
     }
 
-    /// The packing model's node, when it fits the model (≤ 8 GPUs).
+    /// The packing model's node, when it fits the model (≤ `MAX_GPUS`).
     /// Reserved and MIG GPUs count as used.
     pub fn node(n: &NodeState) -> Option<Node> {
         if n.left.len() > MAX_GPUS {
@@ -119,7 +119,7 @@ impl Scorer {
     /// The Railyard key of the best option on `n` as one number (larger is
     /// better) and the GPUs it uses. `n.frag` is the node's fragmentation
     /// under the same mix, kept current by `ClusterView::refresh_frag`.
-    fn packing(&self, n: &NodeState, pod: &PodRequest) -> Option<(f64, u8)> {
+    fn packing(&self, n: &NodeState, pod: &PodRequest) -> Option<(f64, GpuMask)> {
         let key = self.railyard.node_key(&Self::node(n)?, n.frag, pod)?;
         Some((key.value(self.railyard.config()), key.gpus))
     }
@@ -199,7 +199,8 @@ impl ClusterView {
                 idx.iter()
                     .map(|&i| {
                         let n = &self.nodes[i];
-                        let Some(pod) = Scorer::request(n, ask) else {
+                        // `nvidia.com/gpu: 1` on a time-sliced node is a replica.
+                        let Some(pod) = Scorer::request(n, &n.effective(ask)) else {
                             return f64::NEG_INFINITY;
                         };
                         let host = (u64::from(pod.cpu_milli) << 32) | u64::from(pod.memory_mib);
@@ -220,7 +221,19 @@ impl ClusterView {
                     .map(|&i| -(self.nodes[i].free_mask().count_ones() as f64))
                     .collect();
                 let (t, f) = (unit(&topo), unit(&fit));
-                t.iter().zip(&f).map(|(a, b)| 0.8 * a + 0.2 * b).collect()
+                // Time-sliced nodes give k replicas of one GPU, never k
+                // GPUs: last, below every node with whole GPUs (0..=1).
+                t.iter()
+                    .zip(&f)
+                    .zip(idx)
+                    .map(|((a, b), &i)| {
+                        if self.nodes[i].gpu_replicated {
+                            -1.0
+                        } else {
+                            0.8 * a + 0.2 * b
+                        }
+                    })
+                    .collect()
             }
             GpuAsk::Mig { resource, count } => idx
                 .iter()
@@ -239,7 +252,7 @@ impl ClusterView {
     fn packing_or_fit(&self, n: &NodeState, pod: &PodRequest) -> f64 {
         match self.scorer.packing(n, pod) {
             Some((v, _)) => v,
-            // More than 8 GPUs: best fit on idle milli.
+            // More than `MAX_GPUS` GPUs: best fit on idle milli.
             None => -(n.left.iter().map(|&l| l as f64).sum::<f64>()),
         }
     }
@@ -369,6 +382,40 @@ mod tests {
         }
     }
 
+    /// A 16-GPU node is scored with the packing key, not the fallback.
+    #[test]
+    fn sixteen_gpu_nodes_use_the_packing_key() {
+        let mut v = ClusterView::new(ViewConfig::default());
+        let mut input = shared_node("big", 128_000);
+        input.labels.insert("nvidia.com/gpu.count".into(), "16".into());
+        input.allocatable.insert("nvidia.com/gpu.shared".into(), 160);
+        v.upsert_node(input);
+        let obs = PodObservation {
+            uid: "p".into(),
+            node: Some("big".into()),
+            ask: ask(GpuAsk::Shared(6), 1000),
+            finished: false,
+            gpus: Some(vec![12]),
+            plan: None,
+        };
+        v.observe_pod(obs, 0);
+        let n = &v.nodes[0];
+        let node = Scorer::node(n).expect("16 GPUs fit the model");
+        assert_eq!(
+            (node.gpu_count, node.gpu_left[12], node.gpu_idle_milli()),
+            (16, 400, 15_400)
+        );
+        // Four replicas fit beside the six on GPU 12: best fit puts them there.
+        assert_eq!(
+            v.scorer.best_share_position(n, &ask(GpuAsk::Shared(4), 1000), 400),
+            Some(12)
+        );
+        assert_eq!(
+            v.scorer.best_share_position(n, &ask(GpuAsk::Shared(5), 1000), 500),
+            Some(0)
+        );
+    }
+
     /// The extender scores each node with the bench policy's own key over
     /// the same state: same value per node, same GPU for a share, and the
     /// same first choice wherever the policy's pick wins on score alone.
@@ -441,7 +488,7 @@ mod tests {
                     let pos = v
                         .scorer
                         .best_share_position(&v.nodes[want.node as usize], &a, pod.gpu_milli);
-                    assert_eq!(pos.map(|p| 1u8 << p), Some(want.gpus), "r={r} cpu={cpu}");
+                    assert_eq!(pos.map(|p| 1 << p), Some(want.gpus), "r={r} cpu={cpu}");
                 }
                 let clear = keys
                     .iter()

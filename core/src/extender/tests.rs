@@ -876,3 +876,20 @@ fn a_late_member_takes_a_slot_of_the_new_plan() {
     assert_eq!(v.gang_members_placed("ns/job"), 3);
     assert_within_gang(&v, "ns/job", 4);
 }
+
+#[test]
+fn time_sliced_nodes_score_as_replicas() {
+    let mut v = ClusterView::new(ViewConfig::default());
+    v.upsert_node(node("whole", &[("nvidia.com/gpu", 8)], &[], None));
+    v.upsert_node(time_sliced("sliced", None));
+    v.upsert_node(time_sliced("sliced-used", None));
+    // A quarter of one GPU taken on `sliced-used`.
+    v.assume("r0", &ask(GpuAsk::Whole(1)), "sliced-used").unwrap();
+    v.refresh(0);
+    // Two GPUs: a node with whole GPUs first, time-sliced ones last.
+    let two = v.score(&ask(GpuAsk::Whole(2)), ["whole", "sliced"]);
+    assert_eq!(two, vec![("whole".to_string(), 10), ("sliced".to_string(), 0)]);
+    // One replica packs beside the one already there, not on an idle node.
+    let one = v.score(&ask(GpuAsk::Whole(1)), ["sliced", "sliced-used"]);
+    assert!(one[1].1 > one[0].1, "{one:?}");
+}

@@ -14,5 +14,6 @@ pub use fragmentation::{TaskDistribution, TaskType};
 pub use policies::{Policy, PolicyKind};
 pub use rng::SplitMix64;
 pub use state::{
-    Cluster, MAX_GPUS, MILLI, ModelId, ModelMask, ModelTable, Node, NodeSpec, PlaceError, Placement, PodRequest,
+    Cluster, GpuMask, MAX_GPUS, MILLI, ModelId, ModelMask, ModelTable, Node, NodeSpec, PlaceError, Placement,
+    PodRequest,
 };

@@ -8,8 +8,11 @@ use super::mig::MigGpu;
 
 /// One whole GPU in milli-GPU.
 pub const MILLI: u16 = 1000;
-/// Most GPUs one node may have; GPU sets are bit masks of this width.
-pub const MAX_GPUS: usize = 8;
+/// Most GPUs one node may have; GPU sets are [`GpuMask`]s of this width.
+pub const MAX_GPUS: usize = 16;
+
+/// A set of GPUs on one node: bit `i` is GPU `i`.
+pub type GpuMask = u16;
 
 /// Index of a GPU model in a [`ModelTable`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -161,7 +164,7 @@ pub struct NodeSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placement {
     pub node: u32,
-    pub gpus: u8,
+    pub gpus: GpuMask,
 }
 
 /// Live state of one node. `Copy`, so policies can try a placement on a
@@ -237,8 +240,8 @@ impl Node {
         self.gpus().iter().filter(|&&g| g == MILLI).count() as u32
     }
 
-    pub fn free_mask(&self) -> u8 {
-        let mut m = 0u8;
+    pub fn free_mask(&self) -> GpuMask {
+        let mut m: GpuMask = 0;
         for (i, &g) in self.gpus().iter().enumerate() {
             if g == MILLI {
                 m |= 1 << i;
@@ -286,8 +289,8 @@ impl Node {
     }
 
     /// GPUs a whole-GPU pod takes: the first free ones.
-    pub fn first_free(&self, n: u8) -> Option<u8> {
-        let mut mask = 0u8;
+    pub fn first_free(&self, n: u8) -> Option<GpuMask> {
+        let mut mask: GpuMask = 0;
         let mut need = n;
         for (i, &g) in self.gpus().iter().enumerate() {
             if need == 0 {
@@ -310,18 +313,18 @@ impl Node {
 
     /// The default GPU choice: best-fit for fractional pods, first free GPUs
     /// for whole-GPU pods, none for CPU-only pods.
-    pub fn default_gpus(&self, pod: &PodRequest) -> Option<u8> {
+    pub fn default_gpus(&self, pod: &PodRequest) -> Option<GpuMask> {
         if !pod.wants_gpu() {
             Some(0)
         } else if pod.is_share() {
-            self.best_fit_gpu(pod).map(|i| 1u8 << i)
+            self.best_fit_gpu(pod).map(|i| 1 << i)
         } else {
             self.first_free(pod.num_gpu)
         }
     }
 
     /// Applies a placement's resource use; checks that it fits.
-    pub fn apply(&mut self, pod: &PodRequest, gpus: u8) -> Result<(), PlaceError> {
+    pub fn apply(&mut self, pod: &PodRequest, gpus: GpuMask) -> Result<(), PlaceError> {
         if !self.host_fits(pod) {
             return Err(PlaceError::DoesNotFit);
         }
@@ -464,6 +467,21 @@ mod tests {
         assert_eq!(n.gpus(), &[0, 900, 0, 1000]);
         assert!(!n.fits(&two));
         assert_eq!(n.apply(&two, 0b1), Err(PlaceError::BadGpus));
+    }
+
+    #[test]
+    fn sixteen_gpu_nodes() {
+        let mut n = Node::new(&spec(64_000, 1000, 16));
+        assert_eq!(n.free_mask(), 0xffff);
+        n.apply(&PodRequest::gpus(0, 0, 1, 300), 1 << 15).unwrap();
+        let eight = PodRequest::gpus(0, 0, 8, 1000);
+        assert_eq!(n.default_gpus(&eight), Some(0x00ff));
+        n.apply(&eight, 0x00ff).unwrap();
+        // The share goes best-fit to GPU 15; 7 whole GPUs are left.
+        assert_eq!(n.default_gpus(&PodRequest::gpus(0, 0, 1, 500)), Some(1 << 15));
+        assert_eq!(n.first_free(7), Some(0x7f00));
+        assert!(!n.fits(&PodRequest::gpus(0, 0, 8, 1000)));
+        assert_eq!(n.gpu_idle_milli(), 7700);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::{Policy, RandomArgMax};
 use crate::packing::fragmentation::TaskDistribution;
 use crate::packing::rng::SplitMix64;
-use crate::packing::state::{Cluster, MAX_GPUS, Node, Placement, PodRequest};
+use crate::packing::state::{Cluster, GpuMask, MAX_GPUS, Node, Placement, PodRequest};
 
 #[derive(Debug)]
 pub struct Fgd {
@@ -63,9 +63,9 @@ pub(crate) fn for_each_option(
     tasks: &TaskDistribution,
     node: &Node,
     pod: &PodRequest,
-    mut f: impl FnMut(u8, &Node, f64),
+    mut f: impl FnMut(GpuMask, &Node, f64),
 ) {
-    let mut try_gpus = |gpus: u8| {
+    let mut try_gpus = |gpus: GpuMask| {
         let mut next = *node;
         if next.apply(pod, gpus).is_ok() {
             f(gpus, &next, tasks.node_frag(&next));
@@ -115,7 +115,7 @@ impl Policy for Fgd {
             }
             let before = self.cache.get(&self.tasks, cluster, i);
             // Best GPU inside the node: highest integer score, first on ties.
-            let mut node_best: Option<(i64, u8)> = None;
+            let mut node_best: Option<(i64, GpuMask)> = None;
             for_each_option(&self.tasks, node, pod, |gpus, _, after| {
                 let s = (sigmoid((before - after) / 1000.0) * 100.0) as i64;
                 if node_best.is_none_or(|(b, _)| s > b) {

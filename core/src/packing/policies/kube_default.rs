@@ -46,7 +46,7 @@ impl Policy for KubeDefault {
             }
             let gpus = if pod.is_share() {
                 match (0..node.gpu_count as usize).find(|&g| node.share_fits(g, pod)) {
-                    Some(g) => 1u8 << g,
+                    Some(g) => 1 << g,
                     None => continue,
                 }
             } else {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::fragmentation::{DistOptions, TaskDistribution};
 use super::rng::SplitMix64;
-use super::state::{Cluster, Node, Placement, PodRequest};
+use super::state::{Cluster, GpuMask, Node, Placement, PodRequest};
 
 mod bestfit;
 mod clustering;
@@ -192,7 +192,7 @@ impl RandomArgMax {
 pub(crate) fn feasible<'a>(
     cluster: &'a Cluster,
     pod: &'a PodRequest,
-) -> impl Iterator<Item = (usize, &'a Node, u8)> + 'a {
+) -> impl Iterator<Item = (usize, &'a Node, GpuMask)> + 'a {
     cluster
         .nodes
         .iter()

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use super::Policy;
 use super::fgd::{FragCache, for_each_option};
 use crate::packing::fragmentation::{DistOptions, TaskDistribution};
-use crate::packing::state::{Cluster, MAX_GPUS, MILLI, Node, Placement, PodRequest};
+use crate::packing::state::{Cluster, GpuMask, MILLI, Node, Placement, PodRequest};
 
 #[derive(Debug)]
 pub struct Railyard {
@@ -155,8 +155,12 @@ pub struct NodeKey {
     /// (best fit: less is better); 0 for other pods.
     pub fit_left: u16,
     /// The GPUs the pod takes on this node.
-    pub gpus: u8,
+    pub gpus: GpuMask,
 }
+
+/// Idle GPU milli at which [`NodeKey::value`]'s less-idle bonus bottoms
+/// out: 8 GPUs, the largest node the bench's clusters have.
+const TIDY_IDLE: u32 = 8 * MILLI as u32;
 
 impl NodeKey {
     /// Whether `self` ranks above `other`: a score more than `cfg.eps`
@@ -180,8 +184,8 @@ impl NodeKey {
     /// by value, as kube-scheduler does with extender scores. The tie-breaks
     /// become small bonuses, together under `0.8 · eps`, so a score
     /// difference beyond `eps` still dominates: up to `0.4 · eps` for a node
-    /// in use, up to `0.4 · eps` for little idle GPU left (scaled by the
-    /// largest node), and at most 0.001 for best fit. Inside `eps` it can
+    /// in use, up to `0.4 · eps` for little idle GPU left (linear up to 8
+    /// idle GPUs, the same beyond), and at most 0.001 for best fit. Inside `eps` it can
     /// rank differently from [`NodeKey::better_than`]; replayed as the
     /// policy's order it measured the same on the time-sliced traces and
     /// 0.04-0.2 points worse on the MIG ones, so the policy keeps
@@ -193,7 +197,7 @@ impl NodeKey {
             0.0
         };
         let tidy = if cfg.prefer_less_idle {
-            -0.4 * cfg.eps * self.idle_after as f64 / (MILLI as f64 * MAX_GPUS as f64)
+            -0.4 * cfg.eps * self.idle_after.min(TIDY_IDLE) as f64 / TIDY_IDLE as f64
         } else {
             0.0
         };
@@ -361,7 +365,7 @@ mod tests {
         assert_eq!(p.place(&c, &pod).map(|p| p.node), Some(1));
     }
 
-    fn put_on(c: &mut Cluster, node: u32, gpus: u8, milli: u16) {
+    fn put_on(c: &mut Cluster, node: u32, gpus: GpuMask, milli: u16) {
         c.apply(&PodRequest::gpus(0, 0, 1, milli), Placement { node, gpus })
             .expect("fits");
     }

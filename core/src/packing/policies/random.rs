@@ -3,7 +3,7 @@
 
 use super::{Policy, feasible};
 use crate::packing::rng::SplitMix64;
-use crate::packing::state::{Cluster, Placement, PodRequest};
+use crate::packing::state::{Cluster, GpuMask, Placement, PodRequest};
 
 #[derive(Debug)]
 pub struct RandomFit {
@@ -24,7 +24,7 @@ impl Policy for RandomFit {
     }
 
     fn place(&mut self, cluster: &Cluster, pod: &PodRequest) -> Option<Placement> {
-        let mut chosen: Option<(usize, u8)> = None;
+        let mut chosen: Option<(usize, GpuMask)> = None;
         let mut seen = 0u64;
         for (i, node, gpus) in feasible(cluster, pod) {
             seen += 1;
