@@ -8,12 +8,20 @@
 //! the position. Every hit is confirmed against the arena, so a hash collision
 //! can never resolve a name to the wrong node: colliding names go to a small
 //! exact map instead.
+//!
+//! kube-scheduler lists nodes in the same order request after request (its
+//! snapshot's order, less the nodes its own filters dropped), so each
+//! position also remembers which position followed it last time: when the
+//! guess names the same bytes, the lookup is one sequential arena read and
+//! no hashing. A wrong guess costs one short compare; guesses are hints
+//! (relaxed atomics, updated under the view's read lock) and never decide.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Positions of node names.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub(crate) struct NameIndex {
     /// Hash → the position and where its name lies in the arena (so a
     /// lookup touches the table and the arena only).
@@ -25,6 +33,8 @@ pub(crate) struct NameIndex {
     spans: Vec<(u32, u32)>,
     /// Arena bytes no live name uses (compacted when they dominate).
     garbage: usize,
+    /// Per position: the position that followed it in the last request.
+    next: Vec<AtomicU32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +60,26 @@ impl NameIndex {
         }
     }
 
+    /// The position of `name`, given the position of the name before it in
+    /// the same request (`None` for the first or an unknown one).
+    pub fn get_after(&self, prev: Option<usize>, name: &str) -> Option<usize> {
+        let Some(p) = prev else {
+            return self.get(name).copied();
+        };
+        let guess = self.next.get(p).map_or(u32::MAX, |g| g.load(Ordering::Relaxed)) as usize;
+        if let Some(&(off, len)) = self.spans.get(guess)
+            && len as usize == name.len()
+            && same_bytes(&self.arena[off as usize..(off + len) as usize], name.as_bytes())
+        {
+            return Some(guess);
+        }
+        let found = self.get(name).copied();
+        if let (Some(i), Some(slot)) = (found, self.next.get(p)) {
+            slot.store(i as u32, Ordering::Relaxed);
+        }
+        found
+    }
+
     pub fn contains_key(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
@@ -65,6 +95,7 @@ impl NameIndex {
     pub fn insert(&mut self, name: &str, i: usize) {
         if self.spans.len() <= i {
             self.spans.resize(i + 1, (0, 0));
+            self.next.resize_with(i + 1, || AtomicU32::new(u32::MAX));
         } else {
             // A rename in place: the old name stops resolving.
             let old = self.name(i).to_vec();
@@ -112,6 +143,7 @@ impl NameIndex {
         let last = self.spans.len() - 1;
         self.spans.swap(i, last);
         self.spans.pop();
+        self.next.swap_remove(i);
         if i < self.spans.len() {
             // The moved name now lives at `i`.
             let moved = self.name(i).to_vec();
@@ -284,6 +316,43 @@ mod tests {
         assert_eq!(ix.get("new"), Some(&0));
         assert_eq!(ix.get("other"), Some(&1));
         assert_eq!(ix.get("tmp-5"), None);
+    }
+
+    #[test]
+    fn guesses_from_the_last_order_are_checked_never_trusted() {
+        let mut ix = NameIndex::default();
+        let names: Vec<String> = (0..100).map(|i| format!("n{i}")).collect();
+        for (i, n) in names.iter().enumerate() {
+            ix.insert(n, i);
+        }
+        let walk = |ix: &NameIndex, order: &[&str]| {
+            let mut prev = None;
+            order
+                .iter()
+                .map(|n| {
+                    let p = ix.get_after(prev, n);
+                    prev = p;
+                    p
+                })
+                .collect::<Vec<_>>()
+        };
+        let all: Vec<&str> = names.iter().map(String::as_str).collect();
+        let want: Vec<Option<usize>> = (0..100).map(Some).collect();
+        assert_eq!(walk(&ix, &all), want);
+        assert_eq!(walk(&ix, &all), want, "second pass follows the guesses");
+        // A different order, a subsequence, unknown names: still exact.
+        let odd: Vec<&str> = all.iter().rev().step_by(3).copied().chain(["ghost", "n5"]).collect();
+        let got = walk(&ix, &odd);
+        let expect: Vec<Option<usize>> = odd.iter().map(|n| ix.get(n).copied()).collect();
+        assert_eq!(got, expect);
+        // Removals move positions under remembered guesses.
+        for k in (0..100).step_by(7) {
+            ix.remove(&format!("n{k}"));
+        }
+        let left: Vec<&str> = all.iter().copied().filter(|n| ix.get(n).is_some()).collect();
+        let expect: Vec<Option<usize>> = left.iter().map(|n| ix.get(n).copied()).collect();
+        assert_eq!(walk(&ix, &left), expect);
+        assert_eq!(walk(&ix, &all).iter().filter(|p| p.is_none()).count(), 15);
     }
 
     #[test]

@@ -802,8 +802,10 @@ impl ClusterView {
             GpuAsk::Mig { resource, .. } => self.mig_kinds.iter().position(|k| k == resource).map(|b| 1u64 << b),
             _ => None,
         };
+        let mut prev = None;
         for (k, name) in names.into_iter().enumerate() {
-            let Some(&i) = self.by_name.get(name) else {
+            prev = self.by_name.get_after(prev, name);
+            let Some(i) = prev else {
                 out.failed.push((k, "node is not in the extender's view yet"));
                 continue;
             };
