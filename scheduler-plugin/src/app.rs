@@ -257,7 +257,10 @@ impl FilterAnswer<'_> {
     }
 }
 
-const SCORED_MAX: usize = 4096;
+/// Filter answers kept for the prioritize call that follows. kube-scheduler
+/// filters and prioritizes one pod at a time, so a few suffice; each holds
+/// the passed names (about 20 KB at 5,000 nodes), so many would cost memory.
+const SCORED_MAX: usize = 64;
 const PENDING_MAX: usize = 100_000;
 
 /// Everything the handlers share.
