@@ -1,7 +1,8 @@
 //! Keeping the view current from the API: watches (kube-rs `watcher`, with
 //! relists handled as a reflector does) over Nodes, Pods, scheduler-plugins
 //! PodGroups and, where the cluster serves them, the upstream Workload API
-//! (`scheduling.k8s.io/v1alpha1` Workloads, `v1alpha2` PodGroups). Groups
+//! (`scheduling.k8s.io/v1alpha1` Workloads, `v1alpha2` PodGroups, and
+//! `v1beta1` PodGroups, preferred where served). Groups
 //! that are not served are skipped, never fatal, and asked about again
 //! every [`REPROBE`]. Each watch is its own function over a `Client`, so
 //! tests drive it against a mocked API server.
@@ -32,6 +33,7 @@ pub struct Served {
     pub pod_groups: bool,
     pub workloads_v1alpha1: bool,
     pub pod_groups_v1alpha2: bool,
+    pub pod_groups_v1beta1: bool,
 }
 
 /// Whether the API serves `kind`. A 404 (group-version not served) is a
@@ -54,6 +56,7 @@ pub async fn detect(client: &Client) -> Served {
         pod_groups: serves(client, GangKind::PodGroup).await,
         workloads_v1alpha1: serves(client, GangKind::Workload).await,
         pod_groups_v1alpha2: serves(client, GangKind::UpstreamPodGroup).await,
+        pod_groups_v1beta1: serves(client, GangKind::UpstreamPodGroupV1beta1).await,
     }
 }
 
@@ -71,9 +74,9 @@ pub fn workload_resource() -> ApiResource {
     )
 }
 
-pub fn upstream_pod_group_resource() -> ApiResource {
+pub fn upstream_pod_group_resource(version: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("scheduling.k8s.io", "v1alpha2", "PodGroup"),
+        &GroupVersionKind::gvk("scheduling.k8s.io", version, "PodGroup"),
         "podgroups",
     )
 }
@@ -159,10 +162,18 @@ pub enum GangKind {
     Workload,
     /// Upstream `scheduling.k8s.io/v1alpha2` PodGroup (1.36).
     UpstreamPodGroup,
+    /// The same objects as `v1beta1` (1.37; `schedulingPolicy` unchanged per
+    /// PROTOCOLS §7). Watched instead of `v1alpha2` where served.
+    UpstreamPodGroupV1beta1,
 }
 
 impl GangKind {
-    pub const ALL: [GangKind; 3] = [GangKind::PodGroup, GangKind::Workload, GangKind::UpstreamPodGroup];
+    pub const ALL: [GangKind; 4] = [
+        GangKind::PodGroup,
+        GangKind::Workload,
+        GangKind::UpstreamPodGroup,
+        GangKind::UpstreamPodGroupV1beta1,
+    ];
 
     /// Group-version and plural to look for in discovery.
     pub fn discovery(self) -> (&'static str, &'static str) {
@@ -170,6 +181,7 @@ impl GangKind {
             GangKind::PodGroup => ("scheduling.x-k8s.io/v1alpha1", "podgroups"),
             GangKind::Workload => ("scheduling.k8s.io/v1alpha1", "workloads"),
             GangKind::UpstreamPodGroup => ("scheduling.k8s.io/v1alpha2", "podgroups"),
+            GangKind::UpstreamPodGroupV1beta1 => ("scheduling.k8s.io/v1beta1", "podgroups"),
         }
     }
 
@@ -177,7 +189,8 @@ impl GangKind {
         match self {
             GangKind::PodGroup => pod_group_resource(),
             GangKind::Workload => workload_resource(),
-            GangKind::UpstreamPodGroup => upstream_pod_group_resource(),
+            GangKind::UpstreamPodGroup => upstream_pod_group_resource("v1alpha2"),
+            GangKind::UpstreamPodGroupV1beta1 => upstream_pod_group_resource("v1beta1"),
         }
     }
 
@@ -186,6 +199,7 @@ impl GangKind {
             GangKind::PodGroup => s.pod_groups,
             GangKind::Workload => s.workloads_v1alpha1,
             GangKind::UpstreamPodGroup => s.pod_groups_v1alpha2,
+            GangKind::UpstreamPodGroupV1beta1 => s.pod_groups_v1beta1,
         }
     }
 }
@@ -228,7 +242,7 @@ pub fn apply_gang_object(
                     }
                     idx.workloads.insert(k.clone(), groups);
                 }
-                GangKind::UpstreamPodGroup => {
+                GangKind::UpstreamPodGroup | GangKind::UpstreamPodGroupV1beta1 => {
                     let min = int(spec.and_then(|s| s.pointer("/schedulingPolicy/gang/minCount")));
                     idx.scheduling_groups.insert(k.clone(), min);
                 }
@@ -244,7 +258,9 @@ pub fn apply_gang_object(
                 let known: Vec<String> = match kind {
                     GangKind::PodGroup => idx.pod_groups.keys().cloned().collect(),
                     GangKind::Workload => idx.workloads.keys().cloned().collect(),
-                    GangKind::UpstreamPodGroup => idx.scheduling_groups.keys().cloned().collect(),
+                    GangKind::UpstreamPodGroup | GangKind::UpstreamPodGroupV1beta1 => {
+                        idx.scheduling_groups.keys().cloned().collect()
+                    }
                 };
                 for k in known.iter().filter(|k| !s.contains(*k)) {
                     remove_gang(&mut idx, kind, k);
@@ -262,7 +278,7 @@ fn remove_gang(idx: &mut crate::app::GangIndex, kind: GangKind, k: &str) {
         GangKind::Workload => {
             idx.workloads.remove(k);
         }
-        GangKind::UpstreamPodGroup => {
+        GangKind::UpstreamPodGroup | GangKind::UpstreamPodGroupV1beta1 => {
             idx.scheduling_groups.remove(k);
         }
     }
@@ -333,6 +349,15 @@ pub async fn watch_gang_api(client: Client, state: Arc<AppState>, kind: GangKind
     watch_gang_objects(client, state, kind).await;
 }
 
+/// The gang APIs to watch (now or once served): all but `v1alpha2`
+/// PodGroups where `v1beta1` serves them.
+pub fn to_watch(served: &Served) -> Vec<GangKind> {
+    GangKind::ALL
+        .into_iter()
+        .filter(|k| !(*k == GangKind::UpstreamPodGroup && served.pod_groups_v1beta1))
+        .collect()
+}
+
 /// Runs every watch until one ends (they retry with backoff, so normally
 /// never). `/healthz` turns ready once nodes and pods are listed.
 pub async fn run(client: Client, state: Arc<AppState>) {
@@ -340,8 +365,14 @@ pub async fn run(client: Client, state: Arc<AppState>) {
     state.ready.store(false, Ordering::Relaxed);
     let served = detect(&client).await;
     tracing::info!(?served, "gang APIs served by the cluster");
+    // v1alpha2 and v1beta1 PodGroups are the same objects: with v1beta1
+    // served, v1alpha2 is not watched. (Should both start being served
+    // later, both are watched; they feed the same entries, so that only
+    // costs a second watch.)
     let gangs = futures_util::future::join_all(
-        GangKind::ALL.map(|kind| watch_gang_api(client.clone(), state.clone(), kind, kind.served(&served))),
+        to_watch(&served)
+            .into_iter()
+            .map(|kind| watch_gang_api(client.clone(), state.clone(), kind, kind.served(&served))),
     );
     tokio::select! {
         _ = watch_nodes(client.clone(), state.clone()) => tracing::error!("node watch ended"),

@@ -84,7 +84,7 @@ async fn kube_binder_posts_the_binding_with_the_decision() {
 async fn detects_which_gang_apis_are_served() {
     let (client, mut handle) = mock();
     let server = tokio::spawn(async move {
-        for _ in 0..3 {
+        for _ in 0..4 {
             let (req, send) = handle.next_request().await.expect("a request");
             assert_eq!(req.method(), http::Method::GET);
             match req.uri().path() {
@@ -94,7 +94,9 @@ async fn detects_which_gang_apis_are_served() {
                            "resources": [{"name": "podgroups", "singularName": "podgroup", "namespaced": true,
                                           "kind": "PodGroup", "verbs": ["get", "list", "watch"]}]}),
                 )),
-                "/apis/scheduling.k8s.io/v1alpha1" | "/apis/scheduling.k8s.io/v1alpha2" => send.send_response(respond(
+                "/apis/scheduling.k8s.io/v1alpha1"
+                | "/apis/scheduling.k8s.io/v1alpha2"
+                | "/apis/scheduling.k8s.io/v1beta1" => send.send_response(respond(
                     StatusCode::NOT_FOUND,
                     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
                 )),
@@ -108,7 +110,8 @@ async fn detects_which_gang_apis_are_served() {
         watch::Served {
             pod_groups: true,
             workloads_v1alpha1: false,
-            pod_groups_v1alpha2: false
+            pod_groups_v1alpha2: false,
+            pod_groups_v1beta1: false,
         }
     );
     server.await.expect("server checks");
@@ -146,7 +149,9 @@ async fn watches_build_the_view_from_the_api() {
                            "resources": [{"name": "podgroups", "singularName": "podgroup", "namespaced": true,
                                           "kind": "PodGroup", "verbs": ["list", "watch"]}]}),
                 ),
-                "/apis/scheduling.k8s.io/v1alpha1" | "/apis/scheduling.k8s.io/v1alpha2" => respond(
+                "/apis/scheduling.k8s.io/v1alpha1"
+                | "/apis/scheduling.k8s.io/v1alpha2"
+                | "/apis/scheduling.k8s.io/v1beta1" => respond(
                     StatusCode::NOT_FOUND,
                     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
                 ),

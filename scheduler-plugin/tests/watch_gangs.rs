@@ -126,6 +126,16 @@ fn upstream_pod_group(name: &str, rv: &str, min: Option<u32>) -> Value {
                     "schedulingPolicy": policy}})
 }
 
+/// `scheduling.k8s.io/v1beta1` PodGroup (1.37: `workloadRef` instead of
+/// `podGroupTemplateRef`, `disruptionMode` an object).
+fn upstream_pod_group_v1beta1(name: &str, rv: &str, min: u32) -> Value {
+    json!({"apiVersion": "scheduling.k8s.io/v1beta1", "kind": "PodGroup",
+           "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv},
+           "spec": {"workloadRef": {"workloadName": "w", "templateName": name},
+                    "schedulingPolicy": {"gang": {"minCount": min}},
+                    "disruptionMode": {"all": {}}}})
+}
+
 /// What the gang index says about a pod whose spec has `field`.
 fn resolve(state: &AppState, field: (&str, Value)) -> Result<Option<u32>, String> {
     let mut p = pod("ns", "member", "uid-m", &[("nvidia.com/gpu", "8")], &[]);
@@ -169,6 +179,7 @@ async fn detect_reports_what_is_served_and_survives_what_is_not() {
                     ),
                 ),
             ),
+            ("/apis/scheduling.k8s.io/v1beta1", not_served()),
         ] {
             let (req, send) = next(&mut handle).await;
             assert_eq!(req.method(), http::Method::GET);
@@ -183,7 +194,8 @@ async fn detect_reports_what_is_served_and_survives_what_is_not() {
         Served {
             pod_groups: false,
             workloads_v1alpha1: false,
-            pod_groups_v1alpha2: true
+            pod_groups_v1alpha2: true,
+            pod_groups_v1beta1: false,
         }
     );
 
@@ -207,14 +219,18 @@ async fn detect_reports_what_is_served_and_survives_what_is_not() {
         let (req, send) = next(&mut handle).await;
         assert_eq!(req.uri().path(), "/apis/scheduling.k8s.io/v1alpha2");
         send.send_response(not_served());
+        let (req, send) = next(&mut handle).await;
+        assert_eq!(req.uri().path(), "/apis/scheduling.k8s.io/v1beta1");
+        send.send_response(not_served());
         for path in [
             "/apis/scheduling.x-k8s.io/v1alpha1",
             "/apis/scheduling.k8s.io/v1alpha1",
             "/apis/scheduling.k8s.io/v1alpha2",
+            "/apis/scheduling.k8s.io/v1beta1",
         ] {
             let (req, send) = next(&mut handle).await;
             assert_eq!(req.uri().path(), path);
-            if path.ends_with("v1alpha2") {
+            if path.ends_with("v1alpha2") || path.ends_with("v1beta1") {
                 send.send_error(std::io::Error::other("connection reset by peer"));
             } else {
                 send.send_response(respond(
@@ -230,7 +246,8 @@ async fn detect_reports_what_is_served_and_survives_what_is_not() {
         Served {
             pod_groups: true,
             workloads_v1alpha1: true,
-            pod_groups_v1alpha2: false
+            pod_groups_v1alpha2: false,
+            pod_groups_v1beta1: false,
         }
     );
     assert_eq!(watch::detect(&client).await, Served::default());
@@ -422,7 +439,9 @@ async fn without_gang_apis_the_view_is_still_watched_and_a_late_crd_is_picked_up
                         not_served()
                     }
                 }
-                "/apis/scheduling.k8s.io/v1alpha1" | "/apis/scheduling.k8s.io/v1alpha2" => not_served(),
+                "/apis/scheduling.k8s.io/v1alpha1"
+                | "/apis/scheduling.k8s.io/v1alpha2"
+                | "/apis/scheduling.k8s.io/v1beta1" => not_served(),
                 "/api/v1/nodes" => respond(StatusCode::OK, &list("v1", "NodeList", "10", vec![dgx.clone()])),
                 "/api/v1/pods" => respond(StatusCode::OK, &list("v1", "PodList", "10", vec![running.clone()])),
                 "/apis/scheduling.x-k8s.io/v1alpha1/podgroups" => respond(
@@ -462,4 +481,83 @@ fn member_of(group: &str) -> Value {
         &[("nvidia.com/gpu", "8")],
         &[("scheduling.x-k8s.io/pod-group", group)],
     )
+}
+
+/// 1.37 serves PodGroups as `v1beta1`: detected, watched in place of
+/// `v1alpha2`, and its objects resolve members as before.
+#[tokio::test(start_paused = true)]
+async fn v1beta1_pod_groups_are_detected_and_watched_in_place_of_v1alpha2() {
+    let (client, mut handle) = mock();
+    let server = tokio::spawn(async move {
+        for (path, resp) in [
+            ("/apis/scheduling.x-k8s.io/v1alpha1", not_served()),
+            ("/apis/scheduling.k8s.io/v1alpha1", not_served()),
+            (
+                "/apis/scheduling.k8s.io/v1alpha2",
+                respond(
+                    StatusCode::OK,
+                    &resources("scheduling.k8s.io/v1alpha2", &[("podgroups", "PodGroup")]),
+                ),
+            ),
+            (
+                "/apis/scheduling.k8s.io/v1beta1",
+                respond(
+                    StatusCode::OK,
+                    &resources(
+                        "scheduling.k8s.io/v1beta1",
+                        &[("workloads", "Workload"), ("podgroups", "PodGroup")],
+                    ),
+                ),
+            ),
+        ] {
+            let (req, send) = next(&mut handle).await;
+            assert_eq!(req.uri().path(), path);
+            send.send_response(resp);
+        }
+        handle
+    });
+    let served = watch::detect(&client).await;
+    let mut handle = server.await.expect("server checks");
+    assert!(served.pod_groups_v1beta1 && served.pod_groups_v1alpha2);
+    assert_eq!(
+        watch::to_watch(&served),
+        vec![
+            GangKind::PodGroup,
+            GangKind::Workload,
+            GangKind::UpstreamPodGroupV1beta1
+        ]
+    );
+    let only_alpha = Served {
+        pod_groups_v1alpha2: true,
+        ..Served::default()
+    };
+    assert!(watch::to_watch(&only_alpha).contains(&GangKind::UpstreamPodGroup));
+
+    const PATH: &str = "/apis/scheduling.k8s.io/v1beta1/podgroups";
+    let f = Fixture::new(60_000);
+    let state = f.state.clone();
+    let task = tokio::spawn(watch::watch_gang_objects(
+        client,
+        state.clone(),
+        GangKind::UpstreamPodGroupV1beta1,
+    ));
+    let (req, send) = next(&mut handle).await;
+    expect_list(&req, PATH);
+    send.send_response(respond(
+        StatusCode::OK,
+        &list(
+            "scheduling.k8s.io/v1beta1",
+            "PodGroupList",
+            "3",
+            vec![upstream_pod_group_v1beta1("ring", "3", 4)],
+        ),
+    ));
+    let (req, send) = next(&mut handle).await;
+    expect_watch(&req, PATH, "3");
+    assert_eq!(resolve(&state, scheduling_group("ring")), Ok(Some(4)));
+    send.send_response(events(&[("DELETED", upstream_pod_group_v1beta1("ring", "4", 4))]));
+    let (req, _held) = next(&mut handle).await;
+    expect_watch(&req, PATH, "4");
+    assert!(resolve(&state, scheduling_group("ring")).is_err());
+    task.abort();
 }
