@@ -13,6 +13,8 @@ use railyard_core::resources::{AdvertisedDevice, AdvertisedResource, Device};
 use railyard_kubelet_api::deviceplugin::v1beta1::{CdiDevice, ContainerAllocateResponse, DeviceSpec, Mount};
 use serde::Serialize;
 
+use crate::nvcaps::cap_device;
+
 /// Env var with the memory share (MiB) of each granted shared device.
 pub const MEMORY_LIMIT_ENV: &str = "RAILYARD_GPU_MEMORY_LIMIT";
 /// CUDA MPS client limit, set when sharing is MPS.
@@ -43,6 +45,9 @@ pub struct Settings {
     pub cdi_annotation_prefix: String,
     /// `/dev/nvidia<minor>` per GPU index.
     pub minors: BTreeMap<u32, u32>,
+    /// `/dev/nvidia-caps/nvidia-cap<minor>` of the GPU instance and the
+    /// compute instance, per MIG device id ([`crate::nvcaps`]).
+    pub mig_caps: BTreeMap<String, [u32; 2]>,
 }
 
 impl Settings {
@@ -58,7 +63,13 @@ impl Settings {
             cdi_kind: cdi_kind.to_string(),
             cdi_annotation_prefix: plugin.cdi_annotation_prefix.unwrap_or_else(|| "cdi.k8s.io/".into()),
             minors,
+            mig_caps: BTreeMap::new(),
         }
+    }
+
+    pub fn with_mig_caps(mut self, mig_caps: BTreeMap<String, [u32; 2]>) -> Settings {
+        self.mig_caps = mig_caps;
+        self
     }
 
     pub fn uses_cdi(&self) -> bool {
@@ -85,6 +96,16 @@ impl Settings {
 
     fn gpu_node(&self, gpu: u32) -> String {
         format!("/dev/nvidia{}", self.minors.get(&gpu).copied().unwrap_or(gpu))
+    }
+
+    /// A device's own nodes: its GPU's `/dev/nvidia<minor>`, and for a MIG
+    /// device its GPU instance's and compute instance's capability nodes.
+    pub fn device_nodes(&self, d: &Device) -> Vec<String> {
+        let mut nodes = vec![self.gpu_node(d.gpu)];
+        if let Some(caps) = self.mig_caps.get(&d.id) {
+            nodes.extend(caps.iter().map(|m| cap_device(*m)));
+        }
+        nodes
     }
 }
 
@@ -143,9 +164,10 @@ pub fn container_response(
     if s.pass_device_specs {
         let mut nodes: Vec<String> = CONTROL_DEVICES.iter().map(|p| p.to_string()).collect();
         for (d, _) in &granted {
-            let n = s.gpu_node(d.device.gpu);
-            if !nodes.contains(&n) {
-                nodes.push(n);
+            for n in s.device_nodes(&d.device) {
+                if !nodes.contains(&n) {
+                    nodes.push(n);
+                }
             }
         }
         r.devices = nodes
@@ -237,7 +259,8 @@ pub struct CdiMount {
 }
 
 /// The CDI spec for every physical device behind `resources`: each under
-/// its UUID and its index, plus `all`. Device nodes per device; the control
+/// its UUID and its index, plus `all`. Device nodes per device (a MIG
+/// device's include its nvidia-caps nodes); the control
 /// devices and `NVIDIA_VISIBLE_DEVICES=void` (so the legacy NVIDIA hook adds
 /// nothing) for the whole spec; MPS devices get the MPS pipe mount.
 pub fn cdi_spec(s: &Settings, resources: &[AdvertisedResource]) -> CdiSpec {
@@ -268,7 +291,7 @@ pub fn cdi_spec(s: &Settings, resources: &[AdvertisedResource]) -> CdiSpec {
     let mut all = ContainerEdits::default();
     for (d, mps) in ordered {
         let mut edits = ContainerEdits {
-            device_nodes: vec![node(&s.gpu_node(d.gpu))],
+            device_nodes: s.device_nodes(d).iter().map(|p| node(p)).collect(),
             ..ContainerEdits::default()
         };
         if let Some(res) = mps {

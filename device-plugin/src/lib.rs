@@ -11,6 +11,7 @@ pub mod http;
 pub mod kubeapi;
 pub mod manager;
 pub mod metrics;
+pub mod nvcaps;
 pub mod options;
 pub mod service;
 pub mod topology;

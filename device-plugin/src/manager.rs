@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use crate::config::{self, ConfigSource, NodeLabels};
 use crate::edits::{Settings, cdi_spec, write_cdi_spec};
 use crate::metrics::{Metrics, labels};
+use crate::nvcaps;
 use crate::options::Options;
 use crate::service::{PluginService, Snapshot, options};
 use crate::topology::{self, NodeAnnotator};
@@ -173,6 +174,9 @@ struct Manager {
     watchdog_view: watch::Sender<Arc<NodeView>>,
     /// Keeps the topology annotation written (`--publish-topology`).
     publisher: Option<topology::Publisher>,
+    /// MIG cap problems already logged, so each is logged once, not at every
+    /// config check.
+    caps_logged: BTreeSet<String>,
 }
 
 /// Starts the plugin: enumerates GPUs, loads the config (an invalid one at
@@ -225,6 +229,7 @@ pub async fn spawn(cfg: PluginConfig, signals: bool) -> Result<(PluginHandle, Jo
         kubelet_seen: None,
         status,
         cfg,
+        caps_logged: BTreeSet::new(),
     };
     let source = config::select(&m.cfg.options, m.cfg.labels.as_ref()).map_err(StartError::Config)?;
     let config = config::load(&source, &m.cfg.options).map_err(StartError::Config)?;
@@ -307,6 +312,31 @@ impl Manager {
         self.inventory.gpus.iter().map(|g| (g.index, g.minor)).collect()
     }
 
+    /// The nvidia-caps minors of the advertised MIG devices, read at every
+    /// apply: a MIG re-layout (SIGHUP) brings new instances and new minors.
+    /// Whatever is missing is logged once and leaves the device with only its
+    /// parent's node, as before; it never fails the apply.
+    fn mig_caps(&mut self, resources: &[AdvertisedResource]) -> BTreeMap<String, [u32; 2]> {
+        let proc_root = self.cfg.options.proc_root.clone();
+        let path = nvcaps::minors_path(&proc_root);
+        let (caps, problems) = nvcaps::device_caps(
+            &nvcaps::mig_placements(&self.inventory),
+            resources.iter().flat_map(|r| &r.devices).map(|d| d.device.id.as_str()),
+            || nvcaps::MigMinors::read(&proc_root),
+            &path,
+        );
+        if problems.is_empty() {
+            // A problem that comes back later is logged again.
+            self.caps_logged.clear();
+        }
+        for p in problems {
+            if self.caps_logged.insert(p.clone()) {
+                tracing::warn!(problem = %p, "MIG device without its nvidia-caps device nodes");
+            }
+        }
+        caps
+    }
+
     /// Computes resources for `config` over the current inventory and
     /// serves them; on error nothing changes.
     fn apply(&mut self, source: ConfigSource, config: &DevicePluginConfig) -> Result<(), StartError> {
@@ -316,7 +346,9 @@ impl Manager {
                 config: name.clone(),
                 message: e.to_string(),
             })?;
-        let settings = Arc::new(Settings::new(config, &self.cfg.options.cdi_kind, self.minors()));
+        let settings = Arc::new(
+            Settings::new(config, &self.cfg.options.cdi_kind, self.minors()).with_mig_caps(self.mig_caps(&resources)),
+        );
         if settings.uses_cdi() {
             let path =
                 write_cdi_spec(&self.cfg.options.cdi_dir, &cdi_spec(&settings, &resources)).map_err(StartError::Cdi)?;

@@ -187,7 +187,8 @@ pub struct Options {
     #[arg(long, env = "CRI_SOCKET")]
     pub cri_socket: Option<PathBuf>,
 
-    /// The host's `/proc` (the plugin needs `hostPID`); a stand-in for tests.
+    /// The host's `/proc` (the plugin needs `hostPID`): processes for the
+    /// watchdog and `driver/nvidia-caps/mig-minors`; a stand-in for tests.
     #[arg(long, env = "PROC_ROOT", default_value = "/proc")]
     pub proc_root: PathBuf,
 }

@@ -471,3 +471,220 @@ async fn metrics_and_healthz_over_http() {
     let h = get("/healthz").await;
     assert!(h.starts_with("HTTP/1.1 503"), "{h}");
 }
+
+/// The driver's `mig-minors` for 8 MIG-capable GPUs, by GPU minor: every
+/// possible GPU instance (0..15) and compute instance (0..8), numbered in
+/// order as the driver does. Returns the text and the line → minor map.
+fn mig_minors_file(gpu_minors: &[u32]) -> (String, std::collections::BTreeMap<String, u32>) {
+    let mut text = String::from("config 1\nmonitor 2\n");
+    let mut map = std::collections::BTreeMap::new();
+    let mut next = 3;
+    for g in gpu_minors {
+        for gi in 0..15 {
+            let mut caps = vec![format!("gpu{g}/gi{gi}/access")];
+            caps.extend((0..8).map(|ci| format!("gpu{g}/gi{gi}/ci{ci}/access")));
+            for c in caps {
+                text.push_str(&format!("{c} {next}\n"));
+                map.insert(c, next);
+                next += 1;
+            }
+        }
+    }
+    (text, map)
+}
+
+fn spec_nodes(spec: &serde_json::Value, name: &str) -> Vec<String> {
+    let d = spec["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == name)
+        .unwrap_or_else(|| panic!("no CDI device {name}"));
+    d["containerEdits"]["deviceNodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Fact (MIG user guide, "Device Nodes and Capabilities"; NVIDIA's container
+/// toolkit `nvcaps`): a container needs, for a MIG device, its parent's
+/// `/dev/nvidia<minor>` and `/dev/nvidia-caps/nvidia-cap<M>` for the GPU
+/// instance's and the compute instance's access, whose minors `M` the driver
+/// lists in `/proc/driver/nvidia-caps/mig-minors` under the GPU's minor
+/// number. Whole GPUs get no caps; a missing or malformed file, or a missing
+/// entry, leaves a MIG device with only its parent's node and never fails
+/// Allocate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mig_devices_get_their_nvidia_caps_nodes_in_cdi_and_device_specs() {
+    use railyard_gpu::GpuBackend;
+    let mut m = machine("dgx-h100");
+    // Minors unlike the indices, so the file is looked up by minor.
+    for g in &mut m.gpus {
+        g.minor = Some(g.index + 10);
+    }
+    let sim = SimBackend::new(m.clone());
+    apply_mig(&sim, &m, "half-1g.10gb").await;
+    let inv = sim.inventory().await.unwrap();
+    // MIG device UUID → (GPU minor, GI, CI).
+    let mut migs = Vec::new();
+    for g in &inv.gpus {
+        for i in g.mig.iter().filter(|m| m.mode.current).flat_map(|m| &m.instances) {
+            migs.push((
+                i.uuid.clone().unwrap(),
+                g.minor,
+                i.gpu_instance_id,
+                i.compute_instance_id.unwrap(),
+            ));
+        }
+    }
+    assert_eq!(migs.len(), 28);
+    let (file, table) = mig_minors_file(&inv.gpus.iter().map(|g| g.minor).collect::<Vec<_>>());
+    let minors_path = |tmp: &std::path::Path| tmp.join("proc/driver/nvidia-caps/mig-minors");
+    let cfg = "version: v1\nflags:\n  migStrategy: mixed\n  plugin:\n    passDeviceSpecs: true\n    deviceListStrategy: cdi-cri\n";
+    let env = start(Arc::new(sim.clone()), Some(m.clone()), cfg, |_, tmp| {
+        std::fs::create_dir_all(minors_path(tmp).parent().unwrap()).unwrap();
+        std::fs::write(minors_path(tmp), &file).unwrap();
+    })
+    .await;
+    env.devices("nvidia.com/mig-1g.10gb", 28).await;
+    env.devices("nvidia.com/gpu", 4).await;
+    let expected = |uuid: &str| -> Vec<String> {
+        let (_, minor, gi, ci) = migs.iter().find(|d| d.0 == uuid).unwrap();
+        vec![
+            format!("/dev/nvidia{minor}"),
+            format!(
+                "/dev/nvidia-caps/nvidia-cap{}",
+                table[&format!("gpu{minor}/gi{gi}/access")]
+            ),
+            format!(
+                "/dev/nvidia-caps/nvidia-cap{}",
+                table[&format!("gpu{minor}/gi{gi}/ci{ci}/access")]
+            ),
+        ]
+    };
+    let read_spec = |env: &Env| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(env.cdi_dir().join("railyard.dev-gpu.json")).unwrap()).unwrap()
+    };
+    let paths = |a: &railyard_kubelet_api::fake::Admission| -> Vec<String> {
+        a.response.devices.iter().map(|d| d.container_path.clone()).collect()
+    };
+
+    // A MIG device on GPU 2 (minor 12), by its UUID.
+    let target = migs.iter().find(|d| d.1 == 12).unwrap().0.clone();
+    let a = env
+        .kubelet
+        .admit("nvidia.com/mig-1g.10gb", 1, &[&target])
+        .await
+        .unwrap();
+    assert_eq!(a.devices, [target.as_str()]);
+    let want = expected(&target);
+    assert_eq!(want[0], "/dev/nvidia12");
+    let got = paths(&a);
+    assert_eq!(
+        got,
+        ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(want.clone())
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        a.response
+            .devices
+            .iter()
+            .all(|d| d.permissions == "rw" && d.host_path == d.container_path)
+    );
+    assert_eq!(a.response.cdi_devices[0].name, format!("railyard.dev/gpu={target}"));
+    // The CDI spec: each MIG device under its UUID and its index, with its
+    // three nodes; `all` holds every one of them.
+    let spec = read_spec(&env);
+    let index = spec["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .filter(|n| n.starts_with("2:"))
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    assert_eq!(index.len(), 7);
+    for (uuid, ..) in &migs {
+        assert_eq!(spec_nodes(&spec, uuid), expected(uuid), "{uuid}");
+    }
+    let by_index: BTreeSet<Vec<String>> = index.iter().map(|n| spec_nodes(&spec, n)).collect();
+    let by_uuid: BTreeSet<Vec<String>> = migs.iter().filter(|d| d.1 == 12).map(|d| expected(&d.0)).collect();
+    assert_eq!(by_index, by_uuid);
+    // 8 GPU nodes (4 whole, 4 MIG parents) and two caps per MIG device.
+    assert_eq!(spec_nodes(&spec, "all").len(), 8 + 28 * 2);
+    // A whole GPU: its node only, no caps.
+    let whole = env
+        .kubelet
+        .admit("nvidia.com/gpu", 1, &[&m.gpus[5].uuid])
+        .await
+        .unwrap();
+    assert_eq!(paths(&whole)[3..], ["/dev/nvidia15"]);
+    assert_eq!(spec_nodes(&spec, &m.gpus[5].uuid), ["/dev/nvidia15"]);
+    env.kubelet.release("nvidia.com/mig-1g.10gb", &a.devices);
+
+    // Re-read at every apply (SIGHUP): a malformed file, no file, or a file
+    // lacking the device's entries leave it with its parent's node only.
+    let reload = |env: &Env| {
+        let before = env.plugin.status().applied;
+        let plugin = env.plugin.clone();
+        async move {
+            plugin.reload().await;
+            plugin.wait_status(T, |s| s.applied > before).await.unwrap();
+        }
+    };
+    let no_caps = vec![
+        "/dev/nvidiactl",
+        "/dev/nvidia-uvm",
+        "/dev/nvidia-uvm-tools",
+        "/dev/nvidia12",
+    ];
+    let path = minors_path(env.tmp.path());
+    std::fs::write(&path, format!("config 1\ngpu12/gi3/access\n{file}")).unwrap();
+    reload(&env).await;
+    assert_eq!(spec_nodes(&read_spec(&env), &target), ["/dev/nvidia12"]);
+    let a = env
+        .kubelet
+        .admit("nvidia.com/mig-1g.10gb", 1, &[&target])
+        .await
+        .unwrap();
+    assert_eq!(paths(&a), no_caps);
+    env.kubelet.release("nvidia.com/mig-1g.10gb", &a.devices);
+
+    std::fs::remove_file(&path).unwrap();
+    reload(&env).await;
+    assert_eq!(spec_nodes(&read_spec(&env), &target), ["/dev/nvidia12"]);
+    let a = env
+        .kubelet
+        .admit("nvidia.com/mig-1g.10gb", 1, &[&target])
+        .await
+        .unwrap();
+    assert_eq!(paths(&a), no_caps);
+    env.kubelet.release("nvidia.com/mig-1g.10gb", &a.devices);
+
+    // Only the target's GPU instance lacks its entry: the others keep theirs.
+    let (_, _, gi, _) = migs.iter().find(|d| d.0 == target).unwrap();
+    let gi_line = format!("gpu12/gi{gi}/access ");
+    let partial: String = file
+        .lines()
+        .filter(|l| !l.starts_with(&gi_line))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&path, partial).unwrap();
+    reload(&env).await;
+    let spec = read_spec(&env);
+    assert_eq!(spec_nodes(&spec, &target), ["/dev/nvidia12"]);
+    for (uuid, ..) in migs.iter().filter(|d| d.0 != target) {
+        assert_eq!(spec_nodes(&spec, uuid), expected(uuid), "{uuid}");
+    }
+    let a = env
+        .kubelet
+        .admit("nvidia.com/mig-1g.10gb", 1, &[&target])
+        .await
+        .unwrap();
+    assert_eq!(paths(&a), no_caps);
+}
