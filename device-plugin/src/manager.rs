@@ -160,7 +160,8 @@ struct Manager {
     kubelet_sock: PathBuf,
     inventory: NodeInventory,
     topology: Option<Arc<NodeTopology>>,
-    unhealthy: BTreeSet<u32>,
+    /// By GPU index; a GPU not in it is healthy.
+    health: BTreeMap<u32, GpuHealth>,
     source: Option<ConfigSource>,
     rejected_source: Option<ConfigSource>,
     resources: Vec<AdvertisedResource>,
@@ -199,15 +200,11 @@ pub async fn spawn(cfg: PluginConfig, signals: bool) -> Result<(PluginHandle, Jo
             Err(e) => tracing::warn!(error = %e, "encoding the topology annotation failed"),
         }
     }
-    let unhealthy = match cfg.backend.health().await {
-        Ok(h) => h
-            .into_iter()
-            .filter(|(_, h)| *h != GpuHealth::Healthy)
-            .map(|(g, _)| g)
-            .collect(),
+    let gpu_health = match cfg.backend.health().await {
+        Ok(h) => h,
         Err(e) => {
             tracing::warn!(error = %e, "reading GPU health failed; assuming healthy until events say otherwise");
-            BTreeSet::new()
+            BTreeMap::new()
         }
     };
     let (status, status_rx) = watch::channel(Status::default());
@@ -219,7 +216,7 @@ pub async fn spawn(cfg: PluginConfig, signals: bool) -> Result<(PluginHandle, Jo
         dir,
         inventory,
         topology,
-        unhealthy,
+        health: gpu_health,
         source: None,
         rejected_source: None,
         resources: Vec::new(),
@@ -396,11 +393,34 @@ impl Manager {
     fn snapshot(&self, r: &AdvertisedResource) -> Snapshot {
         Snapshot {
             resource: r.clone(),
-            unhealthy: self.unhealthy.clone(),
+            unhealthy: self.unhealthy_devices(r),
             settings: self.settings.clone(),
             topology: self.topology.clone(),
             policy: self.policy(),
         }
+    }
+
+    /// The devices of `r` (GPU or MIG UUIDs) to report `Unhealthy`: a MIG
+    /// device when its GPU or itself is; a whole GPU when anything on it is.
+    fn unhealthy_devices(&self, r: &AdvertisedResource) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        if self.health.values().all(|h| *h == GpuHealth::Healthy) {
+            return out;
+        }
+        let migs = mig_devices(&self.inventory);
+        for d in &r.devices {
+            let Some(h) = self.health.get(&d.device.gpu) else {
+                continue;
+            };
+            let unhealthy = match migs.get(d.device.id.as_str()) {
+                Some(&(gi, ci)) => h.mig_device_unhealthy(gi, ci),
+                None => *h != GpuHealth::Healthy,
+            };
+            if unhealthy {
+                out.insert(d.device.id.clone());
+            }
+        }
+        out
     }
 
     fn policy(&self) -> ReplicaPolicy {
@@ -595,15 +615,29 @@ impl Manager {
     }
 
     fn on_health(&mut self, e: railyard_gpu::HealthEvent) {
-        let kind = match &e.kind {
-            HealthEventKind::Unhealthy(reason) => {
+        let h = self.health.entry(e.gpu).or_insert(GpuHealth::Healthy);
+        let kind = match (&e.kind, e.mig_device) {
+            (HealthEventKind::Unhealthy(reason), None) => {
                 tracing::warn!(gpu = e.gpu, uuid = %e.uuid, ?reason, "GPU unhealthy");
-                self.unhealthy.insert(e.gpu);
+                *h = GpuHealth::Unhealthy(*reason);
                 "unhealthy"
             }
-            HealthEventKind::Recovered => {
+            (HealthEventKind::Unhealthy(reason), Some((gi, ci))) => {
+                tracing::warn!(gpu = e.gpu, uuid = %e.uuid, gi, ci, ?reason, "MIG device unhealthy");
+                match h {
+                    GpuHealth::Unhealthy(_) => {}
+                    GpuHealth::MigDevicesUnhealthy(m) => {
+                        m.insert((gi, ci), *reason);
+                    }
+                    GpuHealth::Healthy => *h = GpuHealth::MigDevicesUnhealthy(BTreeMap::from([((gi, ci), *reason)])),
+                }
+                "unhealthy"
+            }
+            // Recovery is per GPU (the driver's recovery action is): the GPU
+            // and every MIG device on it.
+            (HealthEventKind::Recovered, _) => {
                 tracing::info!(gpu = e.gpu, uuid = %e.uuid, "GPU recovered");
-                self.unhealthy.remove(&e.gpu);
+                *h = GpuHealth::Healthy;
                 "recovered"
             }
         };
@@ -617,11 +651,7 @@ impl Manager {
 
     async fn resync_health(&mut self) {
         if let Ok(h) = self.cfg.backend.health().await {
-            self.unhealthy = h
-                .into_iter()
-                .filter(|(_, h)| *h != GpuHealth::Healthy)
-                .map(|(g, _)| g)
-                .collect();
+            self.health = h;
             self.publish_health();
         }
     }
@@ -666,6 +696,17 @@ impl Manager {
             s.registered.clear();
         });
     }
+}
+
+/// Every MIG device of the inventory by MIG UUID: its (GPU instance id,
+/// compute instance id) on its GPU.
+fn mig_devices(inv: &NodeInventory) -> BTreeMap<&str, (u32, u32)> {
+    inv.gpus
+        .iter()
+        .filter_map(|g| g.mig.as_ref())
+        .flat_map(|m| &m.instances)
+        .filter_map(|i| Some((i.uuid.as_deref()?, (i.gpu_instance_id, i.compute_instance_id?))))
+        .collect()
 }
 
 async fn register(kubelet: &Path, endpoint: &str, resource: &str) -> Result<(), String> {

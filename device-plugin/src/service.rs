@@ -27,9 +27,9 @@ use crate::metrics::{Metrics, labels};
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub resource: AdvertisedResource,
-    /// Unhealthy GPUs, by index: their devices, MIG devices and replicas
-    /// are reported `Unhealthy`.
-    pub unhealthy: BTreeSet<u32>,
+    /// Unhealthy devices (GPU or MIG UUIDs): they and their replicas are
+    /// reported `Unhealthy`.
+    pub unhealthy: BTreeSet<String>,
     pub settings: Arc<Settings>,
     pub topology: Option<Arc<NodeTopology>>,
     pub policy: ReplicaPolicy,
@@ -43,7 +43,7 @@ impl Snapshot {
             .iter()
             .map(|d| Device {
                 id: d.id.clone(),
-                health: if self.unhealthy.contains(&d.device.gpu) {
+                health: if self.unhealthy.contains(&d.device.id) {
                     UNHEALTHY
                 } else {
                     HEALTHY

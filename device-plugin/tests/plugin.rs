@@ -247,7 +247,7 @@ async fn preferred_allocation_on_dgx_h100_is_numa_and_nic_aligned() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xid_marks_devices_replicas_and_mig_unhealthy_and_recovery_heals() {
-    // MIG devices of a failed parent.
+    // One MIG device, then every MIG device of a failed parent.
     let m = machine("a100-pcie-4x");
     let sim = SimBackend::new(m.clone());
     apply_mig(&sim, &m, "2x2g.10gb-3x1g.5gb").await;
@@ -259,9 +259,45 @@ async fn xid_marks_devices_replicas_and_mig_unhealthy_and_recovery_heals() {
     )
     .await;
     env.devices("nvidia.com/mig-1g.5gb", 12).await;
-    sim.inject_xid(1, 79, Some(1), Some(0));
     let unhealthy =
         |d: &[railyard_kubelet_api::deviceplugin::v1beta1::Device]| d.iter().filter(|d| d.health == UNHEALTHY).count();
+    let unhealthy_ids = |d: &[railyard_kubelet_api::deviceplugin::v1beta1::Device]| -> Vec<String> {
+        d.iter()
+            .filter(|d| d.health == UNHEALTHY)
+            .map(|d| d.id.clone())
+            .collect()
+    };
+    // An XID NVML attributes to one MIG instance (GI and CI given) marks only
+    // that MIG device, as NVIDIA's plugin does; its neighbours on GPU 1 stay.
+    let inv = railyard_gpu::GpuBackend::inventory(&sim).await.unwrap();
+    let small = inv.gpus[1]
+        .mig
+        .as_ref()
+        .unwrap()
+        .instances
+        .iter()
+        .find(|i| i.profile == "1g.5gb")
+        .unwrap();
+    let target = small.uuid.clone().unwrap();
+    sim.inject_xid(1, 79, Some(small.gpu_instance_id), small.compute_instance_id);
+    env.kubelet
+        .wait_devices("nvidia.com/mig-1g.5gb", T, |d| unhealthy_ids(d) == [target.clone()])
+        .await
+        .unwrap();
+    let big = env.kubelet.plugin("nvidia.com/mig-2g.10gb").unwrap();
+    assert_eq!(unhealthy(&big.devices), 0);
+    // Kubelet would not offer it: a 12-device admission no longer fits, 11 do.
+    assert!(env.kubelet.admit("nvidia.com/mig-1g.5gb", 12, &[]).await.is_err());
+    let a = env.kubelet.admit("nvidia.com/mig-1g.5gb", 11, &[]).await.unwrap();
+    assert!(!a.devices.contains(&target));
+    env.kubelet.release("nvidia.com/mig-1g.5gb", &a.devices);
+    assert!(
+        env.metrics_text()
+            .contains("railyard_device_plugin_devices{resource=\"nvidia.com/mig-1g.5gb\",health=\"Unhealthy\"} 1")
+    );
+    // An XID NVML cannot attribute (no GI/CI) marks the whole GPU: all 5 MIG
+    // devices on GPU 1.
+    sim.inject_xid(1, 79, None, None);
     env.kubelet
         .wait_devices("nvidia.com/mig-1g.5gb", T, |d| unhealthy(d) == 3)
         .await
@@ -270,8 +306,6 @@ async fn xid_marks_devices_replicas_and_mig_unhealthy_and_recovery_heals() {
         .wait_devices("nvidia.com/mig-2g.10gb", T, |d| unhealthy(d) == 2)
         .await
         .unwrap();
-    // Kubelet would not offer them: a 12-device admission no longer fits.
-    assert!(env.kubelet.admit("nvidia.com/mig-1g.5gb", 12, &[]).await.is_err());
     sim.recover(1);
     env.kubelet
         .wait_devices("nvidia.com/mig-1g.5gb", T, |d| unhealthy(d) == 0)

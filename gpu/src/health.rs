@@ -1,7 +1,10 @@
 //! GPU health from NVML events, shared by both backends.
 //!
 //! A critical XID (any XID not in [`HealthConfig::ignored_xids`]) or a
-//! `GPU_IS_LOST` answer marks a GPU unhealthy. An unhealthy GPU is probed
+//! `GPU_IS_LOST` answer marks a GPU unhealthy. An XID that NVML attributes
+//! to a MIG instance (both its GPU instance and compute instance ids are
+//! given) marks only that MIG device, as NVIDIA's device plugin does; one
+//! without them marks the whole GPU. A GPU with anything unhealthy is probed
 //! every [`HealthConfig::poll_interval`]; it recovers when the probe succeeds
 //! and the driver's recovery action (`NVML_FI_DEV_GET_GPU_RECOVERY_ACTION`)
 //! reads `NONE`. Where the driver cannot report a recovery action, a GPU
@@ -44,10 +47,26 @@ pub fn default_recovery_action(xid: u64) -> u32 {
 }
 
 /// Current health of one GPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GpuHealth {
     Healthy,
+    /// The whole GPU, and with it every MIG device on it.
     Unhealthy(UnhealthyReason),
+    /// The GPU works, but these MIG devices, by (GPU instance id, compute
+    /// instance id), had critical XIDs.
+    MigDevicesUnhealthy(BTreeMap<(u32, u32), UnhealthyReason>),
+}
+
+impl GpuHealth {
+    /// Whether the MIG device `(gpu_instance_id, compute_instance_id)` of
+    /// this GPU is unhealthy: the whole GPU or that device.
+    pub fn mig_device_unhealthy(&self, gpu_instance_id: u32, compute_instance_id: u32) -> bool {
+        match self {
+            GpuHealth::Healthy => false,
+            GpuHealth::Unhealthy(_) => true,
+            GpuHealth::MigDevicesUnhealthy(m) => m.contains_key(&(gpu_instance_id, compute_instance_id)),
+        }
+    }
 }
 
 /// Turns raw observations into [`HealthEvent`]s: each change once.
@@ -71,10 +90,11 @@ impl HealthTracker {
     }
 
     pub fn snapshot(&self) -> BTreeMap<u32, GpuHealth> {
-        self.state.iter().map(|(i, (_, h))| (*i, *h)).collect()
+        self.state.iter().map(|(i, (_, h))| (*i, h.clone())).collect()
     }
 
-    /// GPUs to probe for recovery.
+    /// GPUs to probe for recovery: unhealthy, or with an unhealthy MIG
+    /// device (the driver's recovery action is per GPU).
     pub fn unhealthy(&self) -> Vec<u32> {
         self.state
             .iter()
@@ -83,29 +103,44 @@ impl HealthTracker {
             .collect()
     }
 
-    fn mark(&mut self, gpu: u32, reason: UnhealthyReason) -> Option<HealthEvent> {
+    /// Marks the whole GPU (`mig_device` `None`) or one MIG device.
+    fn mark(&mut self, gpu: u32, mig_device: Option<(u32, u32)>, reason: UnhealthyReason) -> Option<HealthEvent> {
         if self.config.disabled {
             return None;
         }
         let (uuid, h) = self.state.get_mut(&gpu)?;
-        if *h != GpuHealth::Healthy {
-            return None;
+        match (mig_device, &mut *h) {
+            // Already covered: the whole GPU is unhealthy.
+            (_, GpuHealth::Unhealthy(_)) => return None,
+            (None, _) => *h = GpuHealth::Unhealthy(reason),
+            (Some(id), GpuHealth::Healthy) => *h = GpuHealth::MigDevicesUnhealthy(BTreeMap::from([(id, reason)])),
+            (Some(id), GpuHealth::MigDevicesUnhealthy(m)) => {
+                if m.contains_key(&id) {
+                    return None;
+                }
+                m.insert(id, reason);
+            }
         }
-        *h = GpuHealth::Unhealthy(reason);
         Some(HealthEvent {
             gpu,
             uuid: uuid.clone(),
+            mig_device,
             kind: HealthEventKind::Unhealthy(reason),
         })
     }
 
-    /// An XID event; `None` if ignored or the GPU is already unhealthy.
+    /// An XID event; `None` if ignored or what it is about is already
+    /// unhealthy. With both `gi` and `ci` (NVML reports `0xFFFFFFFF`, here
+    /// `None`, when it cannot attribute the XID) only that MIG device is
+    /// marked, as NVIDIA's device plugin does; otherwise the whole GPU.
     pub fn on_xid(&mut self, gpu: u32, xid: u64, gi: Option<u32>, ci: Option<u32>) -> Option<HealthEvent> {
         if self.config.ignored_xids.contains(&xid) {
             return None;
         }
+        let mig_device = gi.zip(ci);
         self.mark(
             gpu,
+            mig_device,
             UnhealthyReason::Xid {
                 xid,
                 gpu_instance_id: gi,
@@ -115,11 +150,12 @@ impl HealthTracker {
     }
 
     pub fn on_lost(&mut self, gpu: u32) -> Option<HealthEvent> {
-        self.mark(gpu, UnhealthyReason::GpuLost)
+        self.mark(gpu, None, UnhealthyReason::GpuLost)
     }
 
-    /// The result of probing an unhealthy GPU: `recovered` when it answered
-    /// and needs no recovery action.
+    /// The result of probing a GPU from [`Self::unhealthy`]: `recovered` when
+    /// it answered and needs no recovery action. The GPU and every MIG
+    /// device on it are healthy again: one `Recovered` event for the GPU.
     pub fn on_probe(&mut self, gpu: u32, recovered: bool) -> Option<HealthEvent> {
         let (uuid, h) = self.state.get_mut(&gpu)?;
         if !recovered || *h == GpuHealth::Healthy {
@@ -129,6 +165,7 @@ impl HealthTracker {
         Some(HealthEvent {
             gpu,
             uuid: uuid.clone(),
+            mig_device: None,
             kind: HealthEventKind::Recovered,
         })
     }
@@ -142,7 +179,7 @@ mod tests {
     fn ignored_xids_and_one_event_per_change() {
         let mut t = HealthTracker::new(HealthConfig::default(), [(0, "GPU-a".to_string())]);
         assert_eq!(t.on_xid(0, 13, None, None), None);
-        let e = t.on_xid(0, 79, Some(1), Some(0)).unwrap();
+        let e = t.on_xid(0, 79, None, None).unwrap();
         assert!(matches!(
             e.kind,
             HealthEventKind::Unhealthy(UnhealthyReason::Xid { xid: 79, .. })
@@ -160,5 +197,37 @@ mod tests {
             [(0, "GPU-a".to_string())],
         );
         assert_eq!(off.on_lost(0), None);
+    }
+
+    #[test]
+    fn mig_xids_mark_one_device_until_the_gpu_recovers() {
+        let mut t = HealthTracker::new(
+            HealthConfig::default(),
+            [(0, "GPU-a".to_string()), (1, "GPU-b".to_string())],
+        );
+        let e = t.on_xid(0, 79, Some(3), Some(0)).unwrap();
+        assert_eq!((e.gpu, e.mig_device), (0, Some((3, 0))));
+        // The same device again: no new event; another device: one more.
+        assert_eq!(t.on_xid(0, 94, Some(3), Some(0)), None);
+        assert_eq!(t.on_xid(0, 94, Some(5), Some(0)).unwrap().mig_device, Some((5, 0)));
+        let h = &t.snapshot()[&0];
+        assert!(h.mig_device_unhealthy(3, 0) && h.mig_device_unhealthy(5, 0));
+        assert!(!h.mig_device_unhealthy(4, 0) && !h.mig_device_unhealthy(3, 1));
+        assert_eq!(t.snapshot()[&1], GpuHealth::Healthy);
+        // Probed for recovery like an unhealthy GPU.
+        assert_eq!(t.unhealthy(), vec![0]);
+        let r = t.on_probe(0, true).unwrap();
+        assert_eq!((r.kind, r.mig_device), (HealthEventKind::Recovered, None));
+        assert_eq!(t.snapshot()[&0], GpuHealth::Healthy);
+
+        // Only a GI (or nothing) named: the whole GPU, as NVIDIA's plugin.
+        let e = t.on_xid(1, 79, Some(3), None).unwrap();
+        assert_eq!(e.mig_device, None);
+        assert!(matches!(t.snapshot()[&1], GpuHealth::Unhealthy(_)));
+        assert_eq!(t.on_xid(1, 79, Some(3), Some(0)), None);
+        // A MIG device first, then the whole GPU: one more event.
+        t.on_xid(0, 79, Some(1), Some(0)).unwrap();
+        assert_eq!(t.on_lost(0).unwrap().mig_device, None);
+        assert!(t.snapshot()[&0].mig_device_unhealthy(2, 0));
     }
 }

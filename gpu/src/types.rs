@@ -128,11 +128,15 @@ pub struct MemoryUsage {
     pub used_mib: u64,
 }
 
-/// Health change of a GPU.
+/// Health change of a GPU or of one of its MIG devices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthEvent {
     pub gpu: u32,
+    /// The GPU's UUID.
     pub uuid: String,
+    /// `(GPU instance id, compute instance id)` of the MIG device the change
+    /// is about; `None`: the whole GPU and every MIG device on it.
+    pub mig_device: Option<(u32, u32)>,
     pub kind: HealthEventKind,
 }
 

@@ -268,7 +268,11 @@ fn health_events_flow_and_recover() {
                 compute_instance_id: Some(0)
             })
         );
-        assert!(matches!(sim.health().await.unwrap()[&4], GpuHealth::Unhealthy(_)));
+        // Attributed to MIG device (7, 0): only it is unhealthy.
+        assert_eq!(e.mig_device, Some((7, 0)));
+        let h = sim.health().await.unwrap()[&4].clone();
+        assert!(matches!(&h, GpuHealth::MigDevicesUnhealthy(m) if m.len() == 1));
+        assert!(h.mig_device_unhealthy(7, 0) && !h.mig_device_unhealthy(8, 0));
         sim.recover(4);
         assert_eq!(rx.recv().await.unwrap().kind, HealthEventKind::Recovered);
         sim.set_lost(2);
