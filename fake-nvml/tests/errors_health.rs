@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{pair, profile_path, rt};
+use common::{pair, pair_without_health_poll, profile_path, rt};
 use railyard_core::mig::{MigInstance, Placement, ProfileKind};
 use railyard_fake_nvml::harness::FakeNvml;
 use railyard_gpu::error::TYPED_ERROR_CODES;
@@ -20,7 +20,7 @@ use tokio::sync::broadcast;
 #[test]
 fn every_typed_error_is_injectable_on_both_backends() {
     rt().block_on(async {
-        let p = pair(&profile_path("dgx-h100-mig"));
+        let p = pair_without_health_poll(&profile_path("dgx-h100-mig"));
         for &code in TYPED_ERROR_CODES {
             let expected = GpuError::from_code(Op::Memory, code).unwrap();
             p.fake
@@ -43,7 +43,7 @@ fn every_typed_error_is_injectable_on_both_backends() {
 #[test]
 fn mig_failures_roll_back_and_map_by_step() {
     rt().block_on(async {
-        let p = pair(&profile_path("dgx-h100-mig"));
+        let p = pair_without_health_poll(&profile_path("dgx-h100-mig"));
         let inst = MigInstance {
             kind: ProfileKind::G3,
             placement: Placement { start: 0, size: 4 },

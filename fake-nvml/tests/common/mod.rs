@@ -38,6 +38,19 @@ pub fn pair(path: &std::path::Path) -> Pair {
     Pair { fake, nvml, sim }
 }
 
+/// As [`pair`], with NVML's health probe off: its poll calls
+/// `nvmlDeviceGetMemoryInfo` on every GPU every 10 ms, so it could consume a
+/// one-shot injected failure before the test's own call does.
+pub fn pair_without_health_poll(path: &std::path::Path) -> Pair {
+    let fake = FakeNvml::from_file(path).unwrap();
+    let mut config = fake.config();
+    config.health.disabled = true;
+    let nvml = NvmlBackend::new(config).unwrap();
+    let text = std::fs::read_to_string(path).unwrap();
+    let sim = SimBackend::with_health(MachineProfile::from_yaml(&text).unwrap(), fake.config().health);
+    Pair { fake, nvml, sim }
+}
+
 pub fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
