@@ -274,6 +274,8 @@ pub struct AppState {
     clock: Clock,
     /// Asks seen by filter, for bind.
     pub(crate) pending: Mutex<HashMap<String, PodAsk>>,
+    /// Topology label problems last logged (logged again only on change).
+    fabric_problems: Mutex<Vec<(String, String)>>,
     scored: Mutex<HashMap<String, Scored>>,
     /// Set once the watches have listed everything.
     pub ready: AtomicBool,
@@ -304,6 +306,7 @@ impl AppState {
             registry: Arc::new(registry),
             clock: Arc::new(now_ms),
             pending: Mutex::new(HashMap::new()),
+            fabric_problems: Mutex::new(Vec::new()),
             scored: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(true),
         }
@@ -346,7 +349,17 @@ impl AppState {
         let (complete, filling) = v.gang_counts();
         self.metrics.nodes.set(v.node_count() as i64);
         self.metrics.pods.set(v.pod_count() as i64);
+        let problems = v.fabric_problems().to_vec();
         drop(v);
+        self.metrics.mislabelled_nodes.set(problems.len() as i64);
+        if let Ok(mut last) = self.fabric_problems.lock()
+            && *last != problems
+        {
+            for (node, why) in problems.iter().filter(|p| !last.contains(p)) {
+                tracing::warn!(%node, %why, "topology labels ignored; the node is planned without topology");
+            }
+            *last = problems;
+        }
         self.metrics
             .gangs
             .get_or_create(&StateLabels { state: "complete" })

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub gangs: Family<StateLabels, Gauge>,
     pub nodes: Gauge,
     pub pods: Gauge,
+    /// Nodes whose topology labels do not parse (planned without topology).
+    pub mislabelled_nodes: Gauge,
 }
 
 impl Default for Metrics {
@@ -52,6 +54,7 @@ impl Default for Metrics {
             gangs: Family::default(),
             nodes: Gauge::default(),
             pods: Gauge::default(),
+            mislabelled_nodes: Gauge::default(),
         }
     }
 }
@@ -73,6 +76,11 @@ impl Metrics {
         r.register("gang_reservations", "Gang reservations by state", m.gangs.clone());
         r.register("nodes", "Nodes in the extender's view", m.nodes.clone());
         r.register("pods", "Pods placed in the extender's view", m.pods.clone());
+        r.register(
+            "mislabelled_nodes",
+            "Nodes whose topology labels do not parse; gangs plan them without topology",
+            m.mislabelled_nodes.clone(),
+        );
         m
     }
 

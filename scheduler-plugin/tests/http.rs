@@ -271,6 +271,19 @@ async fn healthz_and_metrics() {
     );
     assert!(m.contains("railyard_scheduler_nodes 3"));
     assert!(m.contains("railyard_scheduler_gang_reservations{state=\"filling\"} 0"));
+    assert!(m.contains("railyard_scheduler_mislabelled_nodes 0"), "{m}");
+    // A node whose topology labels do not parse is counted (and planned
+    // without topology; the other nodes keep theirs).
+    let topo = dgx_profile_json();
+    f.add_node(&node(
+        "bad-labels",
+        &[("nvidia.com/gpu", "8")],
+        &[("fabric.topograph.run/tier-1", "spine0")],
+        Some(&topo),
+    ));
+    f.state.tick();
+    let (_, m) = f.get("/metrics").await;
+    assert!(m.contains("railyard_scheduler_mislabelled_nodes 1"), "{m}");
     // Unknown paths are 404, the wrong method 405.
     assert_eq!(f.get("/railyard/filter").await.0, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(f.get("/nope").await.0, StatusCode::NOT_FOUND);

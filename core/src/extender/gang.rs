@@ -222,7 +222,20 @@ impl ClusterView {
             machine_label: Some(MACHINE_LABEL.into()),
             ..LabelOptions::default()
         };
-        let f = Fabric::from_labels(&labels, &opts)
+        // A node whose own labels do not parse plans without topology; the
+        // others keep theirs. Only when the labels fail as a whole does
+        // every node go without.
+        let f = match Fabric::from_labels_lenient(&labels, &opts) {
+            Ok((f, skipped)) => {
+                self.fabric_problems = skipped.into_iter().map(|(n, e)| (n, e.to_string())).collect();
+                Ok(f)
+            }
+            Err(e) => {
+                self.fabric_problems = vec![("*".to_string(), e.to_string())];
+                Err(e)
+            }
+        };
+        let f = f
             .or_else(|_| Fabric::from_labels(&bare, &opts))
             .or_else(|_| Fabric::from_labels(&BTreeMap::new(), &opts));
         let f = Arc::new(match f {
@@ -231,6 +244,14 @@ impl ClusterView {
         });
         self.fabric = Some((self.fabric_generation, f.clone()));
         f
+    }
+
+    /// Nodes whose topology labels did not parse, with why (they are
+    /// planned without topology); `*` when the labels failed as a whole.
+    /// Brings the fabric up to date first.
+    pub fn fabric_problems(&mut self) -> &[(String, String)] {
+        self.fabric();
+        &self.fabric_problems
     }
 
     /// Members of `gang` placed now (assumed or bound) with their slot,

@@ -893,3 +893,30 @@ fn time_sliced_nodes_score_as_replicas() {
     let one = v.score(&ask(GpuAsk::Whole(1)), ["sliced", "sliced-used"]);
     assert!(one[1].1 > one[0].1, "{one:?}");
 }
+
+#[test]
+fn a_mislabelled_node_does_not_take_the_topology_from_the_others() {
+    let mut v = dgx_cluster(4);
+    // tier-1 without tier-0: this node's labels do not parse.
+    v.upsert_node(node(
+        "dgx-bad",
+        &[("nvidia.com/gpu", 8)],
+        &[("fabric.topograph.run/tier-1", "spine0")],
+        Some(profile("dgx-h100")),
+    ));
+    let problems = v.fabric_problems().to_vec();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].0, "dgx-bad");
+    assert!(problems[0].1.contains("tier-0"), "{}", problems[0].1);
+    // The others keep their leaf: a gang that requires one leaf is planned.
+    let s = GangSpec {
+        required: Some("tier-0".into()),
+        ..spec(2, 8)
+    };
+    match v.gang_filter(&s, "m0", Some(0), 0).unwrap() {
+        GangFilter::Slot { node, .. } => assert!(node.starts_with("dgx") && node != "dgx-bad", "{node}"),
+        other => panic!("{other:?}"),
+    }
+    let res = v.reservation("ns/job").expect("reserved");
+    assert!(res.plan.slots.iter().all(|s| s.node != "dgx-bad"));
+}

@@ -480,6 +480,9 @@ pub struct ClusterView {
     /// Bumped when labels or topologies change (the fabric is rebuilt).
     pub(crate) fabric_generation: u64,
     pub(crate) fabric: Option<(u64, Arc<crate::fabric::Fabric>)>,
+    /// Nodes whose topology labels did not parse (they plan without
+    /// topology), or one `*` entry when the labels failed as a whole.
+    pub(crate) fabric_problems: Vec<(String, String)>,
     /// Pods changed since the packing mix was built.
     pub(crate) mix_changes: usize,
 }
@@ -502,6 +505,7 @@ impl ClusterView {
             generation: 0,
             fabric_generation: 0,
             fabric: None,
+            fabric_problems: Vec::new(),
             mix_changes: 0,
         }
     }

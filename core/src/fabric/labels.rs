@@ -93,6 +93,27 @@ type LabelChain = Vec<(String, Option<Hop>)>;
 impl Fabric {
     /// Builds the fabric from each node's labels (node name → labels).
     pub fn from_labels(nodes: &BTreeMap<String, Labels>, opts: &LabelOptions) -> Result<Self, ConfigError> {
+        Self::read_labels(nodes, opts, false).map(|(f, _)| f)
+    }
+
+    /// As [`Fabric::from_labels`], but a node whose own labels do not parse
+    /// (a typo in one tier label, a malformed clique) joins without topology
+    /// — only its machine — and is returned with its error, instead of
+    /// failing the whole read: one mislabelled node must not take the
+    /// topology away from every other node. Errors between nodes (the same
+    /// switch at two tiers) and in `opts` still fail.
+    pub fn from_labels_lenient(
+        nodes: &BTreeMap<String, Labels>,
+        opts: &LabelOptions,
+    ) -> Result<(Self, Vec<(String, ConfigError)>), ConfigError> {
+        Self::read_labels(nodes, opts, true)
+    }
+
+    fn read_labels(
+        nodes: &BTreeMap<String, Labels>,
+        opts: &LabelOptions,
+        lenient: bool,
+    ) -> Result<(Self, Vec<(String, ConfigError)>), ConfigError> {
         if let LabelScheme::Levels(levels) = &opts.scheme {
             check_levels(levels)?;
         }
@@ -107,8 +128,23 @@ impl Fabric {
         let mut drafts = Vec::with_capacity(nodes.len());
         let mut domains = BTreeSet::new();
         let mut depth = 0;
+        let mut skipped = Vec::new();
         for (node, labels) in nodes {
-            let d = draft(node, labels, opts)?;
+            let d = match draft(node, labels, opts) {
+                Ok(d) => d,
+                Err(e) if lenient => {
+                    let machine_only: Labels = opts
+                        .machine_label
+                        .as_ref()
+                        .and_then(|k| labels.get_key_value(k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .into_iter()
+                        .collect();
+                    skipped.push((node.clone(), e));
+                    draft(node, &machine_only, opts)?
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(dom) = &d.domain {
                 domains.insert(dom.name.clone());
             }
@@ -129,7 +165,7 @@ impl Fabric {
                 gbps: opts.domain_gbps,
             })
             .collect();
-        model::build(WHAT, opts.name.clone(), tiers, domains, drafts)
+        Ok((model::build(WHAT, opts.name.clone(), tiers, domains, drafts)?, skipped))
     }
 }
 

@@ -649,6 +649,66 @@ fn machine_label_and_partial_chains() {
     assert_eq!(f.groups_at_tier(1).len(), 1);
 }
 
+#[test]
+fn one_mislabelled_node_keeps_the_rest_of_the_topology_when_lenient() {
+    let nodes: BTreeMap<String, BTreeMap<String, String>> = [
+        (
+            "a",
+            labels(&[
+                ("fabric.topograph.run/tier-0", "l1"),
+                ("fabric.topograph.run/tier-1", "s1"),
+            ]),
+        ),
+        (
+            "b",
+            labels(&[
+                ("fabric.topograph.run/tier-0", "l1"),
+                ("fabric.topograph.run/tier-1", "s1"),
+            ]),
+        ),
+        (
+            "c",
+            labels(&[
+                ("fabric.topograph.run/tier-0", "l2"),
+                ("fabric.topograph.run/tier-1", "s1"),
+            ]),
+        ),
+        // tier-1 without tier-0: this node's labels do not parse.
+        ("bad", labels(&[("fabric.topograph.run/tier-1", "s1")])),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let opts = LabelOptions {
+        default_machine: Some("dgx-h100".into()),
+        ..LabelOptions::default()
+    };
+    assert!(
+        Fabric::from_labels(&nodes, &opts).is_err(),
+        "strict: one bad node fails all"
+    );
+    let (f, skipped) = Fabric::from_labels_lenient(&nodes, &opts).expect("lenient");
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].0, "bad");
+    assert!(
+        skipped[0]
+            .1
+            .to_string()
+            .contains("bad.labels[fabric.topograph.run/tier-0]"),
+        "{}",
+        skipped[0].1
+    );
+    assert_eq!(f.common_tier("a", "b"), Ok(Some(0)));
+    assert_eq!(f.common_tier("a", "c"), Ok(Some(1)));
+    assert!(f.node("bad").is_some(), "the node stays, without topology");
+    // Errors that are not one node's own still fail.
+    let bad_opts = LabelOptions {
+        rails: Some(0),
+        ..opts.clone()
+    };
+    assert!(Fabric::from_labels_lenient(&nodes, &bad_opts).is_err());
+}
+
 /// Random tree fabrics: node `n` sits under leaf `path[0]`, spine `path[1]`, …
 /// Names carry the whole path so the switches always form a tree.
 fn arb_fabric() -> impl Strategy<Value = (usize, bool, Vec<Vec<u8>>, Vec<f64>)> {
