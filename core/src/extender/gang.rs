@@ -525,6 +525,8 @@ impl ClusterView {
             let n = &mut self.nodes[i];
             n.give_back(&r.ask, r.mask, r.milli);
             n.pods.retain(|u| u != uid);
+            // `hold` below refreshes only when it succeeds.
+            self.refresh_frag(i);
         }
         let gpus = self.gangs.get(gang).and_then(|g| g.plan.slots.get(slot)).cloned();
         if let Some(s) = gpus {

@@ -920,3 +920,83 @@ fn a_mislabelled_node_does_not_take_the_topology_from_the_others() {
     let res = v.reservation("ns/job").expect("reserved");
     assert!(res.plan.slots.iter().all(|s| s.node != "dgx-bad"));
 }
+
+#[test]
+fn pods_keep_their_gpus_by_index_when_the_layout_changes() {
+    // Shared: GPUs 0..=6 full, a pod assumed onto GPU 7, then GPU 7 leaves
+    // (the device plugin republishes 7 GPUs): no panic, nothing lost.
+    let shared = |count: &str, replicas: i64| {
+        node(
+            "s",
+            &[("nvidia.com/gpu.shared", replicas)],
+            &[("nvidia.com/gpu.count", count), ("nvidia.com/gpu.replicas", "4")],
+            None,
+        )
+    };
+    let mut v = ClusterView::new(ViewConfig::default());
+    v.upsert_node(shared("8", 32));
+    for g in 0..7u32 {
+        v.observe_pod(bound(&format!("full{g}"), "s", ask(GpuAsk::Shared(4)), Some(vec![g])), 0);
+    }
+    let a = v.assume("late", &ask(GpuAsk::Shared(1)), "s").unwrap();
+    assert_eq!(a.gpus, vec![7]);
+    v.observe_pod(bound("late", "s", ask(GpuAsk::Shared(1)), None), 0);
+    v.upsert_node(shared("7", 28));
+    assert_eq!(v.pod_count(), 8);
+    assert!(v.gpu_left("s").unwrap().iter().all(|&(_, l)| l == 0), "{:?}", v.gpu_left("s"));
+    assert!(v.filter(&ask(GpuAsk::Shared(1)), ["s"], false).passed.is_empty());
+
+    // Whole GPUs with a topology: GPU 3 disappears; pods on GPUs 5 and 6
+    // stay on 5 and 6 (not shifted onto 6 and 7), so 4 and 7 are what is free.
+    let full = profile("dgx-h100");
+    let mut seven = (*full).clone();
+    seven.gpus.retain(|g| g.index != 3);
+    let seven = Arc::new(seven);
+    let mut v = ClusterView::new(ViewConfig::default());
+    v.upsert_node(node("d", &[("nvidia.com/gpu", 8)], &[], Some(full)));
+    let taken = |v: &mut ClusterView, uid: &str| v.assume(uid, &ask(GpuAsk::Whole(1)), "d").unwrap().gpus;
+    let mut first = Vec::new();
+    for k in 0..7 {
+        first.extend(taken(&mut v, &format!("p{k}")));
+    }
+    // Free the ones that are not 5 and 6.
+    for (k, g) in first.iter().enumerate() {
+        if *g != 5 && *g != 6 {
+            v.unassume(&format!("p{k}"));
+        }
+    }
+    let mut free = v.free_gpus("d").unwrap();
+    free.sort_unstable();
+    assert_eq!(free, vec![0, 1, 2, 3, 4, 7], "{first:?}");
+    v.upsert_node(node("d", &[("nvidia.com/gpu", 7)], &[], Some(seven)));
+    let mut free = v.free_gpus("d").unwrap();
+    free.sort_unstable();
+    assert_eq!(free, vec![0, 1, 2, 4, 7]);
+    // And the same after the node leaves the view and comes back.
+    let back = v.nodes[0].input.clone();
+    v.remove_node("d");
+    v.upsert_node(back);
+    let mut free = v.free_gpus("d").unwrap();
+    free.sort_unstable();
+    assert_eq!(free, vec![0, 1, 2, 4, 7]);
+}
+
+#[test]
+fn a_failed_bind_that_cannot_be_held_again_still_refreshes_the_node() {
+    let mut v = dgx_cluster(1);
+    let s = spec(2, 4);
+    let GangFilter::Slot { node, .. } = v.gang_filter(&s, "a", Some(0), 0).unwrap() else {
+        panic!("planned")
+    };
+    v.assume("a", &ask(GpuAsk::Whole(4)), &node).unwrap();
+    // One GPU turns unhealthy: 7 advertised, same layout.
+    let mut n = v.nodes[0].input.clone();
+    n.allocatable.insert("nvidia.com/gpu".into(), 7);
+    v.upsert_node(n);
+    // The bind fails: the GPUs go back, but 7 - 4 held < 4, so the slot
+    // cannot be held again. The node's record must still be current (debug
+    // builds compare it on every filter).
+    v.unassume("a");
+    let out = v.filter(&ask(GpuAsk::Whole(1)), [node.as_str()], false);
+    assert_eq!(out.passed, vec![0]);
+}

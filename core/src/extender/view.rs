@@ -320,6 +320,14 @@ impl NodeState {
         Some(m)
     }
 
+    /// Every position of this node's layout.
+    pub fn position_mask(&self) -> u64 {
+        match self.ids.len() {
+            n if n >= 64 => u64::MAX,
+            n => (1u64 << n) - 1,
+        }
+    }
+
     pub fn indices(&self, mask: u64) -> Vec<u32> {
         self.ids
             .iter()
@@ -555,7 +563,6 @@ impl ClusterView {
 
     /// Adds or replaces a node. Pods already known on it are re-applied.
     pub fn upsert_node(&mut self, input: NodeInput) {
-        self.generation += 1;
         let machine = input.topology.as_ref().and_then(|p| self.machines.intern(p));
         if let Some(&i) = self.by_name.get(&input.name) {
             let old = &self.nodes[i];
@@ -563,8 +570,19 @@ impl ClusterView {
             if old.input == input {
                 return;
             }
+            self.generation += 1;
             if fabric_changed {
                 self.fabric_generation += 1;
+            }
+            // Positions are per layout; GPU indices are not: pods keep their
+            // GPUs by index across a layout change (a GPU gone from the
+            // topology must not shift every later pod onto its neighbour).
+            for uid in &old.pods {
+                if let Some(r) = self.pods.get_mut(uid)
+                    && r.applied
+                {
+                    r.hint = Some(old.indices(r.mask));
+                }
             }
             let pods = std::mem::take(&mut self.nodes[i].pods);
             let reserved = self.nodes[i].reserved;
@@ -601,6 +619,7 @@ impl ClusterView {
             self.refresh_frag(i);
             return;
         }
+        self.generation += 1;
         self.fabric_generation += 1;
         let i = self.nodes.len();
         let mut fresh = NodeState::new(input.clone(), machine.as_ref().map(|(id, t)| (*id, &**t)));
@@ -654,6 +673,10 @@ impl ClusterView {
         self.hot.swap_remove(i);
         for uid in &n.pods {
             if let Some(r) = self.pods.get_mut(uid) {
+                if r.applied {
+                    // By GPU index: the node may come back with another layout.
+                    r.hint = Some(n.indices(r.mask));
+                }
                 r.applied = false;
             }
         }
@@ -680,9 +703,11 @@ impl ClusterView {
             return;
         }
         let node = &mut self.nodes[i];
-        if let Some(m) = r.hint.as_ref().and_then(|g| node.positions(g)) {
-            r.mask = m;
+        if let Some(g) = r.hint.as_ref() {
+            // A recorded GPU the node no longer has: choose again below.
+            r.mask = node.positions(g).unwrap_or(0);
         }
+        r.mask &= node.position_mask();
         let (mask, milli) = match &node.effective(&r.ask).gpu {
             GpuAsk::Whole(k) => {
                 let free = node.free_mask();
@@ -695,7 +720,7 @@ impl ClusterView {
                 let usable = !node.reserved & !node.mig_gpus;
                 let valid = r.mask.count_ones() == 1
                     && r.mask & usable != 0
-                    && node.left[r.mask.trailing_zeros() as usize] >= milli;
+                    && node.left.get(r.mask.trailing_zeros() as usize).is_some_and(|&l| l >= milli);
                 let mask = if valid {
                     r.mask
                 } else {
