@@ -936,14 +936,21 @@ fn pods_keep_their_gpus_by_index_when_the_layout_changes() {
     let mut v = ClusterView::new(ViewConfig::default());
     v.upsert_node(shared("8", 32));
     for g in 0..7u32 {
-        v.observe_pod(bound(&format!("full{g}"), "s", ask(GpuAsk::Shared(4)), Some(vec![g])), 0);
+        v.observe_pod(
+            bound(&format!("full{g}"), "s", ask(GpuAsk::Shared(4)), Some(vec![g])),
+            0,
+        );
     }
     let a = v.assume("late", &ask(GpuAsk::Shared(1)), "s").unwrap();
     assert_eq!(a.gpus, vec![7]);
     v.observe_pod(bound("late", "s", ask(GpuAsk::Shared(1)), None), 0);
     v.upsert_node(shared("7", 28));
     assert_eq!(v.pod_count(), 8);
-    assert!(v.gpu_left("s").unwrap().iter().all(|&(_, l)| l == 0), "{:?}", v.gpu_left("s"));
+    assert!(
+        v.gpu_left("s").unwrap().iter().all(|&(_, l)| l == 0),
+        "{:?}",
+        v.gpu_left("s")
+    );
     assert!(v.filter(&ask(GpuAsk::Shared(1)), ["s"], false).passed.is_empty());
 
     // Whole GPUs with a topology: GPU 3 disappears; pods on GPUs 5 and 6

@@ -720,7 +720,10 @@ impl ClusterView {
                 let usable = !node.reserved & !node.mig_gpus;
                 let valid = r.mask.count_ones() == 1
                     && r.mask & usable != 0
-                    && node.left.get(r.mask.trailing_zeros() as usize).is_some_and(|&l| l >= milli);
+                    && node
+                        .left
+                        .get(r.mask.trailing_zeros() as usize)
+                        .is_some_and(|&l| l >= milli);
                 let mask = if valid {
                     r.mask
                 } else {
