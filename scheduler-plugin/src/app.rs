@@ -274,6 +274,9 @@ pub struct AppState {
     clock: Clock,
     /// Asks seen by filter, for bind.
     pub(crate) pending: Mutex<HashMap<String, PodAsk>>,
+    /// Scheduler names whose pods this extender places (`spec.schedulerName`);
+    /// empty: any.
+    scheduler_names: Vec<String>,
     /// Topology label problems last logged (logged again only on change).
     fabric_problems: Mutex<Vec<(String, String)>>,
     scored: Mutex<HashMap<String, Scored>>,
@@ -307,8 +310,43 @@ impl AppState {
             clock: Arc::new(now_ms),
             pending: Mutex::new(HashMap::new()),
             fabric_problems: Mutex::new(Vec::new()),
+            scheduler_names: Vec::new(),
             scored: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(true),
+        }
+    }
+
+    /// Places only pods whose `spec.schedulerName` is one of `names` (the
+    /// kube-scheduler profiles that call this extender); others are refused
+    /// by filter and bind.
+    pub fn with_scheduler_names(mut self, names: Vec<String>) -> Self {
+        self.scheduler_names = names;
+        self
+    }
+
+    /// Whether this extender may place `pod`: not bound yet, and meant for
+    /// one of its schedulers. Bind creates Bindings with the extender's own
+    /// rights, so it must not bind a pod another scheduler owns.
+    pub fn placeable(&self, pod: &LeanPod) -> Result<(), String> {
+        let spec = pod.spec.as_ref();
+        if let Some(node) = spec.and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty()) {
+            return Err(format!("pod {} is already bound to {node}", k8s::pod_uid(pod)));
+        }
+        if self.scheduler_names.is_empty() {
+            return Ok(());
+        }
+        let name = spec
+            .and_then(|s| s.scheduler_name.as_deref())
+            .filter(|n| !n.is_empty())
+            .unwrap_or("default-scheduler");
+        if self.scheduler_names.iter().any(|n| n == name) {
+            Ok(())
+        } else {
+            Err(format!(
+                "pod {} is for scheduler {name:?}; this extender places pods of {:?} (--scheduler-name)",
+                k8s::pod_uid(pod),
+                self.scheduler_names
+            ))
         }
     }
 
@@ -392,6 +430,10 @@ impl AppState {
                 return Ok(FilterAnswer::error(e.to_string()));
             }
         };
+        if let Err(e) = self.placeable(&pod) {
+            self.metrics.decision("filter", "error");
+            return Ok(FilterAnswer::error(e));
+        }
         if let Some(list) = &full {
             self.learn_nodes(list);
         }
@@ -709,7 +751,19 @@ async fn prioritize(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
 async fn bind(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
     guarded(&s, "bind", async {
         match parse::<ExtenderBindingArgs>(&body) {
-            Ok(a) => json(&s.bind(a).await),
+            // Its own task: if kube-scheduler gives up (httpTimeout) and
+            // drops the connection, the assumption is still either bound or
+            // undone, never left booking GPUs for a pod that is not there.
+            Ok(a) => {
+                let state = s.clone();
+                match tokio::spawn(async move { state.bind(a).await }).await {
+                    Ok(r) => json(&r),
+                    Err(e) => {
+                        s.metrics.decision("bind", "error");
+                        (StatusCode::INTERNAL_SERVER_ERROR, format!("bind: internal error: {e}")).into_response()
+                    }
+                }
+            }
             Err(e) => bad_request(&s, "bind", e),
         }
     })

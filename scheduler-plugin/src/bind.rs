@@ -104,6 +104,7 @@ impl AppState {
                 args.pod_uid
             ));
         }
+        self.placeable(&pod)?;
         // The pod's real UID, the one the pod watch will report it under.
         let uid = k8s::pod_uid(&pod);
         let ask = k8s::pod_ask(&pod).map_err(|e| format!("pod {namespace}/{name}: {e}"))?;

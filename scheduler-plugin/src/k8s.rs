@@ -52,6 +52,9 @@ pub struct LeanPod {
 pub struct LeanPodSpec {
     #[serde(default)]
     pub node_name: Option<String>,
+    /// Which scheduler places the pod (`default-scheduler` when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler_name: Option<String>,
     #[serde(default)]
     pub containers: Vec<LeanContainer>,
     #[serde(default)]
