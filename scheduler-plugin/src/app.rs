@@ -282,6 +282,8 @@ pub struct AppState {
     scored: Mutex<HashMap<String, Scored>>,
     /// Set once the watches have listed everything.
     pub ready: AtomicBool,
+    /// Nodes, pods listed (the watches set these; `ready` needs both).
+    pub(crate) listed: [AtomicBool; 2],
 }
 
 impl std::fmt::Debug for AppState {
@@ -313,6 +315,7 @@ impl AppState {
             scheduler_names: Vec::new(),
             scored: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(true),
+            listed: [AtomicBool::new(false), AtomicBool::new(false)],
         }
     }
 
@@ -348,6 +351,11 @@ impl AppState {
                 self.scheduler_names
             ))
         }
+    }
+
+    /// Whether the pod watch has listed every pod (tests).
+    pub fn listed_pods_for_test(&self) -> bool {
+        self.listed[1].load(Ordering::Relaxed)
     }
 
     /// Replaces the clock (unix ms), for tests.

@@ -301,24 +301,39 @@ where
     }
 }
 
+/// Marks nodes (0) or pods (1) listed; ready once both are: a pod seen
+/// before its node cannot rebuild its gang's reservation, so answering
+/// before the nodes are in could plan a gang around members it cannot see.
+fn listed(state: &AppState, which: usize) {
+    state.listed[which].store(true, Ordering::Relaxed);
+    if state.listed.iter().all(|l| l.load(Ordering::Relaxed)) {
+        state.tick();
+        state.ready.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Watches Nodes into the view.
 pub async fn watch_nodes(client: Client, state: Arc<AppState>) {
     let mut seen = None;
     drive(Api::<Node>::all(client), "nodes", |ev| {
-        apply_node(&state, ev, &mut seen)
+        let done = matches!(ev, Event::InitDone);
+        apply_node(&state, ev, &mut seen);
+        if done {
+            listed(&state, 0);
+        }
     })
     .await;
 }
 
-/// Watches Pods into the view; `/healthz` turns ready once they are listed.
+/// Watches Pods into the view; `/healthz` turns ready once nodes and pods
+/// are listed.
 pub async fn watch_pods(client: Client, state: Arc<AppState>) {
     let mut seen = None;
     drive(Api::<LeanPod>::all(client), "pods", |ev| {
         let done = matches!(ev, Event::InitDone);
         apply_pod(&state, ev, &mut seen);
         if done {
-            state.tick();
-            state.ready.store(true, Ordering::Relaxed);
+            listed(&state, 1);
         }
     })
     .await;
@@ -361,8 +376,11 @@ pub fn to_watch(served: &Served) -> Vec<GangKind> {
 /// Runs every watch until one ends (they retry with backoff, so normally
 /// never). `/healthz` turns ready once nodes and pods are listed.
 pub async fn run(client: Client, state: Arc<AppState>) {
-    // Not ready until the pods are listed, including while discovery runs.
+    // Not ready until nodes and pods are listed, also while discovery runs.
     state.ready.store(false, Ordering::Relaxed);
+    for l in &state.listed {
+        l.store(false, Ordering::Relaxed);
+    }
     let served = detect(&client).await;
     tracing::info!(?served, "gang APIs served by the cluster");
     // v1alpha2 and v1beta1 PodGroups are the same objects: with v1beta1

@@ -417,8 +417,7 @@ async fn without_gang_apis_the_view_is_still_watched_and_a_late_crd_is_picked_up
                 held.push(send);
                 watched.insert(path.clone());
                 if path == "/api/v1/pods" {
-                    // Pods listed: ready, with the running pod's GPUs taken.
-                    assert!(state.ready.load(Ordering::Relaxed));
+                    // Pods listed: the running pod's GPUs are taken.
                     assert_eq!(state.view().pod_state("uid-0").map(|(n, ..)| n), Some("dgx0".into()));
                     crd_installed = true;
                 }
@@ -463,6 +462,7 @@ async fn without_gang_apis_the_view_is_still_watched_and_a_late_crd_is_picked_up
     })
     .await;
     assert!(done.is_ok(), "the watches stalled (watched so far: {watched:?})");
+    assert!(state.ready.load(Ordering::Relaxed), "nodes and pods listed: ready");
     assert!(watched.contains("/api/v1/nodes"), "{watched:?}");
     assert!(state.view().has_node("dgx0"));
     assert!(probes >= 2, "asked again after the first 404");
@@ -559,5 +559,55 @@ async fn v1beta1_pod_groups_are_detected_and_watched_in_place_of_v1alpha2() {
     let (req, _held) = next(&mut handle).await;
     expect_watch(&req, PATH, "4");
     assert!(resolve(&state, scheduling_group("ring")).is_err());
+    task.abort();
+}
+
+/// `/healthz` turns ready only once nodes *and* pods are listed: pods listed
+/// first with the node list still outstanding is not ready.
+#[tokio::test(start_paused = true)]
+async fn not_ready_until_nodes_and_pods_are_listed() {
+    let (client, mut handle) = mock();
+    let f = Fixture::new(60_000);
+    let state = f.state.clone();
+    let task = tokio::spawn(watch::run(client, state.clone()));
+    let mut node_list = None;
+    let mut held = Vec::new();
+    // Discovery (nothing served), then the node and pod lists in any order.
+    while node_list.is_none() || !state.listed_pods_for_test() {
+        let (req, send) = next(&mut handle).await;
+        let path = req.uri().path().to_string();
+        if query(&req).contains("watch=true") {
+            held.push(send);
+            continue;
+        }
+        match path.as_str() {
+            "/api/v1/nodes" => node_list = Some(send),
+            "/api/v1/pods" => send.send_response(respond(StatusCode::OK, &list("v1", "PodList", "5", vec![]))),
+            p if p.starts_with("/apis/") && !p.ends_with("podgroups") && !p.ends_with("workloads") => {
+                send.send_response(not_served())
+            }
+            other => panic!("unexpected request {other}"),
+        }
+    }
+    assert!(
+        !state.ready.load(Ordering::Relaxed),
+        "pods listed, nodes not yet: not ready"
+    );
+    let topo = dgx_profile_json();
+    let dgx = node("dgx0", &[("nvidia.com/gpu", "8")], &[], Some(&topo));
+    node_list
+        .expect("node list requested")
+        .send_response(respond(StatusCode::OK, &list("v1", "NodeList", "6", vec![dgx])));
+    // The node watch follows its list; by then the list is applied.
+    loop {
+        let (req, send) = next(&mut handle).await;
+        let is_node_watch = req.uri().path() == "/api/v1/nodes" && query(&req).contains("watch=true");
+        held.push(send);
+        if is_node_watch {
+            break;
+        }
+    }
+    assert!(state.ready.load(Ordering::Relaxed));
+    assert!(state.view().has_node("dgx0"));
     task.abort();
 }
