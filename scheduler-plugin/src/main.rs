@@ -37,6 +37,13 @@ struct Args {
     /// PEM private key (PKCS#8, RSA or EC) of --tls-cert-file.
     #[arg(long, env = "TLS_PRIVATE_KEY_FILE", requires = "tls_cert_file")]
     tls_private_key_file: Option<PathBuf>,
+    /// PEM CA bundle: HTTPS clients must present a certificate (with the
+    /// client auth usage) that chains to one of these CAs, or the handshake
+    /// fails. kube-scheduler sends its extender tlsConfig.certFile/keyFile.
+    /// Re-read when it changes. Needs --tls-cert-file and
+    /// --tls-private-key-file; without it, any client is served.
+    #[arg(long, env = "TLS_CLIENT_CA_FILE", requires_all = ["tls_cert_file", "tls_private_key_file"])]
+    tls_client_ca_file: Option<PathBuf>,
 }
 
 /// Ctrl-C, or SIGTERM (what Kubernetes sends a pod it stops).
@@ -71,12 +78,20 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // Bad certificate files fail here, before anything else starts.
     #[cfg(feature = "rustls-tls")]
-    let tls = match (&args.tls_cert_file, &args.tls_private_key_file) {
-        (Some(cert), Some(key)) => Some(railyard_scheduler::tls::TlsSource::load(cert, key)?),
-        _ => None,
+    let tls = {
+        use railyard_scheduler::tls::TlsSource;
+        match (
+            &args.tls_cert_file,
+            &args.tls_private_key_file,
+            &args.tls_client_ca_file,
+        ) {
+            (Some(cert), Some(key), None) => Some(TlsSource::load(cert, key)?),
+            (Some(cert), Some(key), Some(ca)) => Some(TlsSource::load_with_client_ca(cert, key, ca)?),
+            _ => None,
+        }
     };
     #[cfg(not(feature = "rustls-tls"))]
-    if args.tls_cert_file.is_some() || args.tls_private_key_file.is_some() {
+    if args.tls_cert_file.is_some() || args.tls_private_key_file.is_some() || args.tls_client_ca_file.is_some() {
         anyhow::bail!("--tls-cert-file: this railyard-scheduler was built without the rustls-tls feature");
     }
     let client = kube::Client::try_default()
@@ -111,7 +126,13 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.listen))?;
     #[cfg(feature = "rustls-tls")]
     if let Some(tls) = tls {
-        tracing::info!(addr = %args.listen, prefix = %args.url_prefix, "serving the extender over HTTPS");
+        tracing::info!(
+            addr = %args.listen,
+            prefix = %args.url_prefix,
+            client_ca = ?args.tls_client_ca_file,
+            client_certificates = if args.tls_client_ca_file.is_some() { "required" } else { "not asked for" },
+            "serving the extender over HTTPS"
+        );
         return railyard_scheduler::tls::serve(listener, app(state), tls, shutdown_signal())
             .await
             .context("serving");

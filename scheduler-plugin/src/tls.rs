@@ -1,27 +1,36 @@
 //! HTTPS for the extender's listener (kube-scheduler's `enableHTTPS: true`).
 //!
 //! [`TlsSource`] holds a PEM certificate chain and private key read from
-//! files and re-reads them when they change, so a certificate rotated by
+//! files, and optionally a CA bundle that client certificates must chain to,
+//! and re-reads them when they change, so a certificate rotated by
 //! cert-manager (kubelet swaps the Secret volume's files through a symlink)
-//! is served without a restart; new files that do not load are logged and the
-//! previous certificate stays in use. [`serve`] runs the router on a TCP
+//! is served without a restart; new files that do not load are logged, the
+//! previous configuration stays in use and the files are tried again a little
+//! later (a read can fail mid-rotation). [`serve`] runs the router on a TCP
 //! listener with TLS and HTTP/1.1, which is what kube-scheduler's extender
-//! client speaks. Client certificates are not asked for: kube-scheduler sends
-//! none unless configured to, and the extender API carries no credentials.
+//! client speaks.
+//!
+//! Client certificates: without a client CA none are asked for and anyone who
+//! reaches the port may call the verbs, `bind` included (which creates
+//! Bindings in any namespace). With one, the handshake fails for a client that
+//! sends no certificate or one that does not chain to the bundle (webpki
+//! checks, clientAuth usage included); kube-scheduler sends its
+//! `tlsConfig.certFile`/`keyFile`.
 
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use rustls::ServerConfig;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -29,7 +38,11 @@ use tokio_rustls::TlsAcceptor;
 /// this, so it holds neither a task nor graceful shutdown forever.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why the certificate or key could not be used; each names the file. The
+/// How long files that failed to load wait before they are read again while
+/// they look unchanged (a new connection triggers the attempt).
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// Why the certificate, key or client CA could not be used; each names the file. The
 /// cause is in the message (not a `source`), so it prints once, on one line.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -58,6 +71,14 @@ pub enum TlsError {
         cert.display()
     )]
     KeyMismatch { cert: PathBuf, key: PathBuf },
+    #[error("TLS client CA file {}: no PEM CERTIFICATE block in it", path.display())]
+    NoClientCa { path: PathBuf },
+    #[error("TLS client CA file {}: certificate {index} (counting from 1) is not a usable CA: {error}", path.display())]
+    BadClientCa {
+        path: PathBuf,
+        index: usize,
+        error: rustls::Error,
+    },
     #[error("TLS certificate file {} with private key file {}: {error}", cert.display(), key.display())]
     Rejected {
         cert: PathBuf,
@@ -68,10 +89,13 @@ pub enum TlsError {
 
 const CERT: &str = "TLS certificate";
 const KEY: &str = "TLS private key";
+const CLIENT_CA: &str = "TLS client CA";
 
 /// Reads `cert` (PEM chain, leaf first) and `key` (PEM PKCS#8, PKCS#1 or
-/// SEC1) into a server configuration for HTTP/1.1.
-pub fn load_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
+/// SEC1) into a server configuration for HTTP/1.1; with `client_ca` (PEM
+/// certificates), every client must present a certificate that chains to one
+/// of them.
+pub fn load_config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<ServerConfig, TlsError> {
     let read = |what, path: &Path| {
         std::fs::read(path).map_err(|error| TlsError::Read {
             what,
@@ -114,10 +138,34 @@ pub fn load_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
     };
     // An explicit provider: the process-wide default is ambiguous (and
     // panics) when another crate also enables aws-lc-rs.
-    let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(rejected)?
-        .with_no_client_auth()
+        .map_err(rejected)?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            for (i, der) in CertificateDer::pem_slice_iter(&read(CLIENT_CA, path)?).enumerate() {
+                let der = der.map_err(|e| pem_err(CLIENT_CA, path, e))?;
+                roots.add(der).map_err(|error| TlsError::BadClientCa {
+                    path: path.to_path_buf(),
+                    index: i + 1,
+                    error,
+                })?;
+            }
+            // Not `allow_unauthenticated`: a client without a certificate is
+            // refused in the handshake, as is one the roots do not sign.
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                // The only error without CRLs: an empty root store.
+                .map_err(|_| TlsError::NoClientCa {
+                    path: path.to_path_buf(),
+                })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
         // Also checks that the key belongs to the leaf certificate.
         .with_single_cert(chain, private_key)
         .map_err(rejected)?;
@@ -138,59 +186,127 @@ fn stamp(path: &Path) -> Stamp {
     Some((m.modified().ok(), m.len(), ino))
 }
 
-/// The certificate and key files, re-read when they change.
+fn stamps(cert: &Path, key: &Path, client_ca: Option<&Path>) -> [Stamp; 3] {
+    [stamp(cert), stamp(key), client_ca.and_then(stamp)]
+}
+
+/// The certificate, key and client CA files, re-read when they change.
 #[derive(Debug)]
 pub struct TlsSource {
     cert: PathBuf,
     key: PathBuf,
+    client_ca: Option<PathBuf>,
+    retry_after: Duration,
     current: Mutex<Current>,
 }
 
 struct Current {
-    /// The files' stamps at the last load attempt, good or bad, so bad files
-    /// are reported once rather than on every connection.
-    seen: [Stamp; 2],
+    /// The files' stamps taken before the load that built `acceptor`. Only a
+    /// successful load updates them: files that changed stay "changed" until
+    /// they load, so a read that failed mid-rotation is retried even when
+    /// nothing touches the files again.
+    loaded: [Stamp; 3],
+    /// The last failed attempt, so bad files are reported once and re-read
+    /// at most every `retry_after` rather than on every connection.
+    failed: Option<Failed>,
     acceptor: TlsAcceptor,
+}
+
+struct Failed {
+    stamps: [Stamp; 3],
+    at: Instant,
+    error: String,
 }
 
 impl std::fmt::Debug for Current {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Current")
-            .field("seen", &self.seen)
+            .field("loaded", &self.loaded)
+            .field("failed", &self.failed.as_ref().map(|f| &f.error))
             .finish_non_exhaustive()
     }
 }
 
 impl TlsSource {
-    /// Loads the files now; an error here is fatal to the caller (there is
-    /// no previous certificate to fall back on).
+    /// Loads the files now, asking no client certificate; an error here is
+    /// fatal to the caller (there is no previous certificate to fall back on).
     pub fn load(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Result<TlsSource, TlsError> {
-        let (cert, key) = (cert.into(), key.into());
-        let seen = [stamp(&cert), stamp(&key)];
-        let acceptor = TlsAcceptor::from(Arc::new(load_config(&cert, &key)?));
+        Self::new(cert.into(), key.into(), None)
+    }
+
+    /// As [`TlsSource::load`], and clients must present a certificate that
+    /// chains to a CA in the PEM bundle `client_ca` (re-read on change too).
+    pub fn load_with_client_ca(
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+        client_ca: impl Into<PathBuf>,
+    ) -> Result<TlsSource, TlsError> {
+        Self::new(cert.into(), key.into(), Some(client_ca.into()))
+    }
+
+    fn new(cert: PathBuf, key: PathBuf, client_ca: Option<PathBuf>) -> Result<TlsSource, TlsError> {
+        let loaded = stamps(&cert, &key, client_ca.as_deref());
+        let acceptor = TlsAcceptor::from(Arc::new(load_config(&cert, &key, client_ca.as_deref())?));
         Ok(TlsSource {
             cert,
             key,
-            current: Mutex::new(Current { seen, acceptor }),
+            client_ca,
+            retry_after: DEFAULT_RETRY_AFTER,
+            current: Mutex::new(Current {
+                loaded,
+                failed: None,
+                acceptor,
+            }),
         })
     }
 
+    /// How long files that failed to load and have not changed since wait
+    /// before they are read again ([`DEFAULT_RETRY_AFTER`] unless set).
+    pub fn retry_after(mut self, wait: Duration) -> TlsSource {
+        self.retry_after = wait;
+        self
+    }
+
     /// The acceptor for a new connection, after reloading the files if they
-    /// changed since the last look (two `stat`s per connection; kube-scheduler
-    /// keeps its connections alive, so this is rare).
+    /// changed since the last good load (a few `stat`s per connection;
+    /// kube-scheduler keeps its connections alive, so this is rare).
     pub fn acceptor(&self) -> TlsAcceptor {
         let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        let now = [stamp(&self.cert), stamp(&self.key)];
-        if now != cur.seen {
-            cur.seen = now;
-            match load_config(&self.cert, &self.key) {
-                Ok(config) => {
-                    cur.acceptor = TlsAcceptor::from(Arc::new(config));
-                    tracing::info!(cert = %self.cert.display(), "reloaded the TLS certificate");
+        let now = stamps(&self.cert, &self.key, self.client_ca.as_deref());
+        if now == cur.loaded {
+            return cur.acceptor.clone();
+        }
+        if let Some(f) = &cur.failed
+            && f.stamps == now
+            && f.at.elapsed() < self.retry_after
+        {
+            return cur.acceptor.clone();
+        }
+        match load_config(&self.cert, &self.key, self.client_ca.as_deref()) {
+            Ok(config) => {
+                cur.acceptor = TlsAcceptor::from(Arc::new(config));
+                cur.loaded = now;
+                cur.failed = None;
+                tracing::info!(
+                    cert = %self.cert.display(),
+                    client_ca = ?self.client_ca.as_deref().map(Path::display),
+                    "reloaded the TLS files"
+                );
+            }
+            Err(e) => {
+                let error = e.to_string();
+                let again = cur.failed.as_ref().is_some_and(|f| f.stamps == now && f.error == error);
+                if again {
+                    tracing::debug!(%error, "new TLS files still do not load");
+                } else {
+                    tracing::warn!(%error, retry_after = ?self.retry_after,
+                        "new TLS files do not load; still serving the previous configuration");
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "new TLS files do not load; still serving the previous certificate")
-                }
+                cur.failed = Some(Failed {
+                    stamps: now,
+                    at: Instant::now(),
+                    error,
+                });
             }
         }
         cur.acceptor.clone()
@@ -233,7 +349,24 @@ pub async fn serve(
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    // A refused client certificate is worth an operator's
+                    // attention (a misconfigured kube-scheduler, or a caller
+                    // that should not be there); other failures (probes, port
+                    // scans, plain HTTP) are noise.
+                    let refused = e
+                        .get_ref()
+                        .and_then(|e| e.downcast_ref::<rustls::Error>())
+                        .is_some_and(|e| {
+                            matches!(
+                                e,
+                                rustls::Error::NoCertificatesPresented | rustls::Error::InvalidCertificate(_)
+                            )
+                        });
+                    if refused {
+                        tracing::warn!(%peer, error = %e, "refused a TLS client: no or untrusted client certificate");
+                    } else {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    }
                     return;
                 }
                 Err(_) => {
