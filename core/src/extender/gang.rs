@@ -518,6 +518,26 @@ impl ClusterView {
         true
     }
 
+    /// A member that had claimed `slot` is gone (deleted, finished, moved):
+    /// while the reservation stands, the slot is free again for a
+    /// replacement pod and its GPUs are held for it, instead of staying
+    /// claimed by a pod that no longer exists (the replacement would then
+    /// be placed outside the gang's plan).
+    pub(crate) fn vacate_slot(&mut self, gang: &str, slot: usize, uid: &str) {
+        let Some(res) = self.gangs.get(gang) else { return };
+        if res.claimed.get(slot).and_then(|c| c.as_deref()) != Some(uid) {
+            return;
+        }
+        let Some(s) = res.plan.slots.get(slot).cloned() else {
+            return;
+        };
+        let held = !res.held[slot] && self.hold(&s.node, &s.gpus);
+        if let Some(res) = self.gangs.get_mut(gang) {
+            res.claimed[slot] = None;
+            res.held[slot] |= held;
+        }
+    }
+
     /// A member's binding failed: its GPUs go back to the reservation.
     pub(crate) fn return_to_slot(&mut self, gang: &str, slot: usize, uid: &str) {
         let Some(r) = self.pods.remove(uid) else { return };

@@ -1007,3 +1007,32 @@ fn a_failed_bind_that_cannot_be_held_again_still_refreshes_the_node() {
     let out = v.filter(&ask(GpuAsk::Whole(1)), [node.as_str()], false);
     assert_eq!(out.passed, vec![0]);
 }
+
+#[test]
+fn a_deleted_member_frees_its_slot_for_the_replacement() {
+    let mut v = dgx_cluster(6);
+    let s = spec(3, 8);
+    let eight = ask(GpuAsk::Whole(8));
+    let mut nodes = Vec::new();
+    for m in 0..3 {
+        let GangFilter::Slot { node, .. } = v.gang_filter(&s, &format!("w{m}"), Some(m), 0).unwrap() else {
+            panic!("planned")
+        };
+        v.assume(&format!("w{m}"), &eight, &node).unwrap();
+        nodes.push(node);
+    }
+    // w1 is deleted while the reservation stands; the Job controller
+    // recreates it under a new UID.
+    v.remove_pod("w1");
+    assert_eq!(
+        v.free_gpus(&nodes[1]).map(|g| g.len()),
+        Some(0),
+        "held for the replacement"
+    );
+    match v.gang_filter(&s, "w1-new", Some(1), 10).unwrap() {
+        GangFilter::Slot { node, .. } => assert_eq!(node, nodes[1]),
+        other => panic!("the replacement must take the vacated slot, got {other:?}"),
+    }
+    v.assume("w1-new", &eight, &nodes[1]).unwrap();
+    assert_eq!(v.gang_members_placed("ns/job"), 3);
+}

@@ -755,6 +755,9 @@ impl ClusterView {
         if r.ask.wants_gpu() {
             self.mix_changes += 1;
         }
+        if let Some((gang, slot)) = &r.gang {
+            self.vacate_slot(gang, *slot, uid);
+        }
         self.generation += 1;
         Some(r)
     }
