@@ -1,13 +1,16 @@
 //! Every manifest under configs/scheduler parses into its typed struct and
-//! back without losing a field (so a typo fails), and the scheduler
+//! back without losing a field (so a typo fails), the NetworkPolicy admits
+//! only the railyard kube-scheduler to the extender, and the scheduler
 //! configuration's extender stanza is complete.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use railyard_core::mig::MigFamily;
 use railyard_core::resources::mig_resource_name;
 use serde::Deserialize;
@@ -47,13 +50,29 @@ fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Value, what: &
     t
 }
 
+/// The documents of a multi-document YAML text.
+fn documents(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .enumerate()
+        .map(|(i, de)| Value::deserialize(de).unwrap_or_else(|e| panic!("document {i}: {e}")))
+        .collect()
+}
+
+/// The one document of `kind` named `name` in deploy.yaml's `docs`.
+fn find<T: serde::de::DeserializeOwned + serde::Serialize>(docs: &[Value], kind: &str, name: &str) -> T {
+    let doc = docs
+        .iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("deploy.yaml has no {kind} {name}"));
+    typed(doc, &format!("{kind} {name}"))
+}
+
 #[test]
 fn every_manifest_parses_into_its_typed_struct() {
     let text = read("deploy.yaml");
     let mut kinds = Vec::new();
     let mut config_map = None;
-    for (i, de) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-        let doc: Value = Value::deserialize(de).unwrap_or_else(|e| panic!("document {i}: {e}"));
+    for (i, doc) in documents(&text).into_iter().enumerate() {
         let kind = doc["kind"]
             .as_str()
             .unwrap_or_else(|| panic!("document {i} has no kind"))
@@ -85,6 +104,9 @@ fn every_manifest_parses_into_its_typed_struct() {
             "Service" => {
                 typed::<Service>(&doc, &what);
             }
+            "NetworkPolicy" => {
+                typed::<NetworkPolicy>(&doc, &what);
+            }
             "ConfigMap" => config_map = Some(typed::<ConfigMap>(&doc, &what)),
             "Deployment" => {
                 let d = typed::<Deployment>(&doc, &what);
@@ -104,6 +126,7 @@ fn every_manifest_parses_into_its_typed_struct() {
         "ClusterRoleBinding",
         "Deployment",
         "ConfigMap",
+        "NetworkPolicy",
     ] {
         assert!(kinds.iter().any(|x| x == k), "deploy.yaml has no {k}");
     }
@@ -113,6 +136,150 @@ fn every_manifest_parses_into_its_typed_struct() {
     let a: Value = serde_yaml::from_str(&embedded).expect("embedded config");
     let b: Value = serde_yaml::from_str(&read("scheduler-config.yaml")).expect("config");
     assert_eq!(a, b, "ConfigMap and scheduler-config.yaml differ");
+    // Comments too: the documented HTTPS variant is tested in the file only.
+    assert_eq!(
+        embedded,
+        read("scheduler-config.yaml"),
+        "ConfigMap and scheduler-config.yaml comments differ"
+    );
+}
+
+/// The pod template labels of the Deployment `name`, and its namespace.
+fn template_labels(docs: &[Value], name: &str) -> (BTreeMap<String, String>, Option<String>) {
+    let d: Deployment = find(docs, "Deployment", name);
+    let labels = d.spec.expect("spec").template.metadata.and_then(|m| m.labels);
+    (labels.unwrap_or_default(), d.metadata.namespace)
+}
+
+/// Whether `selector` (matchLabels only; expressions are not used here)
+/// selects pods labelled `labels`.
+fn selects(
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    assert!(selector.match_expressions.is_none(), "matchExpressions are not checked");
+    let want = selector.match_labels.clone().unwrap_or_default();
+    !want.is_empty() && want.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The extender's port is reachable only from the railyard kube-scheduler's
+/// pods (and nothing else: no `from`-less rule, no namespace or IP peer).
+#[test]
+fn network_policy_admits_only_the_kube_scheduler_to_the_extender() {
+    let docs = documents(&read("deploy.yaml"));
+    let np: NetworkPolicy = find(&docs, "NetworkPolicy", "railyard-scheduler");
+    let (extender, ns) = template_labels(&docs, "railyard-scheduler");
+    let (scheduler, scheduler_ns) = template_labels(&docs, "railyard-kube-scheduler");
+    assert_eq!(
+        np.metadata.namespace, ns,
+        "the policy must be in the extender's namespace"
+    );
+    assert_eq!(
+        scheduler_ns, ns,
+        "a bare podSelector peer selects pods of the policy's namespace only"
+    );
+    let spec = np.spec.expect("spec");
+    let target = spec.pod_selector.as_ref().expect("podSelector");
+    assert!(
+        selects(target, &extender),
+        "the policy does not select the extender's pods"
+    );
+    assert!(!selects(target, &scheduler), "the policy selects the scheduler's pods");
+    assert_eq!(spec.policy_types, Some(vec!["Ingress".to_string()]));
+    let ingress = spec.ingress.expect("ingress rules");
+    assert_eq!(ingress.len(), 1, "{ingress:?}");
+    let peers = ingress[0].from.clone().expect("a rule without `from` admits everyone");
+    assert_eq!(peers.len(), 1, "{peers:?}");
+    let peer = &peers[0];
+    assert!(peer.namespace_selector.is_none() && peer.ip_block.is_none(), "{peer:?}");
+    assert!(
+        selects(peer.pod_selector.as_ref().expect("podSelector"), &scheduler),
+        "{peer:?}"
+    );
+    assert!(
+        !selects(peer.pod_selector.as_ref().expect("podSelector"), &extender),
+        "{peer:?}"
+    );
+    // The port is the extender container's, by name or number.
+    let d: Deployment = find(&docs, "Deployment", "railyard-scheduler");
+    let container = d.spec.expect("spec").template.spec.expect("pod spec").containers[0].clone();
+    let cport = container.ports.expect("ports")[0].clone();
+    let ports = ingress[0]
+        .ports
+        .clone()
+        .expect("a rule without ports admits every port");
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    assert_eq!(ports[0].protocol.as_deref(), Some("TCP"));
+    match ports[0].port.clone().expect("port") {
+        IntOrString::String(name) => assert_eq!(Some(name), cport.name),
+        IntOrString::Int(n) => assert_eq!(n, cport.container_port),
+    }
+}
+
+/// The commented Prometheus option, uncommented, is a valid policy that adds
+/// exactly one namespace peer to the scheduler's.
+#[test]
+fn network_policy_prometheus_option_is_valid() {
+    let text = read("deploy.yaml");
+    let lines: Vec<&str> = text.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| l.trim_start() == "# - namespaceSelector:")
+        .expect("documented Prometheus peer");
+    let col = lines[first].find('#').expect("comment");
+    let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    for line in edited[first..].iter_mut() {
+        if line.get(..col).is_some_and(|p| p.trim().is_empty()) && line[col..].starts_with("# ") {
+            *line = format!("{}{}", &line[..col], &line[col + 2..]);
+        } else {
+            break;
+        }
+    }
+    let docs = documents(&edited.join("\n"));
+    let np: NetworkPolicy = find(&docs, "NetworkPolicy", "railyard-scheduler");
+    let peers = np.spec.expect("spec").ingress.expect("ingress")[0]
+        .from
+        .clone()
+        .expect("from");
+    assert_eq!(peers.len(), 2, "{peers:?}");
+    let prometheus = &peers[1];
+    assert!(prometheus.pod_selector.is_none() && prometheus.ip_block.is_none());
+    let ns = prometheus.namespace_selector.as_ref().expect("namespaceSelector");
+    let labels = ns.match_labels.clone().unwrap_or_default();
+    assert!(
+        labels.contains_key("kubernetes.io/metadata.name"),
+        "select the namespace by its name label: {labels:?}"
+    );
+}
+
+/// Every flag the railyard-scheduler Deployment passes or documents in its
+/// comments is one the binary knows.
+#[test]
+fn documented_extender_flags_exist() {
+    let text = read("deploy.yaml");
+    let doc = text
+        .split("\n---\n")
+        .find(|d| d.contains("kind: Deployment") && d.contains("image: ghcr.io/railyard/railyard-scheduler"))
+        .expect("the extender's Deployment");
+    let flags: BTreeSet<&str> = doc
+        .match_indices("\"--")
+        .map(|(i, _)| {
+            let rest = &doc[i + 1..];
+            &rest[..rest.find(['=', '"']).expect("flag end")]
+        })
+        .collect();
+    assert!(flags.contains("--tls-client-ca-file"), "{flags:?}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_railyard-scheduler"))
+        .arg("--help")
+        .output()
+        .expect("run railyard-scheduler --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in flags {
+        assert!(
+            help.contains(&format!("{flag} ")),
+            "{flag} is not a railyard-scheduler flag:\n{help}"
+        );
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,7 +373,9 @@ fn scheduler_config_has_the_extender_stanza() {
 
 /// The HTTPS variant documented in the config's header comment, applied to
 /// the shipped extender stanza, is a valid stanza (so a typo in the
-/// instructions fails too) that verifies the extender's certificate.
+/// instructions fails too) that verifies the extender's certificate and
+/// presents a client certificate (for --tls-client-ca-file) from the same
+/// mounted directory the kube-scheduler Deployment documents.
 #[test]
 fn documented_https_variant_is_a_valid_stanza() {
     let text = read("scheduler-config.yaml");
@@ -235,4 +404,20 @@ fn documented_https_variant_is_a_valid_stanza() {
     assert!(e.enable_https && e.url_prefix.starts_with("https://") && e.url_prefix.ends_with("/railyard"));
     let tls = e.tls_config.as_ref().expect("tlsConfig");
     assert!(!tls.insecure && tls.ca_file.is_some(), "{tls:?}");
+    let files = [&tls.ca_file, &tls.cert_file, &tls.key_file].map(|f| f.clone().expect("caFile, certFile, keyFile"));
+    let distinct: BTreeSet<&String> = files.iter().collect();
+    assert_eq!(distinct.len(), 3, "{files:?}");
+    // Mounted in the kube-scheduler's pod, as the deploy.yaml comments say.
+    let deploy = read("deploy.yaml");
+    for f in &files {
+        let (dir, name) = f.rsplit_once('/').expect("absolute path");
+        assert!(
+            deploy.contains(&format!("mountPath: {dir},")),
+            "{dir} is not a documented mount"
+        );
+        assert!(
+            deploy.contains(&format!("path: {name}}}")),
+            "{name} is not a documented projected file"
+        );
+    }
 }
