@@ -29,6 +29,11 @@ struct Args {
     /// Upkeep period (reservation expiry, packing mix), ms.
     #[arg(long, env = "TICK_MS", default_value_t = 1000)]
     tick_ms: u64,
+    /// `spec.schedulerName`s whose pods this extender places (the
+    /// kube-scheduler profiles that call it), comma-separated. Pods of other
+    /// schedulers, and pods already bound, are never bound by it.
+    #[arg(long, env = "SCHEDULER_NAMES", value_delimiter = ',', default_value = "railyard")]
+    scheduler_name: Vec<String>,
     /// PEM certificate chain (leaf first) to serve HTTPS with, for
     /// kube-scheduler's `enableHTTPS: true`. Re-read when it changes. Needs
     /// --tls-private-key-file; without both, plain HTTP.
@@ -104,11 +109,10 @@ async fn main() -> anyhow::Result<()> {
             ..ViewConfig::default()
         },
     };
-    let state = Arc::new(AppState::new(
-        config,
-        Arc::new(KubeBinder::new(client.clone())),
-        Registry::default(),
-    ));
+    let state = Arc::new(
+        AppState::new(config, Arc::new(KubeBinder::new(client.clone())), Registry::default())
+            .with_scheduler_names(args.scheduler_name.clone()),
+    );
     tokio::spawn(watch::run(client, state.clone()));
     {
         let state = state.clone();
