@@ -6,7 +6,7 @@
 //! kube-scheduler expects). A panic inside a handler is caught and answered
 //! with a 500 that says so, never an empty one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -109,9 +109,42 @@ pub struct GangIndex {
     pub workloads: HashMap<String, HashMap<String, Option<u32>>>,
     /// Upstream PodGroups (1.36): `<ns>/<name>` → gang `minCount`.
     pub scheduling_groups: HashMap<String, Option<u32>>,
+    /// Gang id → UIDs of its live members that ask for no GPU (an MPIJob's
+    /// launcher). They count toward `minMember` but are never sent to the
+    /// extender, so the planner places that many fewer GPU members.
+    pub gpuless_members: HashMap<String, HashSet<String>>,
 }
 
 impl GangIndex {
+    /// Records whether pod `uid` of gang `id` is a live member without GPUs.
+    pub fn note_member(&mut self, id: &str, uid: &str, gpuless_and_live: bool) {
+        if gpuless_and_live {
+            self.gpuless_members
+                .entry(id.to_string())
+                .or_default()
+                .insert(uid.to_string());
+        } else if let Some(set) = self.gpuless_members.get_mut(id) {
+            set.remove(uid);
+            if set.is_empty() {
+                self.gpuless_members.remove(id);
+            }
+        }
+    }
+
+    /// Forgets every GPU-less member not in `live` (after a relist).
+    pub fn keep_members(&mut self, live: &HashSet<String>) {
+        self.gpuless_members.retain(|_, set| {
+            set.retain(|u| live.contains(u));
+            !set.is_empty()
+        });
+    }
+
+    /// GPU members a gang needs: `min` less its GPU-less members.
+    pub fn gpu_members(&self, id: &str, min: u32) -> u32 {
+        let gpuless = self.gpuless_members.get(id).map_or(0, HashSet::len) as u32;
+        min.saturating_sub(gpuless)
+    }
+
     /// `Ok(Some(min))` for a gang, `Ok(None)` for a pod scheduled alone,
     /// `Err` when the group object is not known (yet).
     pub fn resolve(&self, r: &GangRef) -> Result<Option<u32>, String> {

@@ -364,9 +364,14 @@ pub fn gang_spec(pod: &LeanPod, ask: &PodAsk, index: &GangIndex) -> Result<Optio
     let Some(min) = index.resolve(&r)? else {
         return Ok(None);
     };
+    let id = r.id();
+    let min = index.gpu_members(&id, min);
+    if min <= 1 {
+        return Ok(None);
+    }
     let level = |key: &str| annotation(pod, key).map(str::to_string);
     Ok(Some(GangSpec {
-        id: r.id(),
+        id,
         min_members: min,
         gpus_per_member: k,
         required: level(REQUIRED_LEVEL_ANNOTATION),

@@ -119,16 +119,22 @@ pub fn apply_pod(state: &AppState, ev: Event<LeanPod>, seen: &mut Option<HashSet
             if let Some(s) = seen.as_mut() {
                 s.insert(uid.clone());
             }
+            note_gang_member(state, &p, &uid, true);
             let now = state.now();
             match k8s::observation(&p) {
                 Some(obs) => state.view_mut().observe_pod(obs, now),
                 None => state.view_mut().remove_pod(&uid),
             }
         }
-        Event::Delete(p) => state.view_mut().remove_pod(&k8s::pod_uid(&p)),
+        Event::Delete(p) => {
+            let uid = k8s::pod_uid(&p);
+            note_gang_member(state, &p, &uid, false);
+            state.view_mut().remove_pod(&uid);
+        }
         Event::Init => *seen = Some(HashSet::new()),
         Event::InitDone => {
             if let Some(s) = seen.take() {
+                state.gang_index_mut().keep_members(&s);
                 let mut v = state.view_mut();
                 for (uid, st) in v.pod_uids() {
                     if st == railyard_core::extender::PodState::Bound && !s.contains(&uid) {
@@ -138,6 +144,22 @@ pub fn apply_pod(state: &AppState, ev: Event<LeanPod>, seen: &mut Option<HashSet
             }
         }
     }
+}
+
+/// Keeps the gang index's count of a gang's GPU-less members (an MPIJob
+/// launcher) current: they count toward `minMember` but never reach the
+/// extender.
+fn note_gang_member(state: &AppState, p: &LeanPod, uid: &str, present: bool) {
+    let Some(r) = k8s::gang_ref(p) else { return };
+    let finished = p
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|ph| ph == "Succeeded" || ph == "Failed");
+    let gpuless = k8s::pod_ask(p).is_ok_and(|a| !a.wants_gpu());
+    state
+        .gang_index_mut()
+        .note_member(&r.id(), uid, present && gpuless && !finished);
 }
 
 fn key(o: &DynamicObject) -> String {

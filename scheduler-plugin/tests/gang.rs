@@ -265,3 +265,27 @@ async fn concurrent_requests_never_double_book() {
     }
     assert_eq!(seen.len(), 16);
 }
+
+/// An MPIJob-style group: `minMember` counts a launcher that asks for no
+/// GPU and is never sent to the extender. Once the pod watch has seen it,
+/// the gang needs one GPU member fewer.
+#[tokio::test]
+async fn a_gpu_less_launcher_counts_toward_min_member() {
+    use kube::runtime::watcher::Event;
+    let f = dgx_fixture(2, 60_000);
+    pod_group(&f, "mpi", 3);
+    let workers = [member("mpi", 0, "8"), member("mpi", 1, "8")];
+    // Launcher not seen yet: 3 members of 8 GPUs on 2 nodes never fit.
+    let r = f.schedule(&workers[0], &["dgx0", "dgx1"]).await;
+    assert!(r.is_err(), "{r:?}");
+    let launcher = pod("ns", "mpi-launcher", "uid-mpi-launcher", &[], &[(GROUP, "mpi")]);
+    let launcher: railyard_scheduler::k8s::LeanPod = serde_json::from_value(launcher).expect("pod");
+    railyard_scheduler::watch::apply_pod(&f.state, Event::Apply(launcher.clone()), &mut None);
+    let placed = schedule_all(&f, &workers, &names(2)).await;
+    let nodes: BTreeSet<String> = placed.into_iter().map(|r| r.expect("placed")).collect();
+    assert_eq!(nodes.len(), 2, "both workers placed, one per node");
+    // The launcher finishing (or being deleted) does not shrink a later gang
+    // of the same group below its GPU members.
+    railyard_scheduler::watch::apply_pod(&f.state, Event::Delete(launcher), &mut None);
+    assert!(f.state.gang_index_mut().gpuless_members.is_empty());
+}
