@@ -523,7 +523,7 @@ impl ClusterView {
     /// replacement pod and its GPUs are held for it, instead of staying
     /// claimed by a pod that no longer exists (the replacement would then
     /// be placed outside the gang's plan).
-    pub(crate) fn vacate_slot(&mut self, gang: &str, slot: usize, uid: &str) {
+    pub(crate) fn vacate_slot(&mut self, gang: &str, slot: usize, uid: &str, rehold: bool) {
         let Some(res) = self.gangs.get(gang) else { return };
         if res.claimed.get(slot).and_then(|c| c.as_deref()) != Some(uid) {
             return;
@@ -531,7 +531,7 @@ impl ClusterView {
         let Some(s) = res.plan.slots.get(slot).cloned() else {
             return;
         };
-        let held = !res.held[slot] && self.hold(&s.node, &s.gpus);
+        let held = rehold && !res.held[slot] && self.hold(&s.node, &s.gpus);
         if let Some(res) = self.gangs.get_mut(gang) {
             res.claimed[slot] = None;
             res.held[slot] |= held;

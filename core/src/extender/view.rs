@@ -743,6 +743,14 @@ impl ClusterView {
     }
 
     fn release_record(&mut self, uid: &str) -> Option<PodRecord> {
+        self.release_record_with(uid, true)
+    }
+
+    /// Removes a pod's record and gives back what it held. A gang member's
+    /// slot is freed; with `rehold`, its GPUs are held again for a
+    /// replacement (a member deleted or preempted), not when the member
+    /// finished (its job is done: the GPUs are free for anyone).
+    fn release_record_with(&mut self, uid: &str, rehold: bool) -> Option<PodRecord> {
         let r = self.pods.remove(uid)?;
         if let Some(&i) = self.by_name.get(&r.node) {
             let n = &mut self.nodes[i];
@@ -756,7 +764,7 @@ impl ClusterView {
             self.mix_changes += 1;
         }
         if let Some((gang, slot)) = &r.gang {
-            self.vacate_slot(gang, *slot, uid);
+            self.vacate_slot(gang, *slot, uid, rehold);
         }
         self.generation += 1;
         Some(r)
@@ -775,7 +783,7 @@ impl ClusterView {
                 // bound; finished pods hold nothing at all.
                 let keep = !obs.finished && self.pods.get(&obs.uid).is_some_and(|r| r.state == PodState::Assumed);
                 if !keep {
-                    self.release_record(&obs.uid);
+                    self.release_record_with(&obs.uid, !obs.finished);
                 }
                 return;
             }
