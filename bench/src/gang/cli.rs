@@ -77,9 +77,16 @@ pub struct GangArgs {
     /// `reserve` rule's slowdown model.
     #[arg(long, default_value_t = 0.25)]
     pub railyard_comm_share: f64,
-    /// Most gangs holding a reservation at once (Slurm's backfill depth).
+    /// Most gangs larger than one node holding a reservation at once
+    /// (Slurm's backfill depth).
     #[arg(long, default_value_t = 8)]
     pub railyard_reservations: usize,
+    /// Most jobs that fit on one node (single pods, fractional ones
+    /// included, and one-node gangs) holding a reservation at once, counted
+    /// apart from the gangs; 0: the first rule (single pods never reserve,
+    /// one-node gangs count against `--railyard-reservations`).
+    #[arg(long, default_value_t = 256)]
+    pub railyard_node_reservations: usize,
     #[arg(long)]
     pub no_plots: bool,
     /// No progress bar.
@@ -214,6 +221,7 @@ pub fn run(args: GangArgs) -> Result<()> {
         },
         comm_share: args.railyard_comm_share,
         max_reservations: args.railyard_reservations,
+        node_reservations: args.railyard_node_reservations,
     };
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, RunResult)>> = Mutex::new(Vec::new());
@@ -240,6 +248,7 @@ pub fn run(args: GangArgs) -> Result<()> {
 
     let summaries = report::summarize(&runs);
     println!("{}", report::table(&summaries));
+    println!("{}", report::wait_table(&summaries));
     let out = args.out.clone().unwrap_or_else(|| root().join("target/bench-out"));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     report::write_csvs(&out, &runs, &summaries).with_context(|| format!("writing CSV to {}", out.display()))?;

@@ -26,6 +26,8 @@ pub struct GangSummary {
     pub evictions: u32,
     pub not_started: usize,
     pub decisions_per_s: f64,
+    /// Mean wait in minutes of started gangs by size in GPUs, ascending.
+    pub wait_by_gpus: Vec<(u32, f64)>,
     /// Mean allocation curve over seeds: (hours, allocated %).
     pub curve: Vec<(f64, f64)>,
     /// Sorted busbw ratios, all seeds.
@@ -87,11 +89,55 @@ pub fn summarize(runs: &[RunResult]) -> Vec<GangSummary> {
                 evictions: mine.iter().map(|r| r.evictions).sum(),
                 not_started: recs().filter(|r| r.start_s.is_none() && !r.never).count(),
                 decisions_per_s: if secs > 0.0 { decisions as f64 / secs } else { f64::NAN },
+                wait_by_gpus: wait_by_gpus(started()),
                 curve,
                 ratios,
             }
         })
         .collect()
+}
+
+/// Mean wait in minutes per gang size (GPUs), smallest first.
+fn wait_by_gpus<'a>(started: impl Iterator<Item = &'a super::sim::JobRecord>) -> Vec<(u32, f64)> {
+    let mut by: std::collections::BTreeMap<u32, (f64, usize)> = std::collections::BTreeMap::new();
+    for r in started {
+        if let Some(s) = r.start_s {
+            let e = by.entry(r.gpus).or_insert((0.0, 0));
+            e.0 += (s - r.arrival_s) / 60.0;
+            e.1 += 1;
+        }
+    }
+    by.into_iter().map(|(g, (sum, n))| (g, sum / n as f64)).collect()
+}
+
+/// Mean gang wait (minutes) per gang size, one row per policy: who pays
+/// for the waiting.
+pub fn wait_table(s: &[GangSummary]) -> String {
+    let mut sizes: Vec<u32> = s.iter().flat_map(|x| x.wait_by_gpus.iter().map(|w| w.0)).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut out = String::new();
+    let _ = write!(out, "{:<13}", "wait min by");
+    for g in &sizes {
+        let _ = write!(out, " {:>8}", format!("{g} GPUs"));
+    }
+    let _ = writeln!(out, " {:>8}", "bg");
+    let _ = writeln!(out, "{}", "-".repeat(13 + 9 * (sizes.len() + 1)));
+    for x in s {
+        let _ = write!(out, "{:<13}", x.policy);
+        for g in &sizes {
+            match x.wait_by_gpus.iter().find(|w| w.0 == *g) {
+                Some((_, m)) => {
+                    let _ = write!(out, " {m:>8.1}");
+                }
+                None => {
+                    let _ = write!(out, " {:>8}", "");
+                }
+            }
+        }
+        let _ = writeln!(out, " {:>8.1}", x.bg_wait_min);
+    }
+    out
 }
 
 pub fn table(s: &[GangSummary]) -> String {
@@ -265,5 +311,22 @@ mod tests {
         assert_eq!(quantile(&xs, 0.10), 0.1);
         assert_eq!(quantile(&xs, 0.5), 0.5);
         assert!(quantile(&[], 0.1).is_nan());
+    }
+
+    #[test]
+    fn waits_are_averaged_per_gang_size() {
+        let rec = |gpus: u32, wait_min: f64| super::super::sim::JobRecord {
+            gang: true,
+            gpus,
+            arrival_s: 60.0,
+            start_s: Some(60.0 + wait_min * 60.0),
+            ratio: Some(1.0),
+            one_leaf: true,
+            one_nvl: gpus <= 8,
+            partial: false,
+            never: false,
+        };
+        let rs = [rec(512, 300.0), rec(8, 1.0), rec(8, 3.0)];
+        assert_eq!(wait_by_gpus(rs.iter()), vec![(8, 2.0), (512, 300.0)]);
     }
 }

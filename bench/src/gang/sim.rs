@@ -3,13 +3,14 @@
 //! block the ones behind it), and per-job measurements.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
 use railyard_core::comm::estimate;
 use railyard_core::fabric::{GpuRef, MachineLookup};
 use railyard_core::gang::{
-    Decision, FreeState, Gang, GangCluster, GangPlan, Level, Patience, Release, Reservation, Timeline, WaitRule,
+    Decision, FreeState, Gang, GangCluster, GangPlan, Level, Patience, Release, Reservation, ReserveDepth, Timeline,
+    WaitRule,
 };
 
 use super::policies::{Member, PolicyKind, World, place_fraction, place_gang, place_pod};
@@ -68,8 +69,11 @@ pub struct SimOptions {
     pub reserve: bool,
     /// `WaitRule::comm_share`.
     pub comm_share: f64,
-    /// Most gangs holding a reservation at once.
+    /// Most gangs larger than one node holding a reservation at once.
     pub max_reservations: usize,
+    /// Most jobs that fit on one node holding a reservation at once (0:
+    /// the first rule, where single pods never reserve); see `ReserveDepth`.
+    pub node_reservations: usize,
 }
 
 impl Default for SimOptions {
@@ -81,6 +85,7 @@ impl Default for SimOptions {
             reserve: true,
             comm_share: 0.25,
             max_reservations: 8,
+            node_reservations: 256,
         }
     }
 }
@@ -129,6 +134,11 @@ struct Sim<'a, 'c, M: MachineLookup + ?Sized> {
     opts: SimOptions,
     /// Railyard's reservations from the last full pass, by job.
     reserved: Vec<(usize, Reservation)>,
+    /// GPUs of the largest node: a job of at most this many fits on one node.
+    node_gpus: u32,
+    /// Jobs holding GPUs (running, or partial gangs), in index order: the
+    /// per-event sums visit these, not every job of the run.
+    active: BTreeSet<usize>,
 }
 
 /// Simulates `policy` over `jobs` (sorted by arrival) on cluster `c`.
@@ -177,6 +187,11 @@ pub fn simulate<M: MachineLookup + ?Sized>(
         errors: 0,
         opts: *opts,
         reserved: Vec::new(),
+        node_gpus: (0..c.len())
+            .filter_map(|n| c.node_gpus(n).map(|g| g.len() as u32))
+            .max()
+            .unwrap_or(0),
+        active: BTreeSet::new(),
     };
     let total = c.total_gpus() as f64;
     let window = jobs.iter().map(|j| j.arrival_s).fold(0.0, f64::max);
@@ -270,8 +285,8 @@ impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
         let frac: f64 = self.w.shared.values().map(|&m| f64::from(m) / 1000.0).sum();
         let mut all = frac;
         let mut run = frac;
-        for (j, h) in self.held.iter().enumerate() {
-            let g: usize = h.iter().map(|m| m.1.len()).sum();
+        for &j in &self.active {
+            let g: usize = self.held[j].iter().map(|m| m.1.len()).sum();
             all += g as f64;
             if self.rec[j].start_s.is_some() {
                 run += g as f64;
@@ -321,6 +336,7 @@ impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
                 }
             }
         }
+        self.active.remove(&j);
     }
 
     fn start(&mut self, j: usize, t: f64, best: &BestCache) {
@@ -367,6 +383,7 @@ impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
             }
         }
         self.held[j].extend(members);
+        self.active.insert(j);
     }
 
     /// Tries queued jobs in order. After an arrival only the new jobs are
@@ -424,6 +441,7 @@ impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
             }
             *self.w.shared.entry((n, g)).or_insert(0) += milli;
             self.frac[j] = Some((n, g));
+            self.active.insert(j);
             return (true, false);
         }
         if job.members == 1 || p.pod_by_pod() {
@@ -474,8 +492,8 @@ impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
     fn releases(&self) -> Vec<Release> {
         let mut out = Vec::new();
         let mut shared: BTreeMap<(usize, u32), f64> = BTreeMap::new();
-        for (j, rec) in self.rec.iter().enumerate() {
-            let Some(s) = rec.start_s else { continue };
+        for &j in &self.active {
+            let Some(s) = self.rec[j].start_s else { continue };
             let end = s + self.jobs[j].duration_s;
             for (n, gpus) in &self.held[j] {
                 out.push(Release {
@@ -503,7 +521,10 @@ impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
     /// only when `WaitRule` says it finishes sooner on the placement that
     /// running jobs' end times promise; that placement is reserved. A gang
     /// that does not fit at all reserves its earliest placement (the better
-    /// one when worth the extra wait). At most `max_reservations` at once.
+    /// one when worth the extra wait), and so does a job that fits on one
+    /// node (a single pod, fractional ones on a whole GPU) and cannot start.
+    /// At most `max_reservations` multi-node gangs and `node_reservations`
+    /// one-node jobs hold one at once (`ReserveDepth`).
     ///
     /// A reservation stands until its gang starts: with exact durations a
     /// later look could not find an earlier one (nothing ends sooner than
@@ -556,7 +577,15 @@ impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
                 self.place_visible(j, &visible, &tl, end)
             };
             let nothing = placed.is_none();
-            let slots = self.opts.max_reservations.saturating_sub(reserved.len());
+            let depth = ReserveDepth {
+                gangs: self.opts.max_reservations,
+                one_node: self.opts.node_reservations,
+            };
+            // Only asked of jobs that cannot start now: it scans the reservations.
+            let may_reserve = || {
+                let others = reserved.iter().filter(|(o, _)| *o != j).map(|(o, _)| self.one_node(*o));
+                depth.allows(self.one_node(j), job.members, others)
+            };
             let outcome = match placed {
                 Some(Placed::Fraction(n, g, new)) => {
                     if new && tl.took(c, n, &[g], end).is_err() {
@@ -565,10 +594,10 @@ impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
                     Outcome::Start(Vec::new(), Some((n, g)))
                 }
                 Some(Placed::Members(m)) => Outcome::Start(m, None),
-                Some(Placed::Gang(plan)) => self.gang_choice(j, t, Some(plan), &tl, reserved_at, slots, rule, best),
-                None if job.is_gang() && job.members > 1 && !has_reservation && slots > 0 => {
-                    self.gang_choice(j, t, None, &tl, None, slots, rule, best)
+                Some(Placed::Gang(plan)) => {
+                    self.gang_choice(j, t, Some(plan), &tl, reserved_at, may_reserve(), rule, best)
                 }
+                None if !has_reservation && may_reserve() => self.gang_choice(j, t, None, &tl, None, true, rule, best),
                 None => Outcome::Wait,
             };
             self.decide += started.elapsed();
@@ -595,6 +624,7 @@ impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
                         }
                         *self.w.shared.entry((n, g)).or_insert(0) += milli;
                         self.frac[j] = Some((n, g));
+                        self.active.insert(j);
                     } else {
                         self.take(j, members);
                     }
@@ -612,6 +642,11 @@ impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
         self.reserved = reserved;
     }
 
+    /// Whether job `j` fits on one node (see `ReserveDepth`).
+    fn one_node(&self, j: usize) -> bool {
+        self.jobs[j].gpus() <= self.node_gpus
+    }
+
     /// Where job `j` would go now on `visible`, without taking anything.
     fn place_visible(&self, j: usize, visible: &FreeState, tl: &Timeline, end: f64) -> Option<Placed> {
         let job = &self.jobs[j];
@@ -620,19 +655,19 @@ impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
             // Joining a shared GPU keeps it busy until this pod ends: not on
             // a GPU reserved from before then.
             let owner = j as u64;
-            let w = World {
+            let mut w = World {
                 free: visible.clone(),
-                shared: self
-                    .w
-                    .shared
-                    .iter()
-                    .filter(|((n, g), _)| {
-                        !tl.reservations()
-                            .any(|(o, r)| o != owner && r.conflicts(*n, &[*g], end))
-                    })
-                    .map(|(&k, &v)| (k, v))
-                    .collect(),
+                shared: self.w.shared.clone(),
             };
+            // One pass over the reservations, not one per shared GPU: with
+            // one-node jobs reserving, hundreds may stand.
+            for (_, r) in tl.reservations().filter(|(o, r)| *o != owner && r.start_s < end) {
+                for m in &r.plan.members {
+                    for g in &m.gpus {
+                        w.shared.remove(&(m.node_index, *g));
+                    }
+                }
+            }
             let (n, g) = place_fraction(p, c, &w, job.gpu_milli)?;
             // A shared GPU is not free in `visible`; a new one must be.
             let new = !self.w.shared.contains_key(&(n, g));
@@ -660,7 +695,7 @@ impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
         now: Option<GangPlan>,
         tl: &Timeline,
         reserved_at: Option<f64>,
-        slots: usize,
+        may_reserve: bool,
         rule: WaitRule,
         best: &BestCache,
     ) -> Outcome {
@@ -689,7 +724,7 @@ impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
                 Outcome::Wait
             };
         }
-        if slots == 0 {
+        if !may_reserve {
             return now.map_or(Outcome::Wait, start_now);
         }
         let gang = self.gang(j);
@@ -780,5 +815,80 @@ mod tests {
                 assert!(r.records.iter().filter_map(|x| x.ratio).all(|x| x <= 1.0 + 1e-9));
             }
         }
+    }
+
+    fn dgx128() -> (Fabric, BTreeMap<String, railyard_core::topology::NodeTopology>) {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let text = std::fs::read_to_string(root.join("configs/clusters/dgx-h100-4pod128.yaml")).expect("cluster");
+        let fabric = Fabric::from_yaml(&text).expect("fabric");
+        (fabric, load_machines(&root.join("configs/machines")).expect("machines"))
+    }
+
+    fn whole(arrival_s: f64, duration_s: f64, members: u32) -> Job {
+        Job {
+            arrival_s,
+            duration_s,
+            members,
+            gpus_per_member: 8,
+            gpu_milli: 1000,
+            min_members: members,
+            required: None,
+            preferred: None,
+        }
+    }
+
+    /// Every node busy with an 8-GPU pod: the first ends at 100 s, pod i at
+    /// 1,000 + 10 i s. Then a one-node job (8 GPUs, 5,000 s) arrives at 1 s
+    /// and a 16-node gang at 2 s. Returns (the one-node job's start, the
+    /// gang's start, the gang's busbw ratio).
+    fn small_job_then_gang(node_reservations: usize) -> (f64, f64, f64) {
+        let (fabric, machines) = dgx128();
+        let c = GangCluster::new(&fabric, &machines).expect("cluster");
+        let mut jobs: Vec<Job> = (0..c.len())
+            .map(|i| {
+                whole(
+                    i as f64 * 1e-3,
+                    if i == 0 { 100.0 } else { 1000.0 + 10.0 * i as f64 },
+                    1,
+                )
+            })
+            .collect();
+        jobs.push(whole(1.0, 5000.0, 1));
+        jobs.push(whole(2.0, 1000.0, 16));
+        let mut best = BestCache::new();
+        for shape in [(1, 8), (16, 8)] {
+            best.insert(shape, best_busbw(&c, shape.0, shape.1).expect("fits"));
+        }
+        let opts = SimOptions {
+            node_reservations,
+            ..SimOptions::default()
+        };
+        let r = simulate(&c, &jobs, PolicyKind::Railyard, 1, &best, &opts);
+        assert_eq!(r.errors, 0);
+        let n = jobs.len();
+        let (small, gang) = (&r.records[n - 2], &r.records[n - 1]);
+        (
+            small.start_s.expect("small job starts"),
+            gang.start_s.expect("gang starts"),
+            gang.ratio.expect("gang ratio"),
+        )
+    }
+
+    #[test]
+    fn a_one_node_job_keeps_its_place_ahead_of_a_later_gang() {
+        // First rule: the one-node job cannot reserve; the gang, arriving
+        // after it, reserves 16 nodes of the unit that frees first, the
+        // node free at 100 s among them, and the job (which would still run
+        // then) waits for a node outside the reservation.
+        let (small_old, gang_old, ratio_old) = small_job_then_gang(0);
+        // New rule: the job reserves the node that frees first and starts
+        // at 100 s; the gang plans around it, one release later, as good.
+        let (small_new, gang_new, ratio_new) = small_job_then_gang(SimOptions::default().node_reservations);
+        assert_eq!(small_new, 100.0);
+        assert!(small_old > 1000.0 && small_old > gang_old, "{small_old} vs {gang_old}");
+        assert_eq!((ratio_old, ratio_new), (1.0, 1.0));
+        // The next node to free (pod 16's, 1,160 s): what the job got before.
+        assert!(gang_new - gang_old < 11.0, "{gang_new} vs {gang_old}");
+        assert_eq!(gang_new, small_old);
     }
 }

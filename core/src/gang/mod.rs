@@ -30,7 +30,7 @@ mod select;
 mod tests;
 
 pub use cluster::{FreeState, GangCluster};
-pub use reserve::{Release, Reservation, Timeline, WaitRule};
+pub use reserve::{Release, Reservation, ReserveDepth, Timeline, WaitRule};
 
 use std::fmt;
 

@@ -82,6 +82,40 @@ impl WaitRule {
     }
 }
 
+/// Who may hold a reservation: at most `gangs` gangs larger than one node
+/// and at most `one_node` jobs that fit on one node (a single pod, whole or
+/// fractional GPUs, or a gang of up to one node's GPUs) at once, counted
+/// apart (Slurm's backfill depth, per class).
+///
+/// A job that may not reserve waits behind every job that may: the GPUs
+/// that free first go to the reservations, and it gets only what no
+/// reservation wants before it would end. With reservations for multi-node
+/// gangs alone, 8-GPU jobs waited longer than 512-GPU gangs. A one-node
+/// reservation holds one node (or one GPU) and drains nothing else, so many
+/// can stand; with them one-node jobs keep their place in the FIFO queue.
+/// `one_node` 0 is the first rule: single pods never reserve and one-node
+/// gangs count against `gangs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReserveDepth {
+    pub gangs: usize,
+    pub one_node: usize,
+}
+
+impl ReserveDepth {
+    /// True when a job of `members` pods that fits on one node
+    /// (`one_node`) may make a reservation now. `standing` lists the
+    /// reservations held by others, each as whether its owner fits on one
+    /// node.
+    pub fn allows(&self, one_node: bool, members: u32, standing: impl Iterator<Item = bool>) -> bool {
+        if self.one_node == 0 {
+            // The first rule: gangs of several pods, one depth for all.
+            return members > 1 && standing.count() < self.gangs;
+        }
+        let limit = if one_node { self.one_node } else { self.gangs };
+        standing.filter(|&o| o == one_node).count() < limit
+    }
+}
+
 /// The cluster's future as far as running jobs tell it: the free GPUs now,
 /// the GPUs each running job gives back and when, and the reservations
 /// already made (their GPUs count as busy from now until their end).

@@ -689,3 +689,91 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn one_node_jobs_reserve_within_their_own_depth_and_gangs_within_theirs() {
+    let depth = ReserveDepth { gangs: 2, one_node: 3 };
+    // Two gang reservations stand: a third gang may not reserve, a single
+    // 8-GPU pod (or a fractional one) may, and so may a one-node gang.
+    let standing = [false, false];
+    assert!(!depth.allows(false, 4, standing.into_iter()));
+    assert!(depth.allows(true, 1, standing.into_iter()));
+    assert!(depth.allows(true, 2, standing.into_iter()));
+    // Three one-node reservations fill theirs without touching the gangs'.
+    let standing = [true, true, true, false];
+    assert!(!depth.allows(true, 1, standing.into_iter()));
+    assert!(depth.allows(false, 4, standing.into_iter()));
+    // 0 is the first rule: single pods never reserve; gangs of several
+    // pods, one-node or not, share one depth.
+    let first = ReserveDepth { gangs: 2, one_node: 0 };
+    assert!(!first.allows(true, 1, std::iter::empty()));
+    assert!(first.allows(true, 2, [false].into_iter()));
+    assert!(!first.allows(false, 4, [true, false].into_iter()));
+}
+
+#[test]
+fn a_single_pod_that_reserves_keeps_the_node_that_frees_first_from_a_later_gang() {
+    // The mechanism behind one-node reservations: a reservation made first
+    // keeps its node; a gang reserving after it plans around it.
+    let (f, m) = setup();
+    let c = GangCluster::new(&f, &m).expect("cluster");
+    let mut free = FreeState::all_free(&c);
+    let rel = busy_until(
+        &c,
+        &mut free,
+        &[
+            ("a0", 10.0),
+            ("a1", 20.0),
+            ("a2", 30.0),
+            ("a3", 40.0),
+            ("b0", 50.0),
+            ("b1", 60.0),
+            ("b2", 70.0),
+            ("b3", 80.0),
+        ],
+    );
+    let best3 = placed(c.plan(&Gang::new(3, 8), &FreeState::all_free(&c)).expect("plan"));
+    let want = 0.95 * best3.estimate.busbw_gbps;
+    // Without the pod's reservation the gang takes a0..a2 from 30, and a
+    // pod of 8 GPUs running 1,000 s cannot use a0 at 10: it would still run
+    // at 30.
+    let mut alone = Timeline::new(0.0, free.clone(), rel.clone());
+    let g = alone
+        .earliest(&c, &Gang::new(3, 8), want, 100.0)
+        .expect("earliest")
+        .expect("gang");
+    assert_eq!(
+        (g.start_s, nodes_of(&g.plan)),
+        (30.0, ["a0", "a1", "a2"].map(String::from).into())
+    );
+    alone.reserve(2, g);
+    let pod = alone
+        .earliest(&c, &Gang::new(1, 8), 0.0, 1000.0)
+        .expect("earliest")
+        .expect("pod");
+    // a0 is the gang's: the pod waits for a3 at 40.
+    assert_eq!(
+        (pod.start_s, nodes_of(&pod.plan)),
+        (40.0, ["a3"].map(String::from).into())
+    );
+    // With the pod's reservation made first (it arrived first), it gets a0
+    // at 10 and the gang plans around it: a1..a3 from 40, as good.
+    let mut tl = Timeline::new(0.0, free, rel);
+    let pod = tl
+        .earliest(&c, &Gang::new(1, 8), 0.0, 1000.0)
+        .expect("earliest")
+        .expect("pod");
+    assert_eq!(
+        (pod.start_s, nodes_of(&pod.plan)),
+        (10.0, ["a0"].map(String::from).into())
+    );
+    tl.reserve(1, pod);
+    let g = tl
+        .earliest(&c, &Gang::new(3, 8), want, 100.0)
+        .expect("earliest")
+        .expect("gang");
+    assert_eq!(
+        (g.start_s, nodes_of(&g.plan)),
+        (40.0, ["a1", "a2", "a3"].map(String::from).into())
+    );
+}
