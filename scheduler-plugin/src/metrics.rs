@@ -23,6 +23,12 @@ pub struct DecisionLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// A fixed vocabulary chosen by the caller; never error text.
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
     /// `filling` or `complete`.
     pub state: &'static str,
@@ -44,6 +50,8 @@ pub struct Metrics {
     pub pods: Gauge,
     /// Nodes whose topology labels do not parse (planned without topology).
     pub mislabelled_nodes: Gauge,
+    /// Gang plans read back from the API and rejected, by reason.
+    pub gang_plans_ignored: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -55,6 +63,7 @@ impl Default for Metrics {
             nodes: Gauge::default(),
             pods: Gauge::default(),
             mislabelled_nodes: Gauge::default(),
+            gang_plans_ignored: Family::default(),
         }
     }
 }
@@ -81,11 +90,23 @@ impl Metrics {
             "Nodes whose topology labels do not parse; gangs plan them without topology",
             m.mislabelled_nodes.clone(),
         );
+        // Exposed as railyard_scheduler_gang_plans_ignored_total.
+        r.register(
+            "gang_plans_ignored",
+            "Gang plans read back from the API and ignored, by reason",
+            m.gang_plans_ignored.clone(),
+        );
         m
     }
 
     pub fn decision(&self, verb: &'static str, outcome: &'static str) {
         self.decisions.get_or_create(&DecisionLabels { verb, outcome }).inc();
+    }
+
+    /// Counts a gang plan read back from the API and rejected. `reason` is a
+    /// static word (e.g. `no_gpu_request`, `slot_mismatch`), never error text.
+    pub fn gang_plan_ignored(&self, reason: &'static str) {
+        self.gang_plans_ignored.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     pub fn observe(&self, verb: &'static str, seconds: f64) {
