@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::device_plugin::{DevicePluginConfig, MigStrategy, RESOURCE_PREFIX, ReplicaDevices, SharingStrategy};
+use crate::config::device_plugin::{
+    DevicePluginConfig, MAX_DEVICES_PER_RESOURCE, MigStrategy, RESOURCE_PREFIX, ReplicaDevices, SharingStrategy,
+};
 use crate::config::mig_parted::GpuTarget;
 use crate::config::quantity_to_mib;
 use crate::machine::MachineProfile;
@@ -88,6 +90,10 @@ pub enum ResourceError {
         value: String,
         reason: String,
     },
+    /// Even unshared, a resource holds more devices than kubelet can take
+    /// (only a broken inventory gets here; sharing is refused as `Sharing`).
+    #[error("{resource}: {count} devices, above the maximum of {max} per resource")]
+    TooManyDevices { resource: String, count: usize, max: usize },
 }
 
 /// `nvidia.com/mig-<profile>` with `+` replaced by `.`.
@@ -274,7 +280,7 @@ pub fn advertised_resources(
     };
     let fail_gt_one = config.fail_requests_greater_than_one();
     let mut out: BTreeMap<String, AdvertisedResource> = BTreeMap::new();
-    let mut push = |name: &str, d: AdvertisedDevice, shared: bool| {
+    let push = |out: &mut BTreeMap<String, AdvertisedResource>, name: &str, d: AdvertisedDevice, shared: bool| {
         let r = out.entry(name.to_string()).or_insert_with(|| AdvertisedResource {
             name: name.to_string(),
             devices: Vec::new(),
@@ -290,7 +296,7 @@ pub fn advertised_resources(
     for (name, devices) in &base {
         let rule = replicated.and_then(|r| r.resources.iter().enumerate().find(|(_, s)| &s.name == name));
         let Some((i, rule)) = rule else {
-            devices.iter().for_each(|d| push(name, unshared(d), false));
+            devices.iter().for_each(|d| push(&mut out, name, unshared(d), false));
             continue;
         };
         let rr = replicated.map(|r| r.rename_by_default).unwrap_or(false);
@@ -336,9 +342,31 @@ pub fn advertised_resources(
                 reason: "collides with a resource this node already advertises".into(),
             });
         }
+        // Count before expanding: the ids are built only once the total is
+        // known to fit (parse time bounds replicas, this bounds the product).
+        let n_selected = selected.iter().filter(|s| **s).count();
+        let already = out.get(&shared_name).map_or(0, |r| r.devices.len());
+        let unshared_here = if shared_name == *name {
+            devices.len() - n_selected
+        } else {
+            0
+        };
+        let total = (n_selected as u64)
+            .saturating_mul(u64::from(rule.replicas))
+            .saturating_add((already + unshared_here) as u64);
+        if total > MAX_DEVICES_PER_RESOURCE as u64 {
+            return Err(ResourceError::Sharing {
+                path: at("replicas"),
+                value: rule.replicas.to_string(),
+                reason: format!(
+                    "{n_selected} devices × {} replicas make {total} {shared_name} devices on this node, above the maximum of {MAX_DEVICES_PER_RESOURCE} per resource",
+                    rule.replicas
+                ),
+            });
+        }
         for (d, sel) in devices.iter().zip(selected) {
             if !sel {
-                push(name, unshared(d), false);
+                push(&mut out, name, unshared(d), false);
                 continue;
             }
             let share = match &rule.memory_per_replica {
@@ -349,7 +377,7 @@ pub fn advertised_resources(
                         value: q.clone(),
                         reason,
                     })?;
-                    if mib * rule.replicas as u64 > d.memory_mib {
+                    if mib.saturating_mul(u64::from(rule.replicas)) > d.memory_mib {
                         return Err(ResourceError::Sharing {
                             path: at("memoryPerReplica"),
                             value: q.clone(),
@@ -369,9 +397,18 @@ pub fn advertised_resources(
                     replica: Some(n),
                     memory_share_mib: share,
                 };
-                push(&shared_name, ad, true);
+                push(&mut out, &shared_name, ad, true);
             }
         }
+    }
+    // Unshared resources are bounded by the inventory; say so rather than
+    // hand kubelet a message it cannot take.
+    if let Some(r) = out.values().find(|r| r.devices.len() > MAX_DEVICES_PER_RESOURCE) {
+        return Err(ResourceError::TooManyDevices {
+            resource: r.name.clone(),
+            count: r.devices.len(),
+            max: MAX_DEVICES_PER_RESOURCE,
+        });
     }
     Ok(out.into_values().collect())
 }
@@ -528,6 +565,46 @@ mod tests {
         );
         let e = advertised_resources(&inv, &missing).unwrap_err().to_string();
         assert!(e.contains("resources[0].devices") && e.contains("\"3\""), "{e}");
+    }
+
+    fn whole_gpus(n: u32) -> Vec<GpuInventory> {
+        (0..n)
+            .map(|i| GpuInventory {
+                index: i,
+                uuid: format!("GPU-{i:08x}-0000-0000-0000-000000000000"),
+                memory_mib: 81920,
+                numa_node: Some(0),
+                mig_enabled: false,
+                mig_devices: Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn total_devices_per_resource_are_bounded_before_expansion() {
+        use crate::config::device_plugin::{MAX_DEVICES_PER_RESOURCE, MAX_REPLICAS};
+        for key in ["timeSlicing", "mps"] {
+            let cfg = dp(&format!(
+                "version: v1\nsharing:\n  {key}:\n    resources:\n    - name: gpu\n      replicas: {MAX_REPLICAS}\n"
+            ));
+            // 16 GPUs × 1024 replicas is exactly the bound.
+            let fits = MAX_DEVICES_PER_RESOURCE as u32 / MAX_REPLICAS;
+            let res = advertised_resources(&whole_gpus(fits), &cfg).unwrap();
+            assert_eq!(res[0].devices.len(), MAX_DEVICES_PER_RESOURCE);
+            let e = advertised_resources(&whole_gpus(fits + 1), &cfg).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "sharing.{key}.resources[0].replicas: invalid value \"1024\": 17 devices × 1024 replicas make 17408 nvidia.com/gpu devices on this node, above the maximum of 16384 per resource"
+                )
+            );
+        }
+        // Unselected devices left under the same name count too.
+        let cfg = dp(&format!(
+            "version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - name: gpu\n      replicas: {MAX_REPLICAS}\n      devices: 16\n"
+        ));
+        let e = advertised_resources(&whole_gpus(17), &cfg).unwrap_err().to_string();
+        assert!(e.contains("16 devices × 1024 replicas make 16385"), "{e}");
     }
 
     #[test]

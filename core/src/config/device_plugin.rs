@@ -14,6 +14,34 @@ const WHAT: &str = "device plugin config";
 pub const MAX_RESOURCE_NAME_LENGTH: usize = 63;
 pub const RESOURCE_PREFIX: &str = "nvidia.com";
 
+/// Most replicas one device may be split into (`replicas:`, time-slicing or
+/// MPS). Every replica is a device id that kubelet keeps in its checkpoint
+/// and in every ListAndWatch message, and every replica that runs holds its
+/// own CUDA context (a few hundred MiB of device memory), so even a 141 GB
+/// H200 hosts only a few hundred at once, and MPS serves a few dozen
+/// clients per device (48 on Volta). NVIDIA's plugin sets no maximum,
+/// so `replicas: 2147483648` made it (and us) build billions of ids and be
+/// OOM-killed before the config could be refused. 1,024 is above any count
+/// that can run and small enough that one device's ids cost 50 KB.
+pub const MAX_REPLICAS: u32 = 1024;
+
+/// Most device ids one resource may advertise (replicas × GPUs or MIG
+/// devices, plus the unshared devices left under the same name). kubelet
+/// receives them all in one ListAndWatch response, and gRPC's default
+/// maximum message size (4 MiB, which kubelet's device-plugin client keeps)
+/// bounds that response. One entry there is the id (a 40-character UUID,
+/// `::` and up to 4 digits of replica; the older `MIG-GPU-<uuid>/<gi>/<ci>`
+/// form is up to ~56), `Healthy`/`Unhealthy` and one NUMA node, with
+/// protobuf framing: at most ~80 bytes, so 4 MiB holds about 52,000 ids.
+/// 16,384 (16 GPUs × 1,024 replicas) stays under a third of that (~1.3 MiB
+/// per message) and keeps kubelet's checkpoint, which lists every id, under
+/// a megabyte per resource.
+pub const MAX_DEVICES_PER_RESOURCE: usize = 16_384;
+
+/// Most entries in a `devices:` list: each names a distinct device of the
+/// resource on this node, so a longer list cannot be valid.
+pub const MAX_DEVICE_REFS: usize = MAX_DEVICES_PER_RESOURCE;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DevicePluginConfig {
@@ -247,6 +275,12 @@ impl<'de> Deserialize<'de> for ReplicaDevices {
                 ))),
             },
             serde_yaml::Value::Sequence(items) => {
+                if items.len() > MAX_DEVICE_REFS {
+                    return Err(D::Error::custom(format!(
+                        "devices lists {} entries, above the maximum of {MAX_DEVICE_REFS}",
+                        items.len()
+                    )));
+                }
                 let mut out = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
                     let s = match item {
@@ -404,9 +438,20 @@ impl DevicePluginConfig {
                     ));
                 }
             }
+            // A second entry for the same resource would be silently
+            // ignored by the expansion (the first match wins): refuse it.
+            let mut seen: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
             for (i, r) in section.resources.iter_mut().enumerate() {
                 let at = |f: &str| format!("sharing.{key}.resources[{i}].{f}");
                 r.name = qualify(&r.name).map_err(|e| ConfigError::invalid(WHAT, at("name"), &r.name, e))?;
+                if let Some(first) = seen.insert(r.name.clone(), i) {
+                    return Err(ConfigError::invalid(
+                        WHAT,
+                        at("name"),
+                        &r.name,
+                        format!("duplicate resource name; sharing.{key}.resources[{first}] already configures it"),
+                    ));
+                }
                 if let Some(rename) = &r.rename {
                     r.rename = Some(qualify(rename).map_err(|e| ConfigError::invalid(WHAT, at("rename"), rename, e))?);
                 }
@@ -416,6 +461,17 @@ impl DevicePluginConfig {
                         at("replicas"),
                         r.replicas,
                         "must be at least 2 to share a device",
+                    ));
+                }
+                if r.replicas > MAX_REPLICAS {
+                    return Err(ConfigError::invalid(
+                        WHAT,
+                        at("replicas"),
+                        r.replicas,
+                        format!(
+                            "{} is above the maximum of {MAX_REPLICAS} replicas per device",
+                            r.replicas
+                        ),
                     ));
                 }
                 if let Some(m) = &r.memory_per_replica {
@@ -611,6 +667,64 @@ sharing:
             "version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - name: gpu\n      replicas: 2\n      memoryPerReplica: 8GB\n",
         );
         assert!(e.contains("memoryPerReplica") && e.contains("8GB"), "{e}");
+    }
+
+    #[test]
+    fn replica_count_bomb_is_refused_at_parse_time() {
+        for key in ["timeSlicing", "mps"] {
+            let e = err(&format!(
+                "version: v1\nsharing:\n  {key}:\n    resources:\n    - name: nvidia.com/gpu\n      replicas: 2147483648\n"
+            ));
+            assert_eq!(
+                e,
+                format!(
+                    "device plugin config: sharing.{key}.resources[0].replicas: invalid value \"2147483648\": 2147483648 is above the maximum of {MAX_REPLICAS} replicas per device"
+                )
+            );
+            let e = err(&format!(
+                "version: v1\nsharing:\n  {key}:\n    resources:\n    - name: gpu\n      replicas: {}\n",
+                MAX_REPLICAS + 1
+            ));
+            assert!(e.contains(&format!("sharing.{key}.resources[0].replicas")), "{e}");
+            // The bound itself is accepted.
+            DevicePluginConfig::from_yaml(&format!(
+                "version: v1\nsharing:\n  {key}:\n    resources:\n    - name: gpu\n      replicas: {MAX_REPLICAS}\n"
+            ))
+            .unwrap();
+        }
+        // Beyond u32 is a type error that still names the field.
+        let e = err(
+            "version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - name: gpu\n      replicas: 99999999999\n",
+        );
+        assert!(e.contains("sharing.timeSlicing.resources[0].replicas"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_shared_resources_are_refused() {
+        for key in ["timeSlicing", "mps"] {
+            // `gpu` and `nvidia.com/gpu` are the same resource.
+            let e = err(&format!(
+                "version: v1\nsharing:\n  {key}:\n    resources:\n    - name: nvidia.com/gpu\n      replicas: 2\n    - name: nvidia.com/gpu-b\n      replicas: 2\n    - name: gpu\n      replicas: 8\n"
+            ));
+            assert_eq!(
+                e,
+                format!(
+                    "device plugin config: sharing.{key}.resources[2].name: invalid value \"nvidia.com/gpu\": duplicate resource name; sharing.{key}.resources[0] already configures it"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn long_device_lists_are_refused() {
+        let list = vec!["0"; MAX_DEVICE_REFS + 1].join(", ");
+        let e = err(&format!(
+            "version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - name: gpu\n      replicas: 2\n      devices: [{list}]\n"
+        ));
+        assert!(
+            e.contains("sharing.timeSlicing.resources[0].devices") && e.contains("above the maximum"),
+            "{e}"
+        );
     }
 
     #[test]
