@@ -14,6 +14,37 @@ const WHAT: &str = "machine profile";
 /// NVLink 2, 3 and 4 all carry 25 GB/s per link per direction.
 pub const NVLINK_GBPS_PER_LINK: u32 = 25;
 
+/// Bounds on what one profile may hold. A profile also arrives from the
+/// API (the `railyard.dev/gpu-topology` node annotation), so every count is
+/// untrusted: each bound sits well above any real machine and keeps the
+/// work and memory of validating and building a profile proportional to its
+/// text. They are checked in [`MachineProfile::validate`], before anything
+/// is expanded.
+pub mod limits {
+    /// CPU ids: x86-64 Linux is built with at most 8,192 CPUs (`NR_CPUS`,
+    /// `CONFIG_MAXSMP`); a cpulist naming a higher id, or a profile with more
+    /// CPUs than that in all, is refused.
+    pub const MAX_CPUS: u32 = 8192;
+    /// NUMA nodes: Linux's `MAX_NUMNODES` with `NODES_SHIFT = 10`.
+    pub const MAX_NUMA_NODES: usize = 1024;
+    /// GPUs per profile: the largest single systems ship 16, and a profile
+    /// may also model a whole NVLink domain (NVL72) as one machine. The
+    /// extender places on nodes of at most 64 GPUs and refuses larger ones
+    /// with a reason (`extender::MAX_NODE_GPUS`).
+    pub const MAX_GPUS: usize = 256;
+    /// NICs per node (a DGX H100 has 10 ConnectX ports plus BlueField).
+    pub const MAX_NICS: usize = 128;
+    /// PCIe switches per node (a DGX has 4 to 24, counting both levels).
+    pub const MAX_PCIE_SWITCHES: usize = 512;
+    /// NVLink pair entries (64 GPUs fully meshed would be 2,016 pairs).
+    pub const MAX_NVLINK_LINKS: usize = 4096;
+    /// MIG instances on one GPU: at most 7 exist on any model.
+    pub const MAX_MIG_INSTANCES: usize = 8;
+    /// Bytes of the topology annotation the extender will parse: the API
+    /// caps all of a node's annotations together at 256 KiB.
+    pub const MAX_ANNOTATION_BYTES: usize = 256 * 1024;
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MachineProfile {
@@ -221,11 +252,25 @@ impl MachineProfile {
 
     /// Cross-reference checks serde cannot do. Errors name the field path.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_sizes()?;
         let numa: BTreeSet<u32> = self.numa_nodes.iter().map(|n| n.id).collect();
         let switches: BTreeSet<&str> = self.pcie_switches.iter().map(|s| s.id.as_str()).collect();
+        let mut total_cpus = 0u32;
         for (i, n) in self.numa_nodes.iter().enumerate() {
-            parse_cpulist(&n.cpus)
-                .map_err(|reason| ConfigError::invalid(WHAT, format!("numa_nodes[{i}].cpus"), &n.cpus, reason))?;
+            let at = format!("numa_nodes[{i}].cpus");
+            let count = cpulist_len(&n.cpus).map_err(|reason| ConfigError::invalid(WHAT, &at, &n.cpus, reason))?;
+            total_cpus = total_cpus.saturating_add(count);
+            if total_cpus > limits::MAX_CPUS {
+                return Err(ConfigError::invalid(
+                    WHAT,
+                    at,
+                    &n.cpus,
+                    format!(
+                        "the profile's NUMA nodes list more than {} CPUs in all",
+                        limits::MAX_CPUS
+                    ),
+                ));
+            }
         }
         for (i, s) in self.pcie_switches.iter().enumerate() {
             if !numa.contains(&s.numa_node) {
@@ -362,6 +407,50 @@ impl MachineProfile {
         Ok(())
     }
 
+    /// Counts against [`limits`], checked first so that nothing below
+    /// expands an oversized input.
+    fn check_sizes(&self) -> Result<(), ConfigError> {
+        let too_many = |path: String, n: usize, max: usize, what: &str| {
+            (n > max).then(|| ConfigError::invalid(WHAT, path, n, format!("at most {max} {what}")))
+        };
+        let checks = [
+            too_many(
+                "numa_nodes".into(),
+                self.numa_nodes.len(),
+                limits::MAX_NUMA_NODES,
+                "NUMA nodes per machine",
+            ),
+            too_many("gpus".into(), self.gpus.len(), limits::MAX_GPUS, "GPUs per machine"),
+            too_many("nics".into(), self.nics.len(), limits::MAX_NICS, "NICs per machine"),
+            too_many(
+                "pcie_switches".into(),
+                self.pcie_switches.len(),
+                limits::MAX_PCIE_SWITCHES,
+                "PCIe switches per machine",
+            ),
+            too_many(
+                "nvlink.links".into(),
+                self.nvlink.links.len(),
+                limits::MAX_NVLINK_LINKS,
+                "NVLink entries per machine",
+            ),
+        ];
+        if let Some(e) = checks.into_iter().flatten().next() {
+            return Err(e);
+        }
+        for (i, g) in self.gpus.iter().enumerate() {
+            if let Some(e) = too_many(
+                format!("gpus[{i}].mig_instances"),
+                g.mig_instances.len(),
+                limits::MAX_MIG_INSTANCES,
+                "MIG instances per GPU",
+            ) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// The MIG layout a GPU starts with.
     pub fn mig_layout(&self, g: &GpuSpec) -> Result<crate::mig::MigLayout, crate::mig::LayoutError> {
         use crate::mig::{LayoutError, MigInstance, MigLayout, Placement};
@@ -396,24 +485,45 @@ impl MachineProfile {
     }
 }
 
-/// Parses a Linux cpulist (`0-3,8,10-11`) into CPU ids.
+/// Parses a Linux cpulist (`0-3,8,10-11`) into CPU ids. Ids must be below
+/// [`limits::MAX_CPUS`] and the list may name at most that many CPUs, so the
+/// result is bounded whatever the text says.
 pub fn parse_cpulist(s: &str) -> Result<Vec<u32>, String> {
+    let ranges = cpulist_ranges(s)?;
+    Ok(ranges.into_iter().flat_map(|(a, b)| a..=b).collect())
+}
+
+/// How many CPUs a cpulist names, without expanding it.
+pub fn cpulist_len(s: &str) -> Result<u32, String> {
+    Ok(cpulist_ranges(s)?.iter().map(|&(a, b)| b - a + 1).sum())
+}
+
+/// The cpulist's ranges `(first, last)`, bounded as [`parse_cpulist`] says.
+fn cpulist_ranges(s: &str) -> Result<Vec<(u32, u32)>, String> {
     let mut out = Vec::new();
+    let mut count = 0u32;
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (a, b) = match part.split_once('-') {
             Some((a, b)) => (a, b),
             None => (part, part),
         };
-        let a: u32 = a
-            .parse()
-            .map_err(|_| format!("`{part}` is not a CPU number or range"))?;
-        let b: u32 = b
-            .parse()
-            .map_err(|_| format!("`{part}` is not a CPU number or range"))?;
+        let bad = || format!("`{part}` is not a CPU number or range");
+        let a: u32 = a.trim().parse().map_err(|_| bad())?;
+        let b: u32 = b.trim().parse().map_err(|_| bad())?;
         if b < a {
             return Err(format!("range `{part}` ends before it starts"));
         }
-        out.extend(a..=b);
+        if b >= limits::MAX_CPUS {
+            return Err(format!(
+                "CPU {b} in `{part}` is above the largest CPU id Linux supports ({})",
+                limits::MAX_CPUS - 1
+            ));
+        }
+        count += b - a + 1;
+        if count > limits::MAX_CPUS {
+            return Err(format!("the list names more than {} CPUs", limits::MAX_CPUS));
+        }
+        out.push((a, b));
     }
     Ok(out)
 }
@@ -504,7 +614,61 @@ nics: [{name: mlx5_0, pci_bus_id: "0000:09:00.0", numa_node: 0, pcie_switch: sw0
     #[test]
     fn cpulists() {
         assert_eq!(parse_cpulist("0-2,8").unwrap(), vec![0, 1, 2, 8]);
+        assert_eq!(cpulist_len("0-55,112-167").unwrap(), 112);
         assert!(parse_cpulist("3-1").is_err());
         assert!(parse_cpulist("a").is_err());
+        assert_eq!(parse_cpulist("8191").unwrap(), vec![8191]);
+    }
+
+    /// `0-4294967295` used to expand to 2^32 ids (16 GiB) before anything
+    /// looked at it; the extender re-read it on every restart and aborted.
+    #[test]
+    fn huge_cpulists_are_refused_not_expanded() {
+        let e = parse_cpulist("0-4294967295").unwrap_err();
+        assert!(e.contains("4294967295") && e.contains("8191"), "{e}");
+        assert!(parse_cpulist("0-8192").is_err());
+        // Repeats cannot add up past the bound either.
+        let repeated = vec!["0-8191"; 3].join(",");
+        assert!(parse_cpulist(&repeated).unwrap_err().contains("more than 8192"));
+        let p = MINI.replace("\"0-7\"", "\"0-4294967295\"");
+        let e = MachineProfile::from_yaml(&p).unwrap_err();
+        assert_eq!(e.path(), "numa_nodes[0].cpus");
+    }
+
+    #[test]
+    fn sizes_are_bounded_with_field_paths() {
+        let mut p = MachineProfile::from_yaml(MINI).unwrap();
+        let gpu = p.gpus[1].clone();
+        p.gpus = (0..257)
+            .map(|i| GpuSpec {
+                index: i,
+                uuid: format!("GPU-{i}"),
+                ..gpu.clone()
+            })
+            .collect();
+        let e = p.validate().unwrap_err();
+        assert_eq!(e.path(), "gpus");
+        assert!(e.to_string().contains("at most 256 GPUs"), "{e}");
+
+        let mut p = MachineProfile::from_yaml(MINI).unwrap();
+        p.numa_nodes = (0..1025)
+            .map(|id| NumaNode {
+                id,
+                cpus: String::new(),
+                socket: 0,
+            })
+            .collect();
+        assert_eq!(p.validate().unwrap_err().path(), "numa_nodes");
+
+        // Many NUMA nodes each within bounds, but too many CPUs together.
+        let mut p = MachineProfile::from_yaml(MINI).unwrap();
+        p.numa_nodes = (0..3)
+            .map(|id| NumaNode {
+                id,
+                cpus: "0-4000".into(),
+                socket: 0,
+            })
+            .collect();
+        assert_eq!(p.validate().unwrap_err().path(), "numa_nodes[2].cpus");
     }
 }

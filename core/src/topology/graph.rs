@@ -11,7 +11,7 @@ use super::bandwidth::{
     INTER_SOCKET_GBPS, INTRA_SOCKET_GBPS, PCIE_GEN4_X16_GBPS, ROOT_TO_NUMA_GBPS, nic_gbps, pcie_gbps_for,
 };
 use super::level::{PciePos, TopologyLevel, common_ancestor};
-use crate::machine::MachineProfile;
+use crate::machine::{MachineProfile, NVLINK_GBPS_PER_LINK};
 
 /// A vertex of the node graph.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -25,6 +25,10 @@ pub enum Vertex {
     PcieRoot(String),
     /// A NUMA node (its CPUs and memory).
     Numa(u32),
+    /// A CPU socket's on-die fabric: its NUMA nodes meet here.
+    Socket(u32),
+    /// The links between sockets (UPI / xGMI): every socket meets here.
+    SocketFabric,
     Nic(String),
 }
 
@@ -34,9 +38,9 @@ pub enum LinkKind {
     Pcie,
     /// Root complex to its NUMA node.
     HostBridge,
-    /// Between NUMA nodes of one socket.
+    /// A NUMA node to its socket's fabric.
     IntraSocket,
-    /// Between sockets (UPI / xGMI).
+    /// A socket to the inter-socket links (UPI / xGMI).
     InterSocket,
 }
 
@@ -88,6 +92,27 @@ pub struct NodeTopology {
     pub(crate) nearest: Vec<Option<super::NearestNic>>,
 }
 
+/// Switches on one device's path to its root complex.
+const MAX_PCIE_SWITCH_DEPTH: usize = 16;
+
+/// The profile's counts against `machine::limits`, so that a profile built
+/// in code (no `validate()`) cannot make the build below expensive either.
+fn check_sizes(p: &MachineProfile) -> Result<(), TopologyError> {
+    use crate::machine::limits;
+    for (what, count, max) in [
+        ("NUMA nodes", p.numa_nodes.len(), limits::MAX_NUMA_NODES),
+        ("GPUs", p.gpus.len(), limits::MAX_GPUS),
+        ("NICs", p.nics.len(), limits::MAX_NICS),
+        ("PCIe switches", p.pcie_switches.len(), limits::MAX_PCIE_SWITCHES),
+        ("NVLink entries", p.nvlink.links.len(), limits::MAX_NVLINK_LINKS),
+    ] {
+        if count > max {
+            return Err(TopologyError::TooLarge { what, count, max });
+        }
+    }
+    Ok(())
+}
+
 /// The PCIe switch table of a profile, with each switch's chain to the top.
 struct Switches {
     ids: Vec<String>,
@@ -117,6 +142,15 @@ impl Switches {
             let mut chain = vec![i];
             let mut cur = s;
             while let Some(parent) = &cur.parent {
+                // Real trees are two or three switches deep; the bound keeps
+                // a hostile chain from costing its length squared.
+                if chain.len() >= MAX_PCIE_SWITCH_DEPTH {
+                    return Err(TopologyError::TooLarge {
+                        what: "PCIe switches in one parent chain",
+                        count: chain.len() + 1,
+                        max: MAX_PCIE_SWITCH_DEPTH,
+                    });
+                }
                 let Some(&pi) = by_id.get(parent) else {
                     return Err(TopologyError::UnknownPcieSwitch {
                         device: format!("PCIe switch {:?}", cur.id),
@@ -233,6 +267,7 @@ impl NodeTopology {
     /// relies on itself, so a profile built in code needs no prior
     /// `validate()`; errors name the device and value.
     pub fn from_profile(p: &MachineProfile) -> Result<NodeTopology, TopologyError> {
+        check_sizes(p)?;
         let mut numa_socket = BTreeMap::new();
         for n in &p.numa_nodes {
             if numa_socket.insert(n.id, n.socket).is_some() {
@@ -242,19 +277,22 @@ impl NodeTopology {
         let switches = Switches::build(p, &numa_socket)?;
         let mut b = Builder::default();
 
-        // NUMA nodes, fully meshed: UPI/xGMI between sockets, on-die fabric within one.
-        let numa_ids: Vec<u32> = numa_socket.keys().copied().collect();
-        for (i, &a) in numa_ids.iter().enumerate() {
-            let va = b.vertex(Vertex::Numa(a));
-            for &c in &numa_ids[i + 1..] {
-                let vc = b.vertex(Vertex::Numa(c));
-                let same_socket = numa_socket.get(&a) == numa_socket.get(&c);
-                let (kind, gbps) = if same_socket {
-                    (LinkKind::IntraSocket, INTRA_SOCKET_GBPS)
-                } else {
-                    (LinkKind::InterSocket, INTER_SOCKET_GBPS)
-                };
-                b.link(va, vc, kind, gbps);
+        // NUMA nodes meet at their socket's fabric, sockets at the
+        // inter-socket links: a star per level, so the graph grows linearly
+        // with the NUMA nodes (a full mesh of 6,000 nodes took seconds and
+        // hundreds of MB). Paths are compared by their narrowest link, so
+        // two hops through a hub carry what one direct link did.
+        let sockets: BTreeSet<u32> = numa_socket.values().copied().collect();
+        for (&numa, &socket) in &numa_socket {
+            let vn = b.vertex(Vertex::Numa(numa));
+            let vs = b.vertex(Vertex::Socket(socket));
+            b.link(vn, vs, LinkKind::IntraSocket, INTRA_SOCKET_GBPS);
+        }
+        if sockets.len() > 1 {
+            let fabric = b.vertex(Vertex::SocketFabric);
+            for &socket in &sockets {
+                let vs = b.vertex(Vertex::Socket(socket));
+                b.link(vs, fabric, LinkKind::InterSocket, INTER_SOCKET_GBPS);
             }
         }
 
@@ -372,7 +410,9 @@ impl NodeTopology {
                 }
             }
         }
-        let mut pairs = BTreeSet::new();
+        // One edge per pair, its links summed over repeated entries, in one
+        // pass over the entries (asking the profile per pair scans them all).
+        let mut pairs: BTreeMap<(u32, u32), u32> = BTreeMap::new();
         for l in &p.nvlink.links {
             for gpu in l.gpus {
                 if !known.contains(&gpu) {
@@ -380,11 +420,27 @@ impl NodeTopology {
                 }
             }
             let [x, y] = l.gpus;
-            pairs.insert((x.min(y), x.max(y)));
+            if x != y {
+                let e = pairs.entry((x.min(y), x.max(y))).or_default();
+                *e = e.saturating_add(l.links);
+            }
         }
-        for (x, y) in pairs {
-            // nvlink_gbps sums repeated entries for one pair, so one edge per pair.
-            let gbps = if x == y { 0 } else { direct_gbps(p, x, y) };
+        let per_link: BTreeMap<u32, u32> = gpu_specs
+            .iter()
+            .map(|g| {
+                let speed = p.gpu_model(g).model().map_or(NVLINK_GBPS_PER_LINK, |m| {
+                    m.nvlink_gbps_per_link.max(NVLINK_GBPS_PER_LINK)
+                });
+                (g.index, speed)
+            })
+            .collect();
+        for ((x, y), links) in pairs {
+            let speed = per_link
+                .get(&x)
+                .copied()
+                .unwrap_or(0)
+                .min(per_link.get(&y).copied().unwrap_or(0));
+            let gbps = links.saturating_mul(speed);
             if gbps > 0 {
                 let (vx, vy) = (b.vertex(Vertex::Gpu(x)), b.vertex(Vertex::Gpu(y)));
                 b.link(vx, vy, LinkKind::NvLink, gbps);
@@ -589,19 +645,6 @@ impl NodeTopology {
         }
         0
     }
-}
-
-/// Direct NVLink bandwidth from the profile, which knows per-model link
-/// speeds. With the NVSwitch flag set `nvlink_gbps` answers for the fabric,
-/// so ask a copy without it (only reached by profiles that give both, which
-/// `validate` rejects).
-fn direct_gbps(p: &MachineProfile, a: u32, b: u32) -> u32 {
-    if !p.nvlink.nvswitch {
-        return p.nvlink_gbps(a, b);
-    }
-    let mut q = p.clone();
-    q.nvlink.nvswitch = false;
-    q.nvlink_gbps(a, b)
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -87,4 +87,10 @@ pub enum TopologyError {
     NoSingleNumaFit { k: usize },
     #[error("a GPU set must not name GPU {gpu} twice")]
     RepeatedGpu { gpu: u32 },
+    #[error("the machine profile has {count} {what}; at most {max} are supported")]
+    TooLarge {
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
 }
