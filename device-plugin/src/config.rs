@@ -272,6 +272,36 @@ mod tests {
     }
 
     #[test]
+    fn oversized_and_duplicate_sharing_is_refused_with_the_field_path() {
+        let o = Options::parse_from(["x"]);
+        let src = |text: &str| ConfigSource {
+            name: Some("n".into()),
+            path: None,
+            text: text.into(),
+        };
+        let e = load(
+            &src("version: v1\nsharing:\n  mps:\n    resources:\n    - name: gpu\n      replicas: 2147483648\n"),
+            &o,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("config n: ") && e.contains("sharing.mps.resources[0].replicas") && e.contains("2147483648"),
+            "{e}"
+        );
+        let e = load(
+            &src("version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - {name: gpu, replicas: 2}\n    - {name: gpu, replicas: 3}\n"),
+            &o,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("sharing.timeSlicing.resources[1].name") && e.contains("duplicate"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn flags_override_file() {
         let o = Options::parse_from([
             "x",
