@@ -206,8 +206,9 @@ impl ClusterView {
             let Some(m) = n.machine.and_then(|m| self.machines.name(m)) else {
                 continue;
             };
-            // Time-sliced `nvidia.com/gpu` has no whole GPUs for members.
-            if n.gpu_replicated {
+            // Time-sliced `nvidia.com/gpu` has no whole GPUs for members;
+            // a node of more GPUs than the view tracks takes none either.
+            if n.gpu_replicated || n.too_many_gpus {
                 continue;
             }
             let mut l = n.input.labels.clone();

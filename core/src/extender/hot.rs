@@ -33,6 +33,8 @@ pub(crate) struct Hot {
     /// Most non-MIG GPUs on one NUMA node.
     pub numa_capacity: u16,
     pub unschedulable: bool,
+    /// More GPUs than the view tracks: every GPU ask is refused.
+    pub too_many_gpus: bool,
     /// MIG resources (the view's bits) the node offers at all, and those
     /// with at least one device free.
     pub mig_offered: u64,
@@ -72,6 +74,7 @@ impl Hot {
             max_share,
             numa_capacity: u16::try_from(n.single_numa_capacity()).unwrap_or(u16::MAX),
             unschedulable: n.input.unschedulable,
+            too_many_gpus: n.too_many_gpus,
         }
     }
 }
@@ -99,6 +102,9 @@ pub(crate) fn verdict<'a>(
 ) -> Option<Verdict> {
     if h.unschedulable {
         return Some(Verdict::Never("node is unschedulable"));
+    }
+    if h.too_many_gpus && !matches!(ask.gpu, GpuAsk::None) {
+        return Some(Verdict::Never(super::view::TOO_MANY_GPUS));
     }
     match &ask.gpu {
         GpuAsk::None => None,

@@ -38,6 +38,8 @@ mod view;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod untrusted_tests;
 
 pub use ask::{
     AskError, GPU_COUNT_LABEL, GPU_PRODUCT_LABEL, GPU_REPLICAS_LABEL, GPU_RESOURCE, GPU_SHARING_STRATEGY_LABEL, GpuAsk,
@@ -46,7 +48,8 @@ pub use ask::{
 pub use gang::{GangFilter, GangSpec, PlanRecord, Reservation, SlotRecord};
 pub use score::ScoreConfig;
 pub use view::{
-    AssumeError, Assumed, ClusterView, FilterOutcome, NodeInput, PodObservation, PodState, Verdict, ViewConfig,
+    AssumeError, Assumed, ClusterView, FilterOutcome, MAX_NODE_GPUS, NodeInput, PodObservation, PodState,
+    TOO_MANY_GPUS, Verdict, ViewConfig,
 };
 
 /// Extender scores are 0..=10 (`MaxExtenderPriority`).

@@ -4,13 +4,18 @@ use std::sync::Arc;
 use super::*;
 use crate::machine::MachineProfile;
 
-fn profile(stem: &str) -> Arc<MachineProfile> {
+pub(super) fn profile(stem: &str) -> Arc<MachineProfile> {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../configs/machines/{stem}.yaml"));
     let text = std::fs::read_to_string(&p).expect("profile file");
     Arc::new(MachineProfile::from_yaml(&text).expect("profile"))
 }
 
-fn node(name: &str, res: &[(&str, i64)], labels: &[(&str, &str)], topo: Option<Arc<MachineProfile>>) -> NodeInput {
+pub(super) fn node(
+    name: &str,
+    res: &[(&str, i64)],
+    labels: &[(&str, &str)],
+    topo: Option<Arc<MachineProfile>>,
+) -> NodeInput {
     NodeInput {
         name: name.into(),
         labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
@@ -22,7 +27,7 @@ fn node(name: &str, res: &[(&str, i64)], labels: &[(&str, &str)], topo: Option<A
     }
 }
 
-fn ask(gpu: GpuAsk) -> PodAsk {
+pub(super) fn ask(gpu: GpuAsk) -> PodAsk {
     PodAsk {
         gpu,
         single_numa: false,
@@ -31,7 +36,7 @@ fn ask(gpu: GpuAsk) -> PodAsk {
     }
 }
 
-fn bound(uid: &str, node: &str, a: PodAsk, gpus: Option<Vec<u32>>) -> PodObservation {
+pub(super) fn bound(uid: &str, node: &str, a: PodAsk, gpus: Option<Vec<u32>>) -> PodObservation {
     PodObservation {
         uid: uid.into(),
         node: Some(node.into()),

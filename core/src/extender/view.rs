@@ -17,6 +17,14 @@ use crate::machine::MachineProfile;
 use crate::packing::MILLI;
 use crate::topology::{Constraints, NodeTopology};
 
+/// GPUs per node the view tracks (its per-node GPU masks are 64 bits).
+/// Larger nodes are refused for every GPU request with [`TOO_MANY_GPUS`].
+pub const MAX_NODE_GPUS: usize = 64;
+
+/// The reason a node of more than [`MAX_NODE_GPUS`] GPUs gives.
+pub const TOO_MANY_GPUS: &str = "node has more than 64 GPUs (its topology or nvidia.com/gpu count); the extender places GPU pods only on nodes of \
+     at most 64";
+
 /// A node as the API shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeInput {
@@ -103,6 +111,8 @@ pub(crate) struct NodeState {
     pub reserved: u64,
     /// Positions whose GPU is MIG-partitioned (never whole or shared).
     pub mig_gpus: u64,
+    /// More than [`MAX_NODE_GPUS`] GPUs: no GPU pod is placed here.
+    pub too_many_gpus: bool,
     pub replicas_per_gpu: u32,
     /// `nvidia.com/gpu` counts time-slicing/MPS replicas (sharing without
     /// `renameByDefault`): its units are in `shared_alloc`, none in
@@ -138,7 +148,7 @@ impl NodeState {
                 let ids = t.gpu_indices();
                 let numa = ids.iter().map(|&g| t.gpu_numa(g).unwrap_or(0)).collect();
                 let mut mig = 0u64;
-                for (pos, &g) in ids.iter().enumerate().take(64) {
+                for (pos, &g) in ids.iter().enumerate().take(MAX_NODE_GPUS) {
                     if p.gpu(g).is_some_and(|s| s.mig_enabled) {
                         mig |= 1 << pos;
                     }
@@ -149,17 +159,31 @@ impl NodeState {
                 let n = match gpu_replicas {
                     Some(r) => count.unwrap_or_else(|| whole.div_ceil(r)),
                     None => count.unwrap_or(0).max(whole),
-                }
-                .min(64);
-                ((0..n).collect(), vec![0; n as usize], 0)
+                };
+                ((0..n.min(MAX_NODE_GPUS as u32 + 1)).collect(), Vec::new(), 0)
             }
         };
-        let ids: Vec<u32> = ids.into_iter().take(64).collect();
+        // Positions live in 64-bit masks: a larger node is refused whole
+        // (every GPU ask gets a reason), never truncated to its first 64.
+        let too_many_gpus = ids.len() > MAX_NODE_GPUS;
+        let (ids, numa): (Vec<u32>, Vec<u32>) = if too_many_gpus {
+            (Vec::new(), Vec::new())
+        } else {
+            let numa = if numa.is_empty() { vec![0; ids.len()] } else { numa };
+            (ids, numa)
+        };
         let n = ids.len() as u32;
         let left = (0..ids.len())
             .map(|p| if mig_gpus & (1 << p) != 0 { 0 } else { MILLI })
             .collect();
-        let shared_alloc = alloc(&input, SHARED_RESOURCE);
+        let shared_alloc = if too_many_gpus {
+            0
+        } else {
+            alloc(&input, SHARED_RESOURCE)
+        };
+        let whole = if too_many_gpus { 0 } else { whole };
+        let gpu_replicas = gpu_replicas.filter(|_| !too_many_gpus);
+        let mig_gpus = if too_many_gpus { 0 } else { mig_gpus };
         let sharable = n - mig_gpus.count_ones();
         let replicas_per_gpu = if let Some(r) = gpu_replicas {
             r
@@ -174,6 +198,7 @@ impl NodeState {
                 .unwrap_or_else(|| shared_alloc.div_ceil(sharable.max(1)))
         };
         NodeState {
+            too_many_gpus,
             gpu_replicated: gpu_replicas.is_some(),
             whole_alloc: if gpu_replicas.is_some() { 0 } else { whole },
             shared_alloc: if gpu_replicas.is_some() { whole } else { shared_alloc },
@@ -429,11 +454,23 @@ pub enum AssumeError {
     },
 }
 
-/// Interned machine topologies (the gang planner looks them up by name).
+/// Interned machine topologies (the gang planner looks them up by name),
+/// each counted by the nodes that use it and dropped with its last user: a
+/// node's annotation rewritten many times must not grow the process.
 #[derive(Debug, Default)]
 pub(crate) struct Machines {
-    pub list: Vec<(Arc<MachineProfile>, Arc<NodeTopology>, String)>,
+    entries: HashMap<u32, MachineEntry>,
+    /// Ids are never reused, so caches keyed by id cannot see a stale entry.
+    next: u32,
     pub by_name: HashMap<String, Arc<NodeTopology>>,
+}
+
+#[derive(Debug)]
+struct MachineEntry {
+    profile: Arc<MachineProfile>,
+    topo: Arc<NodeTopology>,
+    name: String,
+    users: usize,
 }
 
 impl crate::fabric::MachineLookup for Machines {
@@ -443,23 +480,66 @@ impl crate::fabric::MachineLookup for Machines {
 }
 
 impl Machines {
+    /// The id of `p`'s topology, counting one more user; `None` when it
+    /// does not build.
     fn intern(&mut self, p: &Arc<MachineProfile>) -> Option<(u32, Arc<NodeTopology>)> {
-        if let Some(i) = self.list.iter().position(|(q, _, _)| Arc::ptr_eq(q, p) || **q == **p) {
-            return Some((i as u32, self.list[i].1.clone()));
+        if let Some((&id, e)) = self
+            .entries
+            .iter_mut()
+            .find(|(_, e)| Arc::ptr_eq(&e.profile, p) || *e.profile == **p)
+        {
+            e.users += 1;
+            return Some((id, e.topo.clone()));
         }
         let t = Arc::new(NodeTopology::from_profile(p).ok()?);
-        let name = format!("m{}-{}", self.list.len(), p.name);
+        let mut id = self.next;
+        while self.entries.contains_key(&id) {
+            id = id.wrapping_add(1);
+        }
+        self.next = id.wrapping_add(1);
+        let name = format!("m{id}-{}", p.name);
         self.by_name.insert(name.clone(), t.clone());
-        self.list.push((p.clone(), t.clone(), name));
-        Some(((self.list.len() - 1) as u32, t))
+        self.entries.insert(
+            id,
+            MachineEntry {
+                profile: p.clone(),
+                topo: t.clone(),
+                name,
+                users: 1,
+            },
+        );
+        Some((id, t))
+    }
+
+    /// One user fewer; true when that was the last and the topology is gone.
+    fn release(&mut self, id: u32) -> bool {
+        let Some(e) = self.entries.get_mut(&id) else {
+            return false;
+        };
+        e.users = e.users.saturating_sub(1);
+        if e.users > 0 {
+            return false;
+        }
+        if let Some(e) = self.entries.remove(&id) {
+            self.by_name.remove(&e.name);
+        }
+        true
+    }
+
+    fn get(&self, id: u32) -> Option<(u32, Arc<NodeTopology>)> {
+        self.entries.get(&id).map(|e| (id, e.topo.clone()))
     }
 
     pub fn name(&self, id: u32) -> Option<&str> {
-        self.list.get(id as usize).map(|(_, _, n)| n.as_str())
+        self.entries.get(&id).map(|e| e.name.as_str())
     }
 
     pub fn topo(&self, id: u32) -> Option<&NodeTopology> {
-        self.list.get(id as usize).map(|(_, t, _)| &**t)
+        self.entries.get(&id).map(|e| &*e.topo)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
     }
 }
 
@@ -563,13 +643,27 @@ impl ClusterView {
 
     /// Adds or replaces a node. Pods already known on it are re-applied.
     pub fn upsert_node(&mut self, input: NodeInput) {
-        let machine = input.topology.as_ref().and_then(|p| self.machines.intern(p));
-        if let Some(&i) = self.by_name.get(&input.name) {
+        let existing = self.by_name.get(&input.name).copied();
+        // Unchanged (the watch's resyncs, status heartbeats): nothing to
+        // intern or rebuild.
+        if existing.is_some_and(|i| self.nodes[i].input == input) {
+            return;
+        }
+        let kept = existing.filter(|&i| self.nodes[i].input.topology == input.topology);
+        let machine = match kept {
+            // Same topology (labels or allocatable changed): same machine.
+            Some(i) => self.nodes[i].machine.and_then(|id| self.machines.get(id)),
+            None => {
+                let m = input.topology.as_ref().and_then(|p| self.machines.intern(p));
+                if let Some(old) = existing.and_then(|i| self.nodes[i].machine) {
+                    self.release_machine(old);
+                }
+                m
+            }
+        };
+        if let Some(i) = existing {
             let old = &self.nodes[i];
             let fabric_changed = old.input.labels != input.labels || old.input.topology != input.topology;
-            if old.input == input {
-                return;
-            }
             self.generation += 1;
             if fabric_changed {
                 self.fabric_generation += 1;
@@ -663,8 +757,26 @@ impl ClusterView {
         out
     }
 
+    /// One node fewer uses machine `id`; its cached topology answers go with
+    /// it when it was the last.
+    fn release_machine(&mut self, id: u32) {
+        if self.machines.release(id)
+            && let Ok(mut cache) = self.topo_cache.lock()
+        {
+            cache.retain(|k, _| k.0 != id);
+        }
+    }
+
+    /// Distinct machine topologies held (one per distinct profile in use).
+    pub fn machine_count(&self) -> usize {
+        self.machines.len()
+    }
+
     pub fn remove_node(&mut self, name: &str) {
         let Some(&i) = self.by_name.get(name) else { return };
+        if let Some(m) = self.nodes[i].machine {
+            self.release_machine(m);
+        }
         self.generation += 1;
         self.fabric_generation += 1;
         self.drop_reservations_on(i);
