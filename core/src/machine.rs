@@ -628,7 +628,7 @@ nics: [{name: mlx5_0, pci_bus_id: "0000:09:00.0", numa_node: 0, pcie_switch: sw0
         assert!(e.contains("4294967295") && e.contains("8191"), "{e}");
         assert!(parse_cpulist("0-8192").is_err());
         // Repeats cannot add up past the bound either.
-        let repeated = vec!["0-8191"; 3].join(",");
+        let repeated = ["0-8191"; 3].join(",");
         assert!(parse_cpulist(&repeated).unwrap_err().contains("more than 8192"));
         let p = MINI.replace("\"0-7\"", "\"0-4294967295\"");
         let e = MachineProfile::from_yaml(&p).unwrap_err();
