@@ -1,18 +1,22 @@
 //! Every manifest under configs/deploy/device-plugin parses into its typed
 //! k8s-openapi struct and back without losing a field (so a typo fails), and
 //! the manifests agree with the plugin: the RBAC covers its API calls, the
-//! DaemonSet's env and args are the plugin's flags, the named configs parse.
+//! admission policy confines its Node writes to its own Node and annotation,
+//! the DaemonSet's env and args are the plugin's flags and it mounts only
+//! the CRI socket, the named configs parse.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser};
+use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use railyard_core::config::DevicePluginConfig;
 use railyard_device_plugin::Options;
+use railyard_device_plugin::topology::TOPOLOGY_ANNOTATION;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -52,6 +56,8 @@ struct Manifests {
     bindings: Vec<ClusterRoleBinding>,
     daemonsets: Vec<DaemonSet>,
     config_maps: Vec<ConfigMap>,
+    policies: Vec<ValidatingAdmissionPolicy>,
+    policy_bindings: Vec<ValidatingAdmissionPolicyBinding>,
 }
 
 fn load() -> Manifests {
@@ -79,6 +85,8 @@ fn load() -> Manifests {
                 "ClusterRoleBinding" => m.bindings.push(typed(&doc, &what)),
                 "DaemonSet" => m.daemonsets.push(typed(&doc, &what)),
                 "ConfigMap" => m.config_maps.push(typed(&doc, &what)),
+                "ValidatingAdmissionPolicy" => m.policies.push(typed(&doc, &what)),
+                "ValidatingAdmissionPolicyBinding" => m.policy_bindings.push(typed(&doc, &what)),
                 other => panic!("{what}: unexpected kind {other}"),
             }
         }
@@ -94,6 +102,118 @@ fn every_manifest_parses_into_its_typed_struct() {
     assert_eq!(m.bindings.len(), 1);
     assert_eq!(m.daemonsets.len(), 1);
     assert_eq!(m.config_maps.len(), 1);
+    assert_eq!(m.policies.len(), 1);
+    assert_eq!(m.policy_bindings.len(), 1);
+    for p in &m.policies {
+        assert_eq!(p.metadata.namespace, None, "cluster-scoped");
+    }
+}
+
+/// Parentheses, brackets and quotes balance: a cheap guard against a
+/// truncated or mis-folded YAML scalar (the API server compiles the CEL).
+fn balanced(expr: &str) -> bool {
+    let mut stack = Vec::new();
+    let mut quote = None;
+    for c in expr.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(' | '[' | '{') => stack.push(c),
+            (None, ')') if stack.pop() != Some('(') => return false,
+            (None, ']') if stack.pop() != Some('[') => return false,
+            (None, '}') if stack.pop() != Some('{') => return false,
+            _ => {}
+        }
+    }
+    stack.is_empty() && quote.is_none()
+}
+
+#[test]
+fn admission_policy_confines_node_writes_to_the_plugins_own_node_and_annotation() {
+    let m = load();
+    let p = &m.policies[0];
+    let spec = p.spec.as_ref().unwrap();
+    assert_eq!(spec.failure_policy.as_deref(), Some("Fail"));
+    assert!(spec.param_kind.is_none());
+
+    // It applies to Node updates (a patch is an UPDATE).
+    let rules = spec
+        .match_constraints
+        .as_ref()
+        .unwrap()
+        .resource_rules
+        .as_ref()
+        .unwrap();
+    assert!(
+        rules.iter().any(|r| {
+            r.api_groups.as_ref().is_some_and(|g| g.iter().any(|g| g.is_empty()))
+                && r.resources.as_ref().is_some_and(|x| x.iter().any(|x| x == "nodes"))
+                && r.operations.as_ref().is_some_and(|o| o.iter().any(|o| o == "UPDATE"))
+        }),
+        "{rules:?}"
+    );
+
+    // Only to the plugin's service account, the one the DaemonSet runs as.
+    let sa = &m.service_accounts[0].metadata;
+    let username = format!(
+        "system:serviceaccount:{}:{}",
+        sa.namespace.as_deref().unwrap(),
+        sa.name.as_deref().unwrap()
+    );
+    let conditions = spec.match_conditions.as_ref().unwrap();
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.expression.contains("request.userInfo.username") && c.expression.contains(&username)),
+        "{conditions:?}"
+    );
+
+    let validations = spec.validations.as_ref().unwrap();
+    for v in validations {
+        assert!(balanced(&v.expression), "{}", v.expression);
+        assert!(v.message.is_some(), "{}", v.expression);
+    }
+    for c in conditions {
+        assert!(balanced(&c.expression), "{}", c.expression);
+    }
+    // The Node's name must be the token's node.
+    assert!(
+        validations.iter().any(|v| {
+            v.expression
+                .contains("request.userInfo.extra['authentication.kubernetes.io/node-name']")
+                && v.expression.contains("object.metadata.name")
+        }),
+        "no validation ties the Node to the token's node"
+    );
+    // Its one annotation may change, compared with the old object.
+    assert!(
+        validations.iter().any(|v| {
+            v.expression.contains(&format!("'{TOPOLOGY_ANNOTATION}'"))
+                && v.expression.contains("object.metadata.annotations")
+                && v.expression.contains("oldObject.metadata.annotations")
+        }),
+        "no validation limits the annotations"
+    );
+    // And labels and spec may not.
+    for field in ["labels", "spec"] {
+        let new = if field == "spec" {
+            "object.spec == oldObject.spec".to_string()
+        } else {
+            format!("object.metadata.{field} == oldObject.metadata.{field}")
+        };
+        assert!(
+            validations.iter().any(|v| v.expression.contains(&new)),
+            "{field} not held unchanged"
+        );
+    }
+
+    // Bound, denying, with nothing narrowing it.
+    let b = &m.policy_bindings[0];
+    let bs = b.spec.as_ref().unwrap();
+    assert_eq!(bs.policy_name.as_ref(), p.metadata.name.as_ref());
+    assert_eq!(bs.validation_actions.as_deref(), Some(&["Deny".to_string()][..]));
+    assert!(bs.param_ref.is_none() && bs.match_resources.is_none());
 }
 
 #[test]
@@ -171,7 +291,6 @@ fn daemonset_mounts_env_and_args_match_the_plugin() {
         "/var/lib/kubelet/device-plugins",
         "/var/lib/kubelet/pod-resources",
         "/var/run/cdi",
-        "/run/containerd",
     ] {
         assert_eq!(
             mounted.get(p).map(String::as_str),
@@ -224,6 +343,50 @@ fn daemonset_mounts_env_and_args_match_the_plugin() {
     }
     let o = Options::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
     assert!(o.publish_topology);
+
+    // The CRI socket is mounted as a socket, at the path CRI_SOCKET names,
+    // and no directory above it is mounted (the runtime's state directory
+    // holds its shims' sockets and every container's bundle).
+    let cri = o.cri_socket.as_ref().expect("CRI_SOCKET is set");
+    let cri_volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| {
+            v.host_path
+                .as_ref()
+                .is_some_and(|h| std::path::Path::new(&h.path) == cri)
+        })
+        .unwrap_or_else(|| panic!("no hostPath volume for {}", cri.display()));
+    assert_eq!(
+        cri_volume.host_path.as_ref().unwrap().type_.as_deref(),
+        Some("Socket"),
+        "{}",
+        cri_volume.name
+    );
+    let cri_mount = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|vm| vm.name == cri_volume.name)
+        .unwrap();
+    assert_eq!(std::path::Path::new(&cri_mount.mount_path), cri);
+    for v in pod.volumes.iter().flatten() {
+        let Some(h) = &v.host_path else { continue };
+        let host = std::path::Path::new(&h.path);
+        assert!(
+            host == cri || !cri.starts_with(host),
+            "volume {} mounts {}, a directory above the CRI socket",
+            v.name,
+            h.path
+        );
+        assert!(
+            !host.starts_with("/run/containerd") || host == cri,
+            "volume {} mounts {} from the runtime's state",
+            v.name,
+            h.path
+        );
+    }
 
     // The named configs: the ConfigMap mounted at CONFIG_DIR, every one
     // valid, DEFAULT_CONFIG among them.
