@@ -3,24 +3,35 @@
 //!
 //! Bodies that do not parse get HTTP 400 with a message; requests that
 //! parse but cannot be served get 200 with `Error` set in the result (what
-//! kube-scheduler expects). A panic inside a handler is caught and answered
-//! with a 500 that says so, never an empty one.
+//! kube-scheduler expects). A panic inside a handler is caught, counted
+//! (`railyard_scheduler_handler_panics_total`) and answered with a 500 that
+//! says so, never an empty one; the locks it may have held recover from
+//! poisoning, so later requests are served as before.
+//!
+//! Bodies are read before any handler runs, bounded by [`RequestLimits`]:
+//! larger than `max_request_bytes` gets 413, slower than `body_timeout` 408,
+//! both closing the connection.
+//!
+//! Nodes come from the node watch only. A `Nodes` list in a request (a
+//! kube-scheduler without `nodeCacheCapable`) is never added to the view:
+//! its unknown names are answered as failed and forgotten.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use futures_util::FutureExt;
+use futures_util::{FutureExt, StreamExt};
 use prometheus_client::registry::Registry;
 use railyard_core::extender::{ClusterView, GangFilter, PodAsk, ViewConfig};
 use serde::Serialize;
@@ -182,7 +193,51 @@ pub struct Config {
     pub view: ViewConfig,
 }
 
+/// Default of `--max-request-bytes`. kube-scheduler with `nodeCacheCapable`
+/// sends the Pod and one name per candidate node: at 10,000 nodes with
+/// names of the longest legal length (253 bytes) that is 2.6 MB of names,
+/// plus a Pod of at most ~1.5 MB (etcd's object limit), so 16 MiB leaves room
+/// for 50,000 such nodes. Without `nodeCacheCapable` each Node object (5-20
+/// KB) is sent: 16 MiB is about 1,000-3,000 nodes; raise the limit to about
+/// 20 KB per node for that mode, and the memory limit with it (README).
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 16 << 20;
+/// Default of `--http-body-timeout-seconds`: a local kube-scheduler sends a
+/// body of a few MB in milliseconds.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Per-request limits, enforced before any handler runs (so for every
+/// transport, and for `Router::oneshot` in tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Larger bodies get 413 (a `Content-Length` above it before any of
+    /// the body is read).
+    pub max_request_bytes: usize,
+    /// The whole body must arrive within this time from the end of the
+    /// request head, or the request gets 408. Zero: no timeout.
+    pub body_timeout: Duration,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+        }
+    }
+}
+
+/// Why a node of the request failed when the view does not know it: nodes
+/// come from the node watch only (a node just added is answered this way
+/// until the watch delivers it).
+pub const UNKNOWN_NODE: &str = "node is not known to the extender (not in its node watch)";
+
 type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Locks a mutex whose holder may have panicked: what these mutexes guard
+/// (caches, pending asks) is valid after any single operation.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Scores computed by filter, reused by the prioritize call that follows.
 #[derive(Debug, Clone)]
@@ -317,6 +372,7 @@ pub struct AppState {
     pub ready: AtomicBool,
     /// Nodes, pods listed (the watches set these; `ready` needs both).
     pub(crate) listed: [AtomicBool; 2],
+    limits: RequestLimits,
 }
 
 impl std::fmt::Debug for AppState {
@@ -349,7 +405,18 @@ impl AppState {
             scored: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(true),
             listed: [AtomicBool::new(false), AtomicBool::new(false)],
+            limits: RequestLimits::default(),
         }
+    }
+
+    /// Replaces the body size limit and body timeout ([`RequestLimits`]).
+    pub fn with_request_limits(mut self, limits: RequestLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn request_limits(&self) -> RequestLimits {
+        self.limits
     }
 
     /// Places only pods whose `spec.schedulerName` is one of `names` (the
@@ -450,12 +517,11 @@ impl AppState {
     }
 
     fn remember(&self, uid: &str, ask: &PodAsk) {
-        if let Ok(mut p) = self.pending.lock() {
-            if p.len() >= PENDING_MAX {
-                p.clear();
-            }
-            p.insert(uid.to_string(), ask.clone());
+        let mut p = lock(&self.pending);
+        if p.len() >= PENDING_MAX {
+            p.clear();
         }
+        p.insert(uid.to_string(), ask.clone());
     }
 
     /// `filter`: the answer, or the message of a 400.
@@ -474,9 +540,6 @@ impl AppState {
         if let Err(e) = self.placeable(&pod) {
             self.metrics.decision("filter", "error");
             return Ok(FilterAnswer::error(e));
-        }
-        if let Some(list) = &full {
-            self.learn_nodes(list);
         }
         let uid = k8s::pod_uid(&pod);
         self.remember(&uid, &ask);
@@ -535,6 +598,15 @@ impl AppState {
             let v = self.view();
             let out = v.filter(&ask, names.iter().map(NodeName::as_str), true);
             let generation = v.generation();
+            // Only failed nodes are looked up again, to tell unknown ones.
+            let failed: Vec<_> = out
+                .failed
+                .into_iter()
+                .map(|(i, r)| {
+                    let known = names.get(i).is_some_and(|n| v.has_node(n.as_str()));
+                    (i, Reason::Static(if known { r } else { UNKNOWN_NODE }))
+                })
+                .collect();
             drop(v);
             self.metrics
                 .decision("filter", if out.passed.is_empty() { "no_fit" } else { "ok" });
@@ -548,14 +620,15 @@ impl AppState {
                 names: passed,
                 scores: out.scores,
             };
-            if let Ok(mut s) = self.scored.lock() {
+            {
+                let mut s = lock(&self.scored);
                 if s.len() >= SCORED_MAX {
                     s.clear();
                 }
                 s.insert(uid, entry);
             }
             answer.passed = out.passed;
-            answer.failed = out.failed.into_iter().map(|(i, r)| (i, Reason::Static(r))).collect();
+            answer.failed = failed;
             answer.unresolvable = out
                 .unresolvable
                 .into_iter()
@@ -581,24 +654,6 @@ impl AppState {
         Ok(answer)
     }
 
-    /// Nodes sent in full that the view does not know yet (no watch, or the
-    /// watch is behind) are added.
-    fn learn_nodes(&self, list: &NodeList) {
-        let unknown: Vec<_> = {
-            let v = self.view();
-            list.items
-                .iter()
-                .filter(|n| n.metadata.name.as_deref().is_some_and(|x| !v.has_node(x)))
-                .collect()
-        };
-        if !unknown.is_empty() {
-            let mut v = self.view_mut();
-            for n in unknown {
-                v.upsert_node(k8s::node_input(n));
-            }
-        }
-    }
-
     /// `prioritize`: scores for every node asked about, in order.
     pub fn prioritize<'a>(&self, args: ExtenderArgs<'a>) -> Result<Vec<(NodeName<'a>, i64)>, String> {
         let pod = args.pod.ok_or("the request has no Pod")?;
@@ -607,9 +662,8 @@ impl AppState {
             // Prioritize errors are ignored by the scheduler; score nothing.
             return Ok(names.into_iter().map(|n| (n, 0)).collect());
         };
-        if let Some(list) = &args.nodes {
-            self.learn_nodes(list);
-        }
+        // Nodes of a full `Nodes` list are neither added nor refreshed: only
+        // the node watch writes nodes (unknown ones score 0).
         let uid = k8s::pod_uid(&pod);
         let v = self.view();
         if let Some((_, _, node)) = v.slot_of(&uid) {
@@ -625,7 +679,7 @@ impl AppState {
                 })
                 .collect());
         }
-        let cached = self.scored.lock().ok().and_then(|mut s| s.remove(&uid));
+        let cached = lock(&self.scored).remove(&uid);
         if let Some(c) = cached
             && c.generation == v.generation()
             && c.same_names(names.iter().map(NodeName::as_str))
@@ -638,7 +692,8 @@ impl AppState {
 
     /// `preempt`: keeps the candidate nodes where evicting the proposed
     /// victims really frees a GPU the pod can use (per GPU, not per node
-    /// total), and only the planned node for a gang member.
+    /// total), and only the planned node for a gang member. Nodes the view
+    /// does not know are dropped: filter would refuse them anyway.
     pub fn preempt(&self, args: ExtenderPreemptionArgs) -> Result<ExtenderPreemptionResult, String> {
         let pod = args.pod.ok_or("the request has no Pod")?;
         let mut candidates: BTreeMap<String, MetaVictims> = args.node_name_to_meta_victims.unwrap_or_default();
@@ -671,7 +726,10 @@ impl AppState {
                 if slot.as_ref().is_some_and(|s| s != node) {
                     return false;
                 }
-                if !v.has_node(node) || !ask.wants_gpu() {
+                if !v.has_node(node) {
+                    return false;
+                }
+                if !ask.wants_gpu() {
                     return true;
                 }
                 let uids: Vec<&str> = victims.pods.iter().flatten().map(|p| p.uid.as_str()).collect();
@@ -710,8 +768,104 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route(&at("preempt"), post(preempt))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(256 << 20))
+        // `read_body` has already enforced the limit; this keeps the
+        // extractor's own (2 MB) default from refusing a body it let pass.
+        .layer(DefaultBodyLimit::max(state.limits.max_request_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), read_body))
         .with_state(state)
+}
+
+/// A refusal before any handler: the connection is closed after it, as the
+/// rest of the body (if any) is not read.
+fn refuse(state: &AppState, status: StatusCode, reason: &'static str, msg: String) -> Response {
+    state.metrics.refused(reason);
+    (status, [(header::CONNECTION, "close")], msg).into_response()
+}
+
+/// Reads the whole body within the limits, then runs the handler on it.
+async fn read_body(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let RequestLimits {
+        max_request_bytes: limit,
+        body_timeout,
+    } = s.limits;
+    let too_large = |s: &AppState| {
+        refuse(
+            s,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body is larger than the extender's limit of {limit} bytes (--max-request-bytes)"),
+        )
+    };
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large(&s);
+    }
+    let read = collect_body(body, limit, declared.map_or(0, |n| n as usize));
+    let read = if body_timeout.is_zero() {
+        read.await
+    } else {
+        match tokio::time::timeout(body_timeout, read).await {
+            Ok(r) => r,
+            Err(_) => {
+                return refuse(
+                    &s,
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!(
+                        "request body not received within {:?} (--http-body-timeout-seconds)",
+                        body_timeout
+                    ),
+                );
+            }
+        }
+    };
+    match read {
+        Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Err(BodyError::TooLarge) => too_large(&s),
+        Err(BodyError::Broken(e)) => refuse(
+            &s,
+            StatusCode::BAD_REQUEST,
+            "body_error",
+            format!("reading the request body failed: {e}"),
+        ),
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    Broken(axum::Error),
+}
+
+/// The body as one buffer, refused once it passes `limit` bytes. `declared`
+/// (the Content-Length, at most `limit`) sizes the buffer up front, so a
+/// body of many chunks is copied once; a body of one chunk is not copied.
+async fn collect_body(body: Body, limit: usize, declared: usize) -> Result<Bytes, BodyError> {
+    let mut stream = body.into_data_stream();
+    let mut first: Option<Bytes> = None;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(BodyError::Broken)?;
+        total = total.saturating_add(chunk.len());
+        if total > limit {
+            return Err(BodyError::TooLarge);
+        }
+        match first.take() {
+            None if buf.is_empty() => first = Some(chunk),
+            None => buf.extend_from_slice(&chunk),
+            Some(f) => {
+                buf.reserve(declared.max(total));
+                buf.extend_from_slice(&f);
+                buf.extend_from_slice(&chunk);
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| Bytes::from(buf)))
 }
 
 fn json<T: Serialize>(v: &T) -> Response {
@@ -737,6 +891,19 @@ fn parse<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| format!("malformed extender v1 JSON: {e}"))
 }
 
+/// The answer to a request whose handler panicked (the panic hook has
+/// logged the message and place).
+fn panicked(state: &AppState, verb: &'static str) -> Response {
+    state.metrics.decision(verb, "error");
+    state.metrics.panicked(verb);
+    tracing::error!(verb, "a request handler panicked; answered 500, still serving");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("{verb}: internal error (panic); see the extender's log"),
+    )
+        .into_response()
+}
+
 /// Runs a handler, timing it and turning a panic into a 500 with a message.
 async fn guarded<F>(state: &AppState, verb: &'static str, f: F) -> Response
 where
@@ -745,14 +912,7 @@ where
     let start = Instant::now();
     let out = match AssertUnwindSafe(f).catch_unwind().await {
         Ok(r) => r,
-        Err(_) => {
-            state.metrics.decision(verb, "error");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{verb}: internal error (panic); see the extender's log"),
-            )
-                .into_response()
-        }
+        Err(_) => panicked(state, verb),
     };
     state.metrics.observe(verb, start.elapsed().as_secs_f64());
     out
@@ -796,9 +956,17 @@ async fn bind(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
             // drops the connection, the assumption is still either bound or
             // undone, never left booking GPUs for a pod that is not there.
             Ok(a) => {
+                let uid = bind_uid(&a);
                 let state = s.clone();
                 match tokio::spawn(async move { state.bind(a).await }).await {
                     Ok(r) => json(&r),
+                    Err(e) if e.is_panic() => {
+                        // As when the API refuses the Binding: whether or not
+                        // it was created, the pod watch settles it; GPUs
+                        // assumed for it must not stay booked.
+                        s.view_mut().unassume(&uid);
+                        panicked(&s, "bind")
+                    }
                     Err(e) => {
                         s.metrics.decision("bind", "error");
                         (StatusCode::INTERNAL_SERVER_ERROR, format!("bind: internal error: {e}")).into_response()
@@ -809,6 +977,19 @@ async fn bind(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
         }
     })
     .await
+}
+
+/// The view UID `AppState::bind` assumes a pod under (its defaults).
+fn bind_uid(a: &ExtenderBindingArgs) -> String {
+    if !a.pod_uid.is_empty() {
+        return a.pod_uid.clone();
+    }
+    let ns = if a.pod_namespace.is_empty() {
+        "default"
+    } else {
+        a.pod_namespace.as_str()
+    };
+    format!("{ns}/{}", a.pod_name)
 }
 
 async fn preempt(State(s): State<Arc<AppState>>, body: Bytes) -> Response {

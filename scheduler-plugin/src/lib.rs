@@ -4,13 +4,16 @@
 //! `preempt`) over HTTP/JSON; [`watch`] keeps the cluster view current from
 //! the API (Nodes, Pods, PodGroups, and the upstream Workload API where the
 //! cluster serves it); [`binder::KubeBinder`] creates Bindings. Every
-//! decision is made by `railyard_core::extender`.
+//! decision is made by `railyard_core::extender`. [`serve`] is the accept
+//! loop (header timeout, connection limit) of plain HTTP and, in `tls`,
+//! HTTPS.
 
 pub mod app;
 pub mod bind;
 pub mod binder;
 pub mod k8s;
 pub mod metrics;
+pub mod serve;
 #[cfg(feature = "rustls-tls")]
 pub mod tls;
 pub mod watch;

@@ -10,7 +10,9 @@ use anyhow::Context;
 use clap::Parser;
 use prometheus_client::registry::Registry;
 use railyard_core::extender::ViewConfig;
+use railyard_scheduler::app::RequestLimits;
 use railyard_scheduler::binder::KubeBinder;
+use railyard_scheduler::serve::ServeOptions;
 use railyard_scheduler::{AppState, Config, app, watch};
 
 #[derive(Debug, Parser)]
@@ -49,6 +51,25 @@ struct Args {
     /// --tls-private-key-file; without it, any client is served.
     #[arg(long, env = "TLS_CLIENT_CA_FILE", requires_all = ["tls_cert_file", "tls_private_key_file"])]
     tls_client_ca_file: Option<PathBuf>,
+    /// Seconds a connection may take to send a request's head, and may sit
+    /// idle between requests, before it is closed (HTTP and HTTPS). 0: never.
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
+    http_header_timeout_seconds: u64,
+    /// Seconds a request's body may take to arrive after its head; slower
+    /// ones get 408 and the connection is closed. 0: never.
+    #[arg(long, env = "HTTP_BODY_TIMEOUT_SECONDS", default_value_t = 10)]
+    http_body_timeout_seconds: u64,
+    /// Connections served at once (HTTP and HTTPS, TLS handshakes included);
+    /// further ones wait to be accepted until one closes.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 128,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
+    /// Largest request body in bytes; larger ones get 413. The default fits
+    /// nodeCacheCapable requests (node names and the Pod) for 50,000 nodes;
+    /// without nodeCacheCapable allow about 20 KB per node.
+    #[arg(long, env = "MAX_REQUEST_BYTES", default_value_t = 16 << 20,
+          value_parser = clap::value_parser!(u64).range(1024..=(1 << 32)))]
+    max_request_bytes: u64,
 }
 
 /// Ctrl-C, or SIGTERM (what Kubernetes sends a pod it stops).
@@ -109,9 +130,18 @@ async fn main() -> anyhow::Result<()> {
             ..ViewConfig::default()
         },
     };
+    let limits = RequestLimits {
+        max_request_bytes: usize::try_from(args.max_request_bytes).unwrap_or(usize::MAX),
+        body_timeout: Duration::from_secs(args.http_body_timeout_seconds),
+    };
+    let serve_options = ServeOptions {
+        header_timeout: Duration::from_secs(args.http_header_timeout_seconds),
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+    };
     let state = Arc::new(
         AppState::new(config, Arc::new(KubeBinder::new(client.clone())), Registry::default())
-            .with_scheduler_names(args.scheduler_name.clone()),
+            .with_scheduler_names(args.scheduler_name.clone())
+            .with_request_limits(limits),
     );
     tokio::spawn(watch::run(client, state.clone()));
     {
@@ -135,15 +165,22 @@ async fn main() -> anyhow::Result<()> {
             prefix = %args.url_prefix,
             client_ca = ?args.tls_client_ca_file,
             client_certificates = if args.tls_client_ca_file.is_some() { "required" } else { "not asked for" },
+            ?serve_options,
+            ?limits,
             "serving the extender over HTTPS"
         );
-        return railyard_scheduler::tls::serve(listener, app(state), tls, shutdown_signal())
-            .await
-            .context("serving");
+        return railyard_scheduler::tls::serve_with_options(
+            listener,
+            app(state),
+            tls,
+            serve_options,
+            shutdown_signal(),
+        )
+        .await
+        .context("serving");
     }
-    tracing::info!(addr = %args.listen, prefix = %args.url_prefix, "serving the extender");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
+    tracing::info!(addr = %args.listen, prefix = %args.url_prefix, ?serve_options, ?limits, "serving the extender");
+    railyard_scheduler::serve::serve(listener, app(state), serve_options, shutdown_signal())
         .await
         .context("serving")?;
     Ok(())

@@ -52,6 +52,11 @@ pub struct Metrics {
     pub mislabelled_nodes: Gauge,
     /// Gang plans read back from the API and rejected, by reason.
     pub gang_plans_ignored: Family<ReasonLabels, Counter>,
+    /// Requests whose handler panicked (answered 500), by verb.
+    pub panics: Family<VerbLabels, Counter>,
+    /// Requests refused before a handler ran: `body_too_large`,
+    /// `body_timeout`, `body_error`.
+    pub refused: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -64,6 +69,8 @@ impl Default for Metrics {
             pods: Gauge::default(),
             mislabelled_nodes: Gauge::default(),
             gang_plans_ignored: Family::default(),
+            panics: Family::default(),
+            refused: Family::default(),
         }
     }
 }
@@ -96,6 +103,16 @@ impl Metrics {
             "Gang plans read back from the API and ignored, by reason",
             m.gang_plans_ignored.clone(),
         );
+        r.register(
+            "handler_panics",
+            "Extender requests whose handler panicked (answered 500), by verb",
+            m.panics.clone(),
+        );
+        r.register(
+            "requests_refused",
+            "Requests refused before a handler ran (body too large, too slow, broken), by reason",
+            m.refused.clone(),
+        );
         m
     }
 
@@ -107,6 +124,14 @@ impl Metrics {
     /// static word (e.g. `no_gpu_request`, `slot_mismatch`), never error text.
     pub fn gang_plan_ignored(&self, reason: &'static str) {
         self.gang_plans_ignored.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn panicked(&self, verb: &'static str) {
+        self.panics.get_or_create(&VerbLabels { verb }).inc();
+    }
+
+    pub fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     pub fn observe(&self, verb: &'static str, seconds: f64) {

@@ -8,7 +8,8 @@
 //! previous configuration stays in use and the files are tried again a little
 //! later (a read can fail mid-rotation). [`serve`] runs the router on a TCP
 //! listener with TLS and HTTP/1.1, which is what kube-scheduler's extender
-//! client speaks.
+//! client speaks, through the accept loop of [`crate::serve`] (header
+//! timeout, connection limit).
 //!
 //! Client certificates: without a client CA none are asked for and anyone who
 //! reaches the port may call the verbs, `bind` included (which creates
@@ -19,20 +20,21 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::serve::ServeOptions;
 
 /// A client that connects but never completes the handshake is dropped after
 /// this, so it holds neither a task nor graceful shutdown forever.
@@ -314,75 +316,64 @@ impl TlsSource {
 }
 
 /// Serves `router` over TLS on `listener` until `shutdown` completes, then
-/// stops accepting and waits for open connections to finish their requests.
-/// A failed handshake (a plain-HTTP client, an untrusting client) drops only
-/// that connection.
+/// stops accepting and waits for open connections to finish their requests,
+/// with the default [`ServeOptions`]. A failed handshake (a plain-HTTP
+/// client, an untrusting client) drops only that connection.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     tls: TlsSource,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
+    serve_with_options(listener, router, tls, ServeOptions::default(), shutdown).await
+}
+
+/// As [`serve`], with the header timeout and connection limit of `options`
+/// (the accept loop of [`crate::serve`]; a handshake holds a slot too).
+pub async fn serve_with_options(
+    listener: TcpListener,
+    router: Router,
+    tls: TlsSource,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
     let tls = Arc::new(tls);
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors and the like pass; back off
-                    // rather than spin or stop serving (as axum::serve does).
-                    tracing::warn!(error = %e, "accepting a connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        // Requests and replies are small; do not let Nagle delay them.
-        let _ = tcp.set_nodelay(true);
+    crate::serve::serve_with(listener, router, options, shutdown, move |tcp, peer| {
         let tls = tls.clone();
-        let router = router.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    // A refused client certificate is worth an operator's
-                    // attention (a misconfigured kube-scheduler, or a caller
-                    // that should not be there); other failures (probes, port
-                    // scans, plain HTTP) are noise.
-                    let refused = e
-                        .get_ref()
-                        .and_then(|e| e.downcast_ref::<rustls::Error>())
-                        .is_some_and(|e| {
-                            matches!(
-                                e,
-                                rustls::Error::NoCertificatesPresented | rustls::Error::InvalidCertificate(_)
-                            )
-                        });
-                    if refused {
-                        tracing::warn!(%peer, error = %e, "refused a TLS client: no or untrusted client certificate");
-                    } else {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    }
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let conn = hyper::server::conn::http1::Builder::new()
-                // The timer enables hyper's header read timeout (30 s).
-                .timer(TokioTimer::new())
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router));
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+        async move { handshake(&tls, tcp, peer).await }
+    })
+    .await
+}
+
+/// The TLS handshake of one connection, bounded by [`HANDSHAKE_TIMEOUT`];
+/// `None` (logged) when it fails.
+async fn handshake(tls: &TlsSource, tcp: TcpStream, peer: SocketAddr) -> Option<TlsStream<TcpStream>> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(tcp)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            // A refused client certificate is worth an operator's
+            // attention (a misconfigured kube-scheduler, or a caller
+            // that should not be there); other failures (probes, port
+            // scans, plain HTTP) are noise.
+            let refused = e
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<rustls::Error>())
+                .is_some_and(|e| {
+                    matches!(
+                        e,
+                        rustls::Error::NoCertificatesPresented | rustls::Error::InvalidCertificate(_)
+                    )
+                });
+            if refused {
+                tracing::warn!(%peer, error = %e, "refused a TLS client: no or untrusted client certificate");
+            } else {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
             }
-        });
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
     }
-    graceful.shutdown().await;
-    Ok(())
 }

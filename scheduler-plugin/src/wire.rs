@@ -6,7 +6,7 @@
 //! case-insensitive); responses use the exact names.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 
 use k8s_openapi::api::core::v1::Node;
@@ -177,17 +177,27 @@ fn needs_escape(b: &[u8]) -> bool {
     chunks.remainder().iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\')
 }
 
-/// Appends `{"k":"v",…}` or `null`.
+/// Appends `{"k":"v",…}` or `null`. A key that comes again (a request that
+/// named a node twice) is written once, with its first value: JSON objects
+/// with duplicate keys are read differently by different decoders.
 pub fn push_json_map<'a>(out: &mut Vec<u8>, pairs: Option<impl Iterator<Item = (&'a str, &'a str)>>) {
     let Some(pairs) = pairs else {
         out.extend_from_slice(b"null");
         return;
     };
+    let pairs = pairs.into_iter();
+    // Randomly keyed (std's SipHash): the keys come from the request.
+    let mut seen: HashSet<&str> = HashSet::with_capacity(pairs.size_hint().0);
     out.push(b'{');
-    for (k, (name, reason)) in pairs.enumerate() {
-        if k > 0 {
+    let mut first = true;
+    for (name, reason) in pairs {
+        if !seen.insert(name) {
+            continue;
+        }
+        if !first {
             out.push(b',');
         }
+        first = false;
         push_json_str(out, name);
         out.push(b':');
         push_json_str(out, reason);

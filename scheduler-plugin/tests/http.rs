@@ -2,8 +2,11 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+
 use axum::http::StatusCode;
 use common::*;
+use railyard_scheduler::app::UNKNOWN_NODE;
 use serde_json::{Value, json};
 
 fn shared_nodes(f: &Fixture) {
@@ -66,8 +69,10 @@ async fn filter_with_full_nodes_returns_node_objects() {
     let f = Fixture::new(60_000);
     let a = node("a", &[("nvidia.com/gpu", "4")], &[], None);
     let b = node("b", &[("nvidia.com/gpu", "1")], &[], None);
+    // Nodes come from the watch (here: the fixture), never from requests.
+    f.add_node(&a);
+    f.add_node(&b);
     let p = pod("ns", "p", "uid-p", &[("nvidia.com/gpu", "2")], &[]);
-    // The view learns nodes it has not seen from the request itself.
     let r = f
         .post_json(
             "filter",
@@ -287,4 +292,199 @@ async fn healthz_and_metrics() {
     // Unknown paths are 404, the wrong method 405.
     assert_eq!(f.get("/railyard/filter").await.0, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(f.get("/nope").await.0, StatusCode::NOT_FOUND);
+}
+
+/// Finding 3: a full `Nodes` list (kube-scheduler without nodeCacheCapable)
+/// used to add every unknown node to the view for good. Now nodes come from
+/// the watch only: unknown ones are answered as failed and forgotten, and a
+/// known node's copy in the request does not overwrite the watch's.
+#[tokio::test]
+async fn nodes_in_requests_never_enter_the_view() {
+    let f = Fixture::new(60_000);
+    f.add_node(&node("real", &[("nvidia.com/gpu", "8")], &[], None));
+    let p = pod("ns", "p", "uid-p", &[("nvidia.com/gpu", "1")], &[]);
+    for round in 0..5 {
+        let mut items: Vec<Value> = (0..40)
+            .map(|i| node(&format!("ghost-{round}-{i}"), &[("nvidia.com/gpu", "8")], &[], None))
+            .collect();
+        // The real node as the request sees it: no GPU (a stale or forged
+        // copy); the watch's view (8 GPUs) decides.
+        items.push(node("real", &[], &[], None));
+        let list = json!({"metadata": {}, "items": items});
+        let r = f
+            .post_json("filter", &json!({"Pod": p, "Nodes": list, "NodeNames": null}))
+            .await;
+        let passed: Vec<&str> = r["Nodes"]["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter_map(|n| n["metadata"]["name"].as_str())
+            .collect();
+        assert_eq!(passed, vec!["real"], "{r}");
+        let failed = r["FailedNodes"].as_object().expect("FailedNodes");
+        assert_eq!(failed.len(), 40, "{r}");
+        for (name, why) in failed {
+            assert!(name.starts_with("ghost-"), "{name}");
+            assert_eq!(why, UNKNOWN_NODE);
+        }
+        let scores = f
+            .post_json("prioritize", &json!({"Pod": p, "Nodes": list, "NodeNames": null}))
+            .await;
+        for h in scores.as_array().expect("HostPriorityList") {
+            if h["Host"] != "real" {
+                assert_eq!(h["Score"], 0, "{h}");
+            }
+        }
+        assert_eq!(f.state.view().node_count(), 1, "round {round}");
+    }
+    // NodeNames mode answers unknown names the same way.
+    let r = f
+        .post_json("filter", &json!({"Pod": p, "NodeNames": ["real", "ghost-x"]}))
+        .await;
+    assert_eq!(r["NodeNames"], json!(["real"]));
+    assert_eq!(r["FailedNodes"]["ghost-x"], UNKNOWN_NODE);
+    // Preempt keeps no node the view does not know (filter would refuse it).
+    let args = json!({
+        "Pod": p,
+        "NodeNameToMetaVictims": {
+            "ghost-0-0": {"Pods": [], "NumPDBViolations": 0},
+            "real": {"Pods": [], "NumPDBViolations": 0},
+        },
+    });
+    let r = f.post_json("preempt", &args).await;
+    let kept: Vec<&String> = r["NodeNameToMetaVictims"].as_object().expect("map").keys().collect();
+    assert_eq!(kept, vec!["real"], "{r}");
+    f.state.tick();
+    let (_, m) = f.get("/metrics").await;
+    assert!(m.contains("railyard_scheduler_nodes 1\n"), "{m}");
+}
+
+/// How often `"key":` occurs in the raw JSON text.
+fn key_count(raw: &str, key: &str) -> usize {
+    raw.matches(&format!("\"{key}\":")).count()
+}
+
+/// Finding 11: a request naming a node twice gave duplicate keys in the
+/// `FailedNodes` map. Every key is written once; `NodeNames` keeps what was
+/// sent.
+#[tokio::test]
+async fn duplicate_node_names_give_unique_map_keys() {
+    let f = Fixture::new(60_000);
+    shared_nodes(&f);
+    // Known names that pass twice stay twice in the list; unknown ones fail
+    // once.
+    let small = pod("ns", "small", "uid-small", &[("nvidia.com/gpu", "1")], &[]);
+    let r = f
+        .post_json(
+            "filter",
+            &json!({"Pod": small, "NodeNames": ["g1", "g1", "ghost", "ghost"]}),
+        )
+        .await;
+    assert_eq!(r["NodeNames"], json!(["g1", "g1"]));
+    assert_eq!(r["FailedNodes"].as_object().expect("map").len(), 1);
+    // g1 full (failed: may free up), s1/s2 without whole GPUs (unresolvable).
+    let mut used = pod("ns", "used", "uid-used", &[("nvidia.com/gpu", "2")], &[]);
+    used["spec"]["nodeName"] = json!("g1");
+    f.observe(&used);
+    let names = json!(["nope", "g1", "nope", "s1", "g1", "s1", "nope", "s2"]);
+    let (status, raw) = f
+        .post(
+            "filter",
+            serde_json::to_vec(&json!({"Pod": small, "NodeNames": names})).expect("json"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let raw = String::from_utf8(raw).expect("utf-8");
+    for key in ["nope", "g1", "s1", "s2"] {
+        assert_eq!(key_count(&raw, key), 1, "{key} in {raw}");
+    }
+    let r: Value = serde_json::from_str(&raw).expect("json");
+    let failed: BTreeMap<String, String> = serde_json::from_value(r["FailedNodes"].clone()).expect("map");
+    assert_eq!(failed.keys().collect::<Vec<_>>(), vec!["g1", "nope"], "{raw}");
+    assert_eq!(failed["nope"], UNKNOWN_NODE);
+    let unresolvable: BTreeMap<String, String> =
+        serde_json::from_value(r["FailedAndUnresolvableNodes"].clone()).expect("map");
+    assert_eq!(unresolvable.keys().collect::<Vec<_>>(), vec!["s1", "s2"], "{raw}");
+    // A gang waiting for members fails every node: once each.
+    let gang = pod(
+        "ns",
+        "m0",
+        "uid-m0",
+        &[("nvidia.com/gpu", "1")],
+        &[("scheduling.x-k8s.io/pod-group", "pg")],
+    );
+    let (_, raw) = f
+        .post(
+            "filter",
+            serde_json::to_vec(&json!({"Pod": gang, "NodeNames": ["g1", "g1", "x", "x"]})).expect("json"),
+        )
+        .await;
+    let raw = String::from_utf8(raw).expect("utf-8");
+    assert_eq!(key_count(&raw, "g1"), 1, "{raw}");
+    assert_eq!(key_count(&raw, "x"), 1, "{raw}");
+}
+
+/// Finding 8: the body limit. A body just above it gets 413 (whether or not
+/// it declares its length); one just at it, and a nodeCacheCapable request
+/// for 10,000 nodes with the longest legal names, are served.
+#[tokio::test]
+async fn bodies_above_the_limit_get_413() {
+    let f = Fixture::new(60_000);
+    shared_nodes(&f);
+    let limit = f.state.request_limits().max_request_bytes;
+    let p = pod("ns", "p", "uid-p", &[("nvidia.com/gpu", "1")], &[]);
+    // 10,000 names of 253 bytes (DNS subdomain maximum), all distinct.
+    let names: Vec<String> = (0..10_000).map(|i| format!("{i:05}-{}", "n".repeat(247))).collect();
+    assert!(names.iter().all(|n| n.len() == 253));
+    let body = serde_json::to_vec(&json!({"Pod": p, "Nodes": null, "NodeNames": names})).expect("json");
+    assert!(body.len() > 2_500_000 && body.len() < limit, "{}", body.len());
+    let r = f.post("filter", body).await;
+    assert_eq!(r.0, StatusCode::OK, "{}", String::from_utf8_lossy(&r.1));
+    let r: Value = serde_json::from_slice(&r.1).expect("json");
+    assert_eq!(r["FailedNodes"].as_object().expect("map").len(), 10_000);
+    // Exactly the limit: valid JSON padded with spaces.
+    let mut at = serde_json::to_vec(&json!({"Pod": p, "NodeNames": ["g1"]})).expect("json");
+    at.resize(limit, b' ');
+    let (status, _) = f.post("filter", at.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    at.push(b' ');
+    for verb in ["filter", "prioritize", "bind", "preempt"] {
+        let (status, msg) = f.post(verb, at.clone()).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{verb}");
+        assert!(String::from_utf8_lossy(&msg).contains("--max-request-bytes"));
+    }
+    // A declared length above the limit is refused before the body is read.
+    let req = axum::http::Request::post(format!("{PREFIX}/filter"))
+        .header("content-length", (limit + 1).to_string())
+        .body(axum::body::Body::empty())
+        .expect("request");
+    let resp = tower::ServiceExt::oneshot(railyard_scheduler::app(f.state.clone()), req)
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(resp.headers()["connection"], "close");
+    let (_, m) = f.get("/metrics").await;
+    assert!(
+        m.contains("railyard_scheduler_requests_refused_total{reason=\"body_too_large\"} 5"),
+        "{m}"
+    );
+}
+
+/// Finding 8 with a configured limit: `--max-request-bytes`.
+#[tokio::test]
+async fn the_body_limit_is_configurable() {
+    let mut f = Fixture::new(60_000);
+    let limits = railyard_scheduler::app::RequestLimits {
+        max_request_bytes: 4096,
+        ..Default::default()
+    };
+    let state = std::sync::Arc::try_unwrap(f.state).expect("sole owner");
+    f.state = std::sync::Arc::new(state.with_request_limits(limits));
+    shared_nodes(&f);
+    let p = pod("ns", "p", "uid-p", &[("nvidia.com/gpu", "1")], &[]);
+    let mut body = serde_json::to_vec(&json!({"Pod": p, "NodeNames": ["g1"]})).expect("json");
+    body.resize(4096, b' ');
+    assert_eq!(f.post("filter", body.clone()).await.0, StatusCode::OK);
+    body.push(b' ');
+    assert_eq!(f.post("filter", body).await.0, StatusCode::PAYLOAD_TOO_LARGE);
 }
