@@ -131,66 +131,136 @@ impl kube::Resource for LeanPod {
     }
 }
 
-/// A Kubernetes quantity as a number (`500m` → 0.5, `1Gi` → 2^30, `1e3`).
-pub fn parse_quantity(q: &str) -> Option<f64> {
-    let q = q.trim();
-    let (num, mult) = match q {
-        _ if q.ends_with("Ki") => (&q[..q.len() - 2], 1024f64),
-        _ if q.ends_with("Mi") => (&q[..q.len() - 2], 1024f64.powi(2)),
-        _ if q.ends_with("Gi") => (&q[..q.len() - 2], 1024f64.powi(3)),
-        _ if q.ends_with("Ti") => (&q[..q.len() - 2], 1024f64.powi(4)),
-        _ if q.ends_with("Pi") => (&q[..q.len() - 2], 1024f64.powi(5)),
-        _ if q.ends_with("Ei") => (&q[..q.len() - 2], 1024f64.powi(6)),
-        _ if q.ends_with('n') => (&q[..q.len() - 1], 1e-9),
-        _ if q.ends_with('u') => (&q[..q.len() - 1], 1e-6),
-        _ if q.ends_with('m') => (&q[..q.len() - 1], 1e-3),
-        _ if q.ends_with('k') => (&q[..q.len() - 1], 1e3),
-        _ if q.ends_with('M') => (&q[..q.len() - 1], 1e6),
-        _ if q.ends_with('G') => (&q[..q.len() - 1], 1e9),
-        _ if q.ends_with('T') => (&q[..q.len() - 1], 1e12),
-        _ if q.ends_with('P') => (&q[..q.len() - 1], 1e15),
-        _ if q.ends_with('E') && !q.contains(['e']) && q.len() > 1 => (&q[..q.len() - 1], 1e18),
-        _ => (q, 1.0),
+/// A Kubernetes quantity as a number (`500m` → 0.5, `1Gi` → 2^30, `1e3`),
+/// in the API's grammar: an optional sign, digits with at most one point,
+/// then one binary (`Ki`…`Ei`) or decimal (`n`…`E`) suffix or a decimal
+/// exponent (`e3`, `E-2`). Anything else (`NaN`, `inf`, `0x10`, ``,
+/// spaces) is refused with the reason; so is a negative value, which no
+/// resource amount may be.
+pub fn parse_quantity(q: &str) -> Result<f64, String> {
+    if q.is_empty() {
+        return Err("is empty, not a quantity".into());
+    }
+    let (negative, rest) = match q.as_bytes()[0] {
+        b'-' => (true, &q[1..]),
+        b'+' => (false, &q[1..]),
+        _ => (false, q),
     };
-    let v: f64 = num.parse().ok()?;
-    (v.is_finite() && v >= 0.0).then_some(v * mult)
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    let (number, suffix) = rest.split_at(end);
+    if !number.bytes().any(|b| b.is_ascii_digit()) || number.matches('.').count() > 1 {
+        return Err("is not a quantity (expected a number like 1, 0.5 or 500m)".into());
+    }
+    let base: f64 = number
+        .parse()
+        .map_err(|_| "is not a quantity (expected a number like 1, 0.5 or 500m)".to_string())?;
+    let scale = match suffix {
+        "" => 1.0,
+        "Ki" => 1024f64,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        _ if suffix.starts_with(['e', 'E']) => {
+            let exp = &suffix[1..];
+            let digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("has a malformed exponent `{suffix}`"));
+            }
+            let e: i32 = exp
+                .parse()
+                .map_err(|_| format!("has an exponent out of range `{suffix}`"))?;
+            10f64.powi(e)
+        }
+        _ => {
+            return Err(format!(
+                "has an unknown suffix `{suffix}` (expected Ki, Mi, Gi, m, k, M, G, … or e<n>)"
+            ));
+        }
+    };
+    let v = base * scale;
+    if !v.is_finite() {
+        return Err("is too large".into());
+    }
+    if negative && v != 0.0 {
+        return Err("is negative".into());
+    }
+    Ok(v)
 }
 
 /// The pod's effective requests: max(sum over containers, each init
-/// container), requests else limits.
-pub fn effective_requests(pod: &LeanPod) -> BTreeMap<String, f64> {
+/// container), requests else limits. A value that is not a valid quantity
+/// is an error naming the resource and the value: dropping it would make a
+/// GPU pod look GPU-less and pass CPU-only nodes.
+pub fn effective_requests(pod: &LeanPod) -> Result<BTreeMap<String, f64>, AskError> {
     let mut sum: BTreeMap<String, f64> = BTreeMap::new();
-    let Some(spec) = &pod.spec else { return sum };
-    let of = |c: &LeanContainer| -> BTreeMap<String, f64> {
+    let Some(spec) = &pod.spec else { return Ok(sum) };
+    let of = |c: &LeanContainer| -> Result<BTreeMap<String, f64>, AskError> {
         let mut m = BTreeMap::new();
         if let Some(r) = &c.resources {
             for src in [&r.limits, &r.requests].into_iter().flatten() {
                 for (k, v) in src {
-                    if let Some(x) = parse_quantity(v) {
-                        m.insert(k.clone(), x);
+                    let x = parse_quantity(v).map_err(|reason| AskError::BadQuantity {
+                        resource: k.clone(),
+                        value: v.clone(),
+                        reason,
+                    })?;
+                    if k.starts_with("nvidia.com/") {
+                        device_count(k, v, x)?;
                     }
+                    m.insert(k.clone(), x);
                 }
             }
         }
-        m
+        Ok(m)
     };
     for c in &spec.containers {
-        for (k, v) in of(c) {
+        for (k, v) in of(c)? {
             *sum.entry(k).or_default() += v;
         }
     }
     for c in spec.init_containers.iter().flatten() {
-        for (k, v) in of(c) {
+        for (k, v) in of(c)? {
             let e = sum.entry(k).or_default();
             *e = e.max(v);
         }
     }
-    sum
+    Ok(sum)
+}
+
+/// A device resource's value as a count: whole and at most
+/// [`MAX_DEVICES_PER_POD`](railyard_core::extender::MAX_DEVICES_PER_POD).
+fn device_count(resource: &str, text: &str, v: f64) -> Result<u32, AskError> {
+    let bad = |reason: String| AskError::BadQuantity {
+        resource: resource.to_string(),
+        value: text.to_string(),
+        reason,
+    };
+    if v.fract() != 0.0 {
+        return Err(bad("is not a whole number of devices".into()));
+    }
+    let max = railyard_core::extender::MAX_DEVICES_PER_POD;
+    if v > f64::from(max) {
+        return Err(bad(format!("is more than the {max} devices a pod may ask for")));
+    }
+    Ok(v as u32)
 }
 
 /// The pod's ask.
 pub fn pod_ask(pod: &LeanPod) -> Result<PodAsk, AskError> {
-    let req = effective_requests(pod);
+    let req = effective_requests(pod)?;
     let cpu = req
         .get("cpu")
         .map_or(0, |c| (c * 1000.0).round().min(u32::MAX as f64) as u32);
@@ -226,10 +296,47 @@ fn annotation<'a>(pod: &'a LeanPod, key: &str) -> Option<&'a str> {
     pod.metadata.annotations.as_ref()?.get(key).map(String::as_str)
 }
 
+/// Most slots a gang plan read back from the API may have (a 16,384-member
+/// gang is far past any training job; the planner's own gangs are smaller).
+pub const MAX_PLAN_SLOTS: usize = 16_384;
+
+/// Why a gang plan recorded on a pod was not trusted. Pod annotations are
+/// written by whoever may create or patch the pod, so a plan read back is
+/// only rebuilt into a reservation when it is this pod's own decision: see
+/// README, "Trust and limits". The label is the metric's `reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanRejected {
+    /// The plan or slot annotation does not parse, or the plan is oversized.
+    Malformed,
+    /// The plan's gang is not the pod's own (another namespace's gang, or a
+    /// gang the pod is not a member of).
+    NotAMember,
+    /// The pod asks for no whole GPU, so it cannot hold a gang slot.
+    NoGpus,
+    /// The pod's slot is not on its node, or not its GPU count or GPUs.
+    SlotMismatch,
+}
+
+impl PlanRejected {
+    pub fn label(self) -> &'static str {
+        match self {
+            PlanRejected::Malformed => "malformed",
+            PlanRejected::NotAMember => "not_a_member",
+            PlanRejected::NoGpus => "no_gpus",
+            PlanRejected::SlotMismatch => "slot_mismatch",
+        }
+    }
+}
+
 /// A pod from the API as the view takes it; `None` when its request is
 /// not one the extender understands (it then holds nothing in the view).
 pub fn observation(pod: &LeanPod) -> Option<PodObservation> {
-    let ask = pod_ask(pod).ok()?;
+    observation_checked(pod).0
+}
+
+/// [`observation`], and why a gang plan the pod carries was dropped.
+pub fn observation_checked(pod: &LeanPod) -> (Option<PodObservation>, Option<PlanRejected>) {
+    let Ok(ask) = pod_ask(pod) else { return (None, None) };
     let spec = pod.spec.as_ref();
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     let gpus = annotation(pod, GPUS_ANNOTATION).and_then(|v| {
@@ -238,17 +345,67 @@ pub fn observation(pod: &LeanPod) -> Option<PodObservation> {
             .map(|s| s.trim().parse::<u32>().ok())
             .collect::<Option<Vec<u32>>>()
     });
-    let plan = annotation(pod, GANG_PLAN_ANNOTATION)
-        .and_then(|v| serde_json::from_str::<PlanRecord>(v).ok())
-        .zip(annotation(pod, GANG_SLOT_ANNOTATION).and_then(|s| s.parse::<usize>().ok()));
-    Some(PodObservation {
+    let node = spec.and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty());
+    let (plan, rejected) = match (annotation(pod, GANG_PLAN_ANNOTATION), &node) {
+        (Some(text), Some(node)) => match trusted_plan(pod, text, node, &ask, gpus.as_deref()) {
+            Ok(p) => (Some(p), None),
+            Err(why) => (None, Some(why)),
+        },
+        // A pending pod's plan holds nothing; there is nothing to check.
+        _ => (None, None),
+    };
+    let obs = PodObservation {
         uid: pod_uid(pod),
-        node: spec.and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
+        node,
         ask,
         finished: matches!(phase, Some("Succeeded" | "Failed")),
         gpus,
         plan,
-    })
+    };
+    (Some(obs), rejected)
+}
+
+/// The pod's recorded plan and slot, if they are consistent with the pod:
+/// its own gang (so its own namespace), a whole-GPU ask, and a slot on its
+/// node with exactly its GPUs.
+fn trusted_plan(
+    pod: &LeanPod,
+    text: &str,
+    node: &str,
+    ask: &PodAsk,
+    gpus: Option<&[u32]>,
+) -> Result<(PlanRecord, usize), PlanRejected> {
+    let plan: PlanRecord = serde_json::from_str(text).map_err(|_| PlanRejected::Malformed)?;
+    let slot: usize = annotation(pod, GANG_SLOT_ANNOTATION)
+        .and_then(|s| s.parse().ok())
+        .ok_or(PlanRejected::Malformed)?;
+    let max_gpus = railyard_core::extender::MAX_NODE_GPUS;
+    if plan.slots.len() > MAX_PLAN_SLOTS || plan.slots.iter().any(|s| s.gpus.len() > max_gpus) {
+        return Err(PlanRejected::Malformed);
+    }
+    if gang_ref(pod).map(|r| r.id()).as_deref() != Some(plan.gang.as_str()) {
+        return Err(PlanRejected::NotAMember);
+    }
+    let GpuAsk::Whole(k) = ask.gpu else {
+        return Err(PlanRejected::NoGpus);
+    };
+    let Some(own) = plan.slots.get(slot) else {
+        return Err(PlanRejected::SlotMismatch);
+    };
+    let mut own_gpus = own.gpus.clone();
+    own_gpus.sort_unstable();
+    own_gpus.dedup();
+    if own.node != node || own_gpus.len() != k as usize || own.gpus.len() != own_gpus.len() {
+        return Err(PlanRejected::SlotMismatch);
+    }
+    if let Some(g) = gpus {
+        let mut g = g.to_vec();
+        g.sort_unstable();
+        if g != own_gpus {
+            return Err(PlanRejected::SlotMismatch);
+        }
+    }
+    Ok((plan, slot))
 }
 
 /// A node as the view takes it. A topology annotation that does not parse
@@ -261,7 +418,9 @@ pub fn node_input(node: &Node) -> NodeInput {
     let (mut cpu, mut mem) = (0u64, 0u64);
     if let Some(a) = alloc {
         for (k, v) in a {
-            let Some(x) = parse_quantity(&v.0) else { continue };
+            // The API validated these; one that still does not parse is
+            // left out (the node then offers none of it).
+            let Ok(x) = parse_quantity(&v.0) else { continue };
             if k == "cpu" {
                 cpu = (x * 1000.0) as u64;
             } else if k == "memory" {
@@ -433,6 +592,43 @@ mod tests {
 
     fn ask() -> PodAsk {
         pod_ask(&workload_pod(None)).expect("ask")
+    }
+
+    #[test]
+    fn quantities_follow_the_api_grammar() {
+        for (q, v) in [
+            ("1", 1.0),
+            ("500m", 0.5),
+            ("1Gi", 1073741824.0),
+            ("1.5Ki", 1536.0),
+            ("1e3", 1000.0),
+            ("1E3", 1000.0),
+            ("2E", 2e18),
+            ("+4", 4.0),
+            ("-0", 0.0),
+            (".5", 0.5),
+            ("5.", 5.0),
+            ("1e-3", 0.001),
+        ] {
+            assert_eq!(parse_quantity(q), Ok(v), "{q}");
+        }
+        for (q, why) in [
+            ("", "empty"),
+            ("-5", "negative"),
+            ("NaN", "not a quantity"),
+            ("inf", "not a quantity"),
+            ("0x10", "unknown suffix `x10`"),
+            ("1..2", "not a quantity"),
+            ("1e", "malformed exponent"),
+            ("1e99999999999", "exponent out of range"),
+            ("1e400", "too large"),
+            (" 1", "not a quantity"),
+            ("1 ", "unknown suffix"),
+            ("1KiB", "unknown suffix"),
+        ] {
+            let e = parse_quantity(q).expect_err(q);
+            assert!(e.contains(why), "{q}: {e}");
+        }
     }
 
     #[test]

@@ -121,7 +121,16 @@ pub fn apply_pod(state: &AppState, ev: Event<LeanPod>, seen: &mut Option<HashSet
             }
             note_gang_member(state, &p, &uid, true);
             let now = state.now();
-            match k8s::observation(&p) {
+            let (obs, rejected) = k8s::observation_checked(&p);
+            if let Some(why) = rejected {
+                state.metrics.gang_plan_ignored(why.label());
+                tracing::warn!(
+                    pod = %uid,
+                    reason = why.label(),
+                    "ignoring the gang plan recorded on a pod: it is not consistent with the pod"
+                );
+            }
+            match obs {
                 Some(obs) => state.view_mut().observe_pod(obs, now),
                 None => state.view_mut().remove_pod(&uid),
             }

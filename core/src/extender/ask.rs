@@ -51,7 +51,17 @@ pub enum AskError {
     Mixed { a: String, b: String },
     #[error("{resource}: {value} is not a valid device count")]
     BadCount { resource: String, value: i64 },
+    /// A resource value as the pod spells it, and why it is refused.
+    #[error("{resource}: {value:?} {reason}")]
+    BadQuantity {
+        resource: String,
+        value: String,
+        reason: String,
+    },
 }
+
+/// Most devices of one kind a pod may ask for.
+pub const MAX_DEVICES_PER_POD: u32 = 4096;
 
 impl PodAsk {
     /// From the pod's effective extended-resource totals (name, count).
@@ -79,7 +89,7 @@ impl PodAsk {
             }
             let count = u32::try_from(value)
                 .ok()
-                .filter(|&c| c <= 4096)
+                .filter(|&c| c <= MAX_DEVICES_PER_POD)
                 .ok_or_else(|| AskError::BadCount {
                     resource: name.to_string(),
                     value,

@@ -565,7 +565,11 @@ impl ClusterView {
         if self.gangs.contains_key(&plan.gang) || plan.expires_ms <= now_ms {
             return;
         }
-        self.reserve(plan.clone());
+        // The record is read from the API: it holds GPUs for at most one
+        // TTL from now, whatever expiry it claims.
+        let mut plan = plan.clone();
+        plan.expires_ms = plan.expires_ms.min(now_ms.saturating_add(self.cfg.reservation_ttl_ms));
+        self.reserve(plan);
     }
 
     /// Releases slots of expired reservations that no pod filled; the gang's

@@ -43,7 +43,7 @@ mod untrusted_tests;
 
 pub use ask::{
     AskError, GPU_COUNT_LABEL, GPU_PRODUCT_LABEL, GPU_REPLICAS_LABEL, GPU_RESOURCE, GPU_SHARING_STRATEGY_LABEL, GpuAsk,
-    MIG_RESOURCE_PREFIX, PodAsk, SHARED_RESOURCE, SINGLE_NUMA_ANNOTATION,
+    MAX_DEVICES_PER_POD, MIG_RESOURCE_PREFIX, PodAsk, SHARED_RESOURCE, SINGLE_NUMA_ANNOTATION,
 };
 pub use gang::{GangFilter, GangSpec, PlanRecord, Reservation, SlotRecord};
 pub use score::ScoreConfig;
