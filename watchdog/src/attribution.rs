@@ -305,7 +305,7 @@ mod tests {
     }
 
     #[test]
-    fn private_cgroup_namespace_paths_match_on_the_tail() {
+    fn private_cgroup_namespace_paths_are_read_after_the_dotdot_prefix() {
         let uid_ = UID.replace('-', "_");
         let ns = format!("0::/../../kubepods-burstable-pod{uid_}.slice/cri-containerd-{ID}.scope\n");
         assert_eq!(attribute(&ns), container());
