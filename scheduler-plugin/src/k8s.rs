@@ -411,6 +411,14 @@ fn trusted_plan(
 /// A node as the view takes it. A topology annotation that does not parse
 /// is ignored (the node is then scheduled without topology).
 pub fn node_input(node: &Node) -> NodeInput {
+    node_input_checked(node).0
+}
+
+/// [`node_input`], and why the node's topology annotation was refused. The
+/// annotation is written by whoever may patch the Node: it is parsed only
+/// up to [`limits::MAX_ANNOTATION_BYTES`](railyard_core::machine::limits)
+/// and validated against the profile bounds before anything expands it.
+pub fn node_input_checked(node: &Node) -> (NodeInput, Option<String>) {
     let meta = &node.metadata;
     let status = node.status.as_ref();
     let alloc = status.and_then(|s| s.allocatable.as_ref());
@@ -430,14 +438,13 @@ pub fn node_input(node: &Node) -> NodeInput {
             }
         }
     }
-    let topology = meta
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(TOPOLOGY_ANNOTATION))
-        .and_then(|v| serde_json::from_str::<MachineProfile>(v).ok())
-        .filter(|p| p.validate().is_ok())
-        .map(Arc::new);
-    NodeInput {
+    let annotation = meta.annotations.as_ref().and_then(|a| a.get(TOPOLOGY_ANNOTATION));
+    let (topology, problem) = match annotation.map(|v| topology_of(v)) {
+        None => (None, None),
+        Some(Ok(p)) => (Some(Arc::new(p)), None),
+        Some(Err(e)) => (None, Some(format!("{TOPOLOGY_ANNOTATION}: {e}"))),
+    };
+    let input = NodeInput {
         name: meta.name.clone().unwrap_or_default(),
         labels: meta.labels.clone().unwrap_or_default(),
         allocatable,
@@ -445,7 +452,22 @@ pub fn node_input(node: &Node) -> NodeInput {
         memory_mib: mem,
         topology,
         unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
+    };
+    (input, problem)
+}
+
+/// The machine profile of a topology annotation, bounded and validated.
+fn topology_of(text: &str) -> Result<MachineProfile, String> {
+    let max = railyard_core::machine::limits::MAX_ANNOTATION_BYTES;
+    if text.len() > max {
+        return Err(format!(
+            "{} bytes, more than the {max} an annotation may hold",
+            text.len()
+        ));
     }
+    let p: MachineProfile = serde_json::from_str(text).map_err(|e| format!("not a machine profile: {e}"))?;
+    p.validate().map_err(|e| e.to_string())?;
+    Ok(p)
 }
 
 /// Which gang a pod belongs to, by source.

@@ -90,7 +90,12 @@ pub fn apply_node(state: &AppState, ev: Event<Node>, seen: &mut Option<HashSet<S
             {
                 s.insert(name.clone());
             }
-            state.view_mut().upsert_node(k8s::node_input(&n));
+            let (input, problem) = k8s::node_input_checked(&n);
+            if let Some(why) = problem {
+                // The node is placed without topology, as a mislabelled one.
+                tracing::warn!(node = %input.name, reason = %why, "ignoring the node's topology annotation");
+            }
+            state.view_mut().upsert_node(input);
         }
         Event::Delete(n) => {
             if let Some(name) = &n.metadata.name {
