@@ -7,7 +7,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::yaml::{ConfigError, from_yaml};
+use super::budget::from_yaml_bounded as from_yaml;
+use crate::yaml::ConfigError;
 
 const WHAT: &str = "device plugin config";
 /// NVIDIA's limit on the name part of a resource name.

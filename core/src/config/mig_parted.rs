@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::budget::from_yaml_bounded as from_yaml;
 use crate::catalog::NVIDIA_PCI_VENDOR;
 use crate::machine::MachineProfile;
 use crate::mig::{MigLayout, ProfileKind};
-use crate::yaml::{ConfigError, from_yaml};
+use crate::yaml::ConfigError;
 
 const WHAT: &str = "mig-parted config";
 

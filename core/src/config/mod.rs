@@ -1,6 +1,7 @@
 //! Parsers for the config formats operators already have: NVIDIA's device
 //! plugin config and mig-parted's config, accepted unchanged.
 
+pub mod budget;
 pub mod device_plugin;
 pub mod mig_parted;
 
