@@ -204,6 +204,9 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 16 << 20;
 /// Default of `--http-body-timeout-seconds`: a local kube-scheduler sends a
 /// body of a few MB in milliseconds.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of `--max-inflight-request-bytes`: four bodies of the default
+/// limit, or ~150 nodeCacheCapable requests at 10,000 nodes, at once.
+pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 64 << 20;
 
 /// Per-request limits, enforced before any handler runs (so for every
 /// transport, and for `Router::oneshot` in tests).
@@ -215,6 +218,13 @@ pub struct RequestLimits {
     /// The whole body must arrive within this time from the end of the
     /// request head, or the request gets 408. Zero: no timeout.
     pub body_timeout: Duration,
+    /// Bytes of bodies held at once by all requests together, from before
+    /// the body is read until the handler is done with it (a request
+    /// reserves its `Content-Length`, or `max_request_bytes` without one).
+    /// A request over budget waits (within `body_timeout`): what requests
+    /// cost in memory is bounded by this times the parse overhead, however
+    /// many connections there are. At least `max_request_bytes`.
+    pub max_inflight_bytes: usize,
 }
 
 impl Default for RequestLimits {
@@ -222,7 +232,17 @@ impl Default for RequestLimits {
         RequestLimits {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
         }
+    }
+}
+
+impl RequestLimits {
+    /// The in-flight budget in KiB permits (never below one largest body).
+    fn budget(&self) -> tokio::sync::Semaphore {
+        let bytes = self.max_inflight_bytes.max(self.max_request_bytes);
+        let kib = bytes.div_ceil(1024).min(tokio::sync::Semaphore::MAX_PERMITS);
+        tokio::sync::Semaphore::new(kib)
     }
 }
 
@@ -373,6 +393,8 @@ pub struct AppState {
     /// Nodes, pods listed (the watches set these; `ready` needs both).
     pub(crate) listed: [AtomicBool; 2],
     limits: RequestLimits,
+    /// [`RequestLimits::max_inflight_bytes`], in KiB.
+    inflight: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -406,17 +428,24 @@ impl AppState {
             ready: AtomicBool::new(true),
             listed: [AtomicBool::new(false), AtomicBool::new(false)],
             limits: RequestLimits::default(),
+            inflight: Arc::new(RequestLimits::default().budget()),
         }
     }
 
     /// Replaces the body size limit and body timeout ([`RequestLimits`]).
     pub fn with_request_limits(mut self, limits: RequestLimits) -> Self {
+        self.inflight = Arc::new(limits.budget());
         self.limits = limits;
         self
     }
 
     pub fn request_limits(&self) -> RequestLimits {
         self.limits
+    }
+
+    /// What is left of the in-flight body budget, in bytes (KiB granular).
+    pub fn inflight_free_bytes(&self) -> usize {
+        self.inflight.available_permits().saturating_mul(1024)
     }
 
     /// Places only pods whose `spec.schedulerName` is one of `names` (the
@@ -787,6 +816,7 @@ async fn read_body(State(s): State<Arc<AppState>>, req: Request, next: Next) -> 
     let RequestLimits {
         max_request_bytes: limit,
         body_timeout,
+        ..
     } = s.limits;
     let too_large = |s: &AppState| {
         refuse(
@@ -805,7 +835,17 @@ async fn read_body(State(s): State<Arc<AppState>>, req: Request, next: Next) -> 
     if declared.is_some_and(|n| n > limit as u64) {
         return too_large(&s);
     }
-    let read = collect_body(body, limit, declared.map_or(0, |n| n as usize));
+    let reserve = declared.map_or(limit, |n| n as usize);
+    let kib = u32::try_from(reserve.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    let inflight = s.inflight.clone();
+    let read = async move {
+        // Never closed; the budget is at least one largest body, so this
+        // always ends.
+        let permit = inflight.acquire_many_owned(kib).await.ok();
+        collect_body(body, limit, declared.map_or(0, |n| n as usize))
+            .await
+            .map(|b| (b, permit))
+    };
     let read = if body_timeout.is_zero() {
         read.await
     } else {
@@ -825,7 +865,8 @@ async fn read_body(State(s): State<Arc<AppState>>, req: Request, next: Next) -> 
         }
     };
     match read {
-        Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        // The budget is held until the handler is done with the body.
+        Ok((bytes, _permit)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
         Err(BodyError::TooLarge) => too_large(&s),
         Err(BodyError::Broken(e)) => refuse(
             &s,

@@ -70,6 +70,13 @@ struct Args {
     #[arg(long, env = "MAX_REQUEST_BYTES", default_value_t = 16 << 20,
           value_parser = clap::value_parser!(u64).range(1024..=(1 << 32)))]
     max_request_bytes: u64,
+    /// Bytes of request bodies held at once by all requests together; a
+    /// request over budget waits (within the body timeout). Bounds what
+    /// requests cost in memory, whatever the number of connections (at
+    /// least --max-request-bytes).
+    #[arg(long, env = "MAX_INFLIGHT_REQUEST_BYTES", default_value_t = 64 << 20,
+          value_parser = clap::value_parser!(u64).range(1024..=(1 << 40)))]
+    max_inflight_request_bytes: u64,
 }
 
 /// Ctrl-C, or SIGTERM (what Kubernetes sends a pod it stops).
@@ -133,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
     let limits = RequestLimits {
         max_request_bytes: usize::try_from(args.max_request_bytes).unwrap_or(usize::MAX),
         body_timeout: Duration::from_secs(args.http_body_timeout_seconds),
+        max_inflight_bytes: usize::try_from(args.max_inflight_request_bytes).unwrap_or(usize::MAX),
     };
     let serve_options = ServeOptions {
         header_timeout: Duration::from_secs(args.http_header_timeout_seconds),

@@ -488,3 +488,71 @@ async fn the_body_limit_is_configurable() {
     body.push(b' ');
     assert_eq!(f.post("filter", body).await.0, StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+/// Finding 8, across requests: bodies held at once are bounded by
+/// `max_inflight_bytes`, whatever the number of connections. A request
+/// whose body would pass the budget waits for the one holding it.
+#[tokio::test]
+async fn bodies_in_flight_share_one_budget() {
+    use futures_util::StreamExt as _;
+    use tower::ServiceExt as _;
+
+    let mut f = Fixture::new(60_000);
+    let limits = railyard_scheduler::app::RequestLimits {
+        max_request_bytes: 4096,
+        max_inflight_bytes: 4096,
+        body_timeout: std::time::Duration::from_secs(600),
+    };
+    let state = std::sync::Arc::try_unwrap(f.state).expect("sole owner");
+    f.state = std::sync::Arc::new(state.with_request_limits(limits));
+    shared_nodes(&f);
+    let p = pod("ns", "p", "uid-p", &[("nvidia.com/gpu", "1")], &[]);
+    let mut whole = serde_json::to_vec(&json!({"Pod": p, "NodeNames": ["g1"]})).expect("json");
+    whole.resize(4096, b' ');
+    // A: declares the whole budget, sends its body only when told.
+    let (tx, rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(1);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+    })
+    .boxed();
+    let req = |body: axum::body::Body, len: usize| {
+        axum::http::Request::post(format!("{PREFIX}/filter"))
+            .header("content-length", len.to_string())
+            .body(body)
+            .expect("request")
+    };
+    let a = tokio::spawn(
+        railyard_scheduler::app(f.state.clone()).oneshot(req(axum::body::Body::from_stream(stream), 4096)),
+    );
+    // B asks only once A holds the whole budget (A then waits for its body).
+    let taken = async {
+        while f.state.inflight_free_bytes() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), taken)
+        .await
+        .expect("A never took the budget");
+    let small = serde_json::to_vec(&json!({"Pod": p, "NodeNames": ["g1"]})).expect("json");
+    let len = small.len();
+    let b = tokio::spawn(railyard_scheduler::app(f.state.clone()).oneshot(req(axum::body::Body::from(small), len)));
+    // Waiting proves nothing by itself, but without the budget B is served
+    // at once and fails here.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!b.is_finished(), "B was served while A held the whole budget");
+    tx.send(axum::body::Bytes::from(whole)).await.expect("send");
+    drop(tx);
+    let patience = std::time::Duration::from_secs(30);
+    let a = tokio::time::timeout(patience, a)
+        .await
+        .expect("A hung")
+        .expect("task")
+        .expect("infallible");
+    assert_eq!(a.status(), StatusCode::OK);
+    let b = tokio::time::timeout(patience, b)
+        .await
+        .expect("B hung")
+        .expect("task")
+        .expect("infallible");
+    assert_eq!(b.status(), StatusCode::OK);
+}
