@@ -16,6 +16,7 @@
 //! kube-scheduler without `nodeCacheCapable`) is never added to the view:
 //! its unknown names are answered as failed and forgotten.
 
+use crate::decision::DecisionKey;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -393,6 +394,9 @@ pub struct AppState {
     /// Nodes, pods listed (the watches set these; `ready` needs both).
     pub(crate) listed: [AtomicBool; 2],
     limits: RequestLimits,
+    /// Signs the decisions bind records; recorded gang plans count only
+    /// with its signature (`decision`).
+    decision_key: DecisionKey,
     /// [`RequestLimits::max_inflight_bytes`], in KiB.
     inflight: Arc<tokio::sync::Semaphore>,
 }
@@ -429,7 +433,19 @@ impl AppState {
             listed: [AtomicBool::new(false), AtomicBool::new(false)],
             limits: RequestLimits::default(),
             inflight: Arc::new(RequestLimits::default().budget()),
+            decision_key: DecisionKey::random_or_unusable(),
         }
+    }
+
+    /// The key bind signs decisions with and the pod watch verifies them
+    /// by (`--decision-key-file`); without one, a random per-process key.
+    pub fn with_decision_key(mut self, key: DecisionKey) -> Self {
+        self.decision_key = key;
+        self
+    }
+
+    pub fn decision_key(&self) -> &DecisionKey {
+        &self.decision_key
     }
 
     /// Replaces the body size limit and body timeout ([`RequestLimits`]).

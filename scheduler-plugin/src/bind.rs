@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use railyard_core::extender::{GangFilter, PodAsk};
 
 use crate::app::{AppState, BindRequest};
+use crate::decision::{Decision, SIGNATURE_ANNOTATION};
 use crate::k8s::{self, GANG_PLAN_ANNOTATION, GANG_SLOT_ANNOTATION, GPUS_ANNOTATION};
 use crate::metrics::Metrics;
 use crate::wire::{ExtenderBindingArgs, ExtenderBindingResult};
@@ -35,7 +36,12 @@ impl AppState {
         } else {
             args.pod_uid.clone()
         };
-        let pending = self.pending.lock().ok().and_then(|p| p.get(&uid).cloned());
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&uid)
+            .cloned();
         let (uid, ask) = match pending {
             Some(ask) => (uid, ask),
             None => match self.unfiltered(&namespace, &args).await {
@@ -60,6 +66,19 @@ impl AppState {
             );
             annotations.insert(GANG_SLOT_ANNOTATION.to_string(), slot.to_string());
         }
+        if !annotations.is_empty() {
+            // The watch trusts a recorded plan only with this: see
+            // `decision` for what it covers and why.
+            let get = |k: &str| annotations.get(k).map_or("", String::as_str);
+            let signature = self.decision_key().sign(&Decision {
+                uid: &uid,
+                node: &args.node,
+                gpus: get(GPUS_ANNOTATION),
+                plan: get(GANG_PLAN_ANNOTATION),
+                slot: get(GANG_SLOT_ANNOTATION),
+            });
+            annotations.insert(SIGNATURE_ANNOTATION.to_string(), signature);
+        }
         let req = BindRequest {
             namespace,
             name: args.pod_name.clone(),
@@ -69,9 +88,10 @@ impl AppState {
         };
         match self.binder.bind(req).await {
             Ok(()) => {
-                if let Ok(mut p) = self.pending.lock() {
-                    p.remove(&uid);
-                }
+                self.pending
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&uid);
                 self.metrics.decision("bind", "bound");
                 ExtenderBindingResult::default()
             }

@@ -18,6 +18,7 @@ use railyard_core::machine::MachineProfile;
 use serde::{Deserialize, Serialize};
 
 use crate::app::{GangIndex, PREFERRED_LEVEL_ANNOTATION, REQUIRED_LEVEL_ANNOTATION};
+use crate::decision::{Decision, DecisionKey, SIGNATURE_ANNOTATION};
 
 /// Node annotation written by the device plugin: the machine profile as JSON.
 pub const TOPOLOGY_ANNOTATION: &str = "railyard.dev/gpu-topology";
@@ -315,6 +316,9 @@ pub enum PlanRejected {
     NoGpus,
     /// The pod's slot is not on its node, or not its GPU count or GPUs.
     SlotMismatch,
+    /// No valid signature of this extender's key: the plan was not recorded
+    /// by this extender's bind (or by one holding another key).
+    Unsigned,
 }
 
 impl PlanRejected {
@@ -324,18 +328,20 @@ impl PlanRejected {
             PlanRejected::NotAMember => "not_a_member",
             PlanRejected::NoGpus => "no_gpus",
             PlanRejected::SlotMismatch => "slot_mismatch",
+            PlanRejected::Unsigned => "unsigned",
         }
     }
 }
 
 /// A pod from the API as the view takes it; `None` when its request is
 /// not one the extender understands (it then holds nothing in the view).
-pub fn observation(pod: &LeanPod) -> Option<PodObservation> {
-    observation_checked(pod).0
+/// Recorded gang plans count only when signed with `key`.
+pub fn observation(pod: &LeanPod, key: &DecisionKey) -> Option<PodObservation> {
+    observation_checked(pod, key).0
 }
 
 /// [`observation`], and why a gang plan the pod carries was dropped.
-pub fn observation_checked(pod: &LeanPod) -> (Option<PodObservation>, Option<PlanRejected>) {
+pub fn observation_checked(pod: &LeanPod, key: &DecisionKey) -> (Option<PodObservation>, Option<PlanRejected>) {
     let Ok(ask) = pod_ask(pod) else { return (None, None) };
     let spec = pod.spec.as_ref();
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
@@ -347,7 +353,7 @@ pub fn observation_checked(pod: &LeanPod) -> (Option<PodObservation>, Option<Pla
     });
     let node = spec.and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty());
     let (plan, rejected) = match (annotation(pod, GANG_PLAN_ANNOTATION), &node) {
-        (Some(text), Some(node)) => match trusted_plan(pod, text, node, &ask, gpus.as_deref()) {
+        (Some(text), Some(node)) => match trusted_plan(pod, key, text, node, &ask, gpus.as_deref()) {
             Ok(p) => (Some(p), None),
             Err(why) => (None, Some(why)),
         },
@@ -365,20 +371,33 @@ pub fn observation_checked(pod: &LeanPod) -> (Option<PodObservation>, Option<Pla
     (Some(obs), rejected)
 }
 
-/// The pod's recorded plan and slot, if they are consistent with the pod:
-/// its own gang (so its own namespace), a whole-GPU ask, and a slot on its
-/// node with exactly its GPUs.
+/// The pod's recorded plan and slot, if this extender recorded them (the
+/// decision signature verifies under `key`) and they are consistent with
+/// the pod: its own gang (so its own namespace), a whole-GPU ask, and a
+/// slot on its node with exactly its GPUs. The consistency checks hold even
+/// for a signed plan, so a leaked key cannot reach past the pod's own gang.
 fn trusted_plan(
     pod: &LeanPod,
+    key: &DecisionKey,
     text: &str,
     node: &str,
     ask: &PodAsk,
     gpus: Option<&[u32]>,
 ) -> Result<(PlanRecord, usize), PlanRejected> {
+    let slot_text = annotation(pod, GANG_SLOT_ANNOTATION).unwrap_or("");
+    let decision = Decision {
+        uid: &pod_uid(pod),
+        node,
+        gpus: annotation(pod, GPUS_ANNOTATION).unwrap_or(""),
+        plan: text,
+        slot: slot_text,
+    };
+    let signed = annotation(pod, SIGNATURE_ANNOTATION).is_some_and(|s| key.verify(&decision, s));
+    if !signed {
+        return Err(PlanRejected::Unsigned);
+    }
     let plan: PlanRecord = serde_json::from_str(text).map_err(|_| PlanRejected::Malformed)?;
-    let slot: usize = annotation(pod, GANG_SLOT_ANNOTATION)
-        .and_then(|s| s.parse().ok())
-        .ok_or(PlanRejected::Malformed)?;
+    let slot: usize = slot_text.parse().map_err(|_| PlanRejected::Malformed)?;
     let max_gpus = railyard_core::extender::MAX_NODE_GPUS;
     if plan.slots.len() > MAX_PLAN_SLOTS || plan.slots.iter().any(|s| s.gpus.len() > max_gpus) {
         return Err(PlanRejected::Malformed);

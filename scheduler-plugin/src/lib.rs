@@ -11,6 +11,7 @@
 pub mod app;
 pub mod bind;
 pub mod binder;
+pub mod decision;
 pub mod k8s;
 pub mod metrics;
 pub mod serve;

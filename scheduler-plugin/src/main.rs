@@ -12,6 +12,7 @@ use prometheus_client::registry::Registry;
 use railyard_core::extender::ViewConfig;
 use railyard_scheduler::app::RequestLimits;
 use railyard_scheduler::binder::KubeBinder;
+use railyard_scheduler::decision::DecisionKey;
 use railyard_scheduler::serve::ServeOptions;
 use railyard_scheduler::{AppState, Config, app, watch};
 
@@ -51,6 +52,13 @@ struct Args {
     /// --tls-private-key-file; without it, any client is served.
     #[arg(long, env = "TLS_CLIENT_CA_FILE", requires_all = ["tls_cert_file", "tls_private_key_file"])]
     tls_client_ca_file: Option<PathBuf>,
+    /// File holding the key (at least 32 bytes; a mounted Secret) that signs
+    /// the decisions bind records on pods. A gang plan read back from the
+    /// API counts only with a valid signature, so every replica and restart
+    /// must hold the same key. Without it a random key is made at start,
+    /// and gang reservations recorded before a restart are not rebuilt.
+    #[arg(long, env = "DECISION_KEY_FILE")]
+    decision_key_file: Option<PathBuf>,
     /// Seconds a connection may take to send a request's head, and may sit
     /// idle between requests, before it is closed (HTTP and HTTPS). 0: never.
     #[arg(long, env = "HTTP_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
@@ -127,6 +135,16 @@ async fn main() -> anyhow::Result<()> {
     if args.tls_cert_file.is_some() || args.tls_private_key_file.is_some() || args.tls_client_ca_file.is_some() {
         anyhow::bail!("--tls-cert-file: this railyard-scheduler was built without the rustls-tls feature");
     }
+    let decision_key = match &args.decision_key_file {
+        Some(path) => DecisionKey::from_file(path)?,
+        None => {
+            tracing::warn!(
+                "no --decision-key-file: decisions are signed with a key made for this process only; gang \
+                 reservations recorded before a restart will not be rebuilt from the API"
+            );
+            DecisionKey::random()?
+        }
+    };
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
@@ -149,7 +167,8 @@ async fn main() -> anyhow::Result<()> {
     let state = Arc::new(
         AppState::new(config, Arc::new(KubeBinder::new(client.clone())), Registry::default())
             .with_scheduler_names(args.scheduler_name.clone())
-            .with_request_limits(limits),
+            .with_request_limits(limits)
+            .with_decision_key(decision_key),
     );
     tokio::spawn(watch::run(client, state.clone()));
     {

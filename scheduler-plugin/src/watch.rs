@@ -126,7 +126,7 @@ pub fn apply_pod(state: &AppState, ev: Event<LeanPod>, seen: &mut Option<HashSet
             }
             note_gang_member(state, &p, &uid, true);
             let now = state.now();
-            let (obs, rejected) = k8s::observation_checked(&p);
+            let (obs, rejected) = k8s::observation_checked(&p, state.decision_key());
             if let Some(why) = rejected {
                 state.metrics.gang_plan_ignored(why.label());
                 tracing::warn!(

@@ -282,6 +282,40 @@ fn documented_extender_flags_exist() {
     }
 }
 
+/// The decision key the extender is told to read is the Secret it mounts.
+#[test]
+fn the_decision_key_comes_from_a_mounted_secret() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let docs = documents(&read("deploy.yaml"));
+    let d: Deployment = find(&docs, "Deployment", "railyard-scheduler");
+    let pod = d.spec.and_then(|s| s.template.spec).expect("pod spec");
+    let c = &pod.containers[0];
+    let arg = c
+        .args
+        .iter()
+        .flatten()
+        .find_map(|a| a.strip_prefix("--decision-key-file="))
+        .expect("--decision-key-file");
+    let mount = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| arg.starts_with(&format!("{}/", m.mount_path)))
+        .expect("a mount holding the key file");
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .expect("the mounted volume");
+    let secret = volume.secret.as_ref().expect("a Secret volume");
+    assert_eq!(secret.secret_name.as_deref(), Some("railyard-scheduler-decision-key"));
+    // Required: a missing Secret must not start the extender with a key of
+    // its own, which would drop every recorded plan at each restart.
+    assert_ne!(secret.optional, Some(true));
+    assert_eq!(arg.rsplit('/').next(), Some("key"));
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct SchedulerConfig {

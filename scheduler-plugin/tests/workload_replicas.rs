@@ -88,7 +88,7 @@ impl Fixture {
     fn observe(&self, p: &Value) {
         let pod: LeanPod = serde_json::from_value(p.clone()).expect("pod");
         let now = self.state.now();
-        let obs = railyard_scheduler::k8s::observation(&pod).expect("observation");
+        let obs = railyard_scheduler::k8s::observation(&pod, self.state.decision_key()).expect("observation");
         self.state.view_mut().observe_pod(obs, now);
     }
 

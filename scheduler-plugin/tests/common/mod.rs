@@ -51,6 +51,12 @@ pub fn pod(ns: &str, name: &str, uid: &str, res: &[(&str, &str)], labels: &[(&st
     })
 }
 
+/// The decision key every fixture extender holds, as replicas and restarts
+/// of one deployment share its Secret.
+pub fn test_key() -> railyard_scheduler::decision::DecisionKey {
+    railyard_scheduler::decision::DecisionKey::from_bytes(&[42; 32])
+}
+
 pub struct Fixture {
     pub state: Arc<AppState>,
     pub binder: RecordingBinder,
@@ -59,6 +65,11 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new(ttl_ms: u64) -> Fixture {
+        Fixture::with_key(ttl_ms, test_key())
+    }
+
+    /// An extender holding `key` for its decisions.
+    pub fn with_key(ttl_ms: u64, key: railyard_scheduler::decision::DecisionKey) -> Fixture {
         let binder = RecordingBinder::default();
         let clock = Arc::new(AtomicU64::new(1_000_000));
         let c = clock.clone();
@@ -73,7 +84,8 @@ impl Fixture {
             Arc::new(binder.clone()),
             Registry::default(),
         )
-        .with_clock(move || c.load(Ordering::Relaxed));
+        .with_clock(move || c.load(Ordering::Relaxed))
+        .with_decision_key(key);
         Fixture {
             state: Arc::new(state),
             binder,
@@ -92,7 +104,7 @@ impl Fixture {
     pub fn observe(&self, p: &Value) {
         let pod: railyard_scheduler::k8s::LeanPod = serde_json::from_value(p.clone()).expect("pod");
         let now = self.state.now();
-        let obs = railyard_scheduler::k8s::observation(&pod).expect("observation");
+        let obs = railyard_scheduler::k8s::observation(&pod, self.state.decision_key()).expect("observation");
         self.state.view_mut().observe_pod(obs, now);
     }
 
