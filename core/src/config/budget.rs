@@ -22,6 +22,16 @@ use crate::yaml::ConfigError;
 /// so no config the cluster can deliver is longer.
 pub const MAX_CONFIG_BYTES: usize = 1 << 20;
 
+/// Bound on `[`/`{` count × text length. libyaml's scanner (under
+/// serde_yaml) does work proportional to the flow nesting depth for every
+/// token, and reads the whole document before serde_yaml's depth limit
+/// (128) applies: `[` × 20,000 took 0.5 s, 1 MiB of it minutes. The depth
+/// is at most the number of `[` and `{`, so their count times the length
+/// bounds that work (2^30: about a second for 1 MiB in a release build).
+/// Counting every bracket, quoted or not, cannot be fooled by quoting; a
+/// real config (a few KB, a few dozen flow lists) is far below it.
+pub const MAX_FLOW_WORK: usize = 1 << 30;
+
 /// Budget units allowed for `len` bytes of input.
 pub fn budget_for(len: usize) -> usize {
     len.saturating_mul(2).saturating_add(4096)
@@ -37,6 +47,19 @@ pub fn from_yaml_bounded<T: DeserializeOwned>(what: &str, text: &str) -> Result<
             message: format!(
                 "{} bytes, above the maximum of {MAX_CONFIG_BYTES} (a ConfigMap's limit)",
                 text.len()
+            ),
+        });
+    }
+    let opens = text.bytes().filter(|b| matches!(b, b'[' | b'{')).count();
+    if opens.saturating_mul(text.len()) > MAX_FLOW_WORK {
+        return Err(ConfigError::Parse {
+            what: what.to_string(),
+            path: "(document)".into(),
+            message: format!(
+                "{opens} flow collections ('[' or '{{') in {} bytes: above the maximum of {} for this size \
+                 (the YAML parser's work grows with both)",
+                text.len(),
+                MAX_FLOW_WORK / text.len().max(1)
             ),
         });
     }
@@ -387,6 +410,18 @@ mod tests {
         assert!(from_yaml_bounded::<Doc>("t", &strings).is_err());
         // A few aliases are fine.
         from_yaml_bounded::<Doc>("t", "v: [&a [1, 2, 3], *a, *a]\n").unwrap();
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_refused_before_the_parser_runs() {
+        // 30,000 deep in 60 KB: libyaml would take over a second.
+        let doc = format!("v: {}{}\n", "[".repeat(30_000), "]".repeat(30_000));
+        let e = from_yaml_bounded::<Doc>("t", &doc).unwrap_err();
+        assert_eq!(e.path(), "(document)");
+        assert!(e.to_string().contains("30000 flow collections"), "{e}");
+        // A config with hundreds of flow lists is fine.
+        let lists: String = (0..500).map(|i| format!("  k{i}: [a, {{b: c}}]\n")).collect();
+        from_yaml_bounded::<Doc>("t", &format!("v:\n{lists}")).unwrap();
     }
 
     #[test]
