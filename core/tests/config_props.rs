@@ -532,6 +532,51 @@ proptest! {
         mig_parted_outcome(&text);
     }
 
+    /// Sharing sections built from the fields' whole ranges: whatever is
+    /// accepted expands within the bounds on every inventory.
+    #[test]
+    fn generated_sharing_configs_expand_within_bounds(
+        key in prop::sample::select(&["timeSlicing", "mps"][..]),
+        mig in prop::sample::select(&["none", "single", "mixed"][..]),
+        rename_by_default in any::<bool>(),
+        entries in prop::collection::vec(
+            (
+                prop::sample::select(&["gpu", "nvidia.com/gpu", "mig-1g.5gb", "nvidia.com/mig-3g.20gb", "mig-2g.10gb", "other"][..]),
+                prop_oneof![2u64..=4096, Just(u64::from(u32::MAX)), Just(2_147_483_648), any::<u64>()],
+                prop_oneof![
+                    Just("all".to_string()),
+                    (1u64..=16).prop_map(|n| n.to_string()),
+                    prop::collection::vec(prop::sample::select(&["0", "1", "7", "1:0", "2:1", "0:6"][..]), 1..4)
+                        .prop_map(|l| format!("[{}]", l.iter().map(|x| format!("\"{x}\"")).collect::<Vec<_>>().join(", "))),
+                ],
+                prop::option::of(prop::sample::select(&["1Mi", "512Mi", "4Gi", "40Gi", "16Ti"][..])),
+            ),
+            1..4,
+        ),
+    ) {
+        let mut text = format!(
+            "version: v1\nflags:\n  migStrategy: {mig}\nsharing:\n  {key}:\n    renameByDefault: {rename_by_default}\n    resources:\n"
+        );
+        for (name, replicas, devices, memory) in &entries {
+            text.push_str(&format!("    - name: {name}\n      replicas: {replicas}\n      devices: {devices}\n"));
+            if let Some(m) = memory {
+                text.push_str(&format!("      memoryPerReplica: {m}\n"));
+            }
+        }
+        match DevicePluginConfig::from_yaml(&text) {
+            Ok(c) => {
+                for r in c.replicated().1.into_iter().flat_map(|r| &r.resources) {
+                    prop_assert!(r.replicas <= MAX_REPLICAS);
+                }
+                check_device_plugin_expansion(&c);
+            }
+            Err(e) => {
+                check_refusal(&e);
+                prop_assert!(e.path().starts_with("sharing.") || e.path().starts_with("flags."), "{e}");
+            }
+        }
+    }
+
     /// No false refusals: any alias-free document (serde_yaml writes none)
     /// fits the expansion budget, however dense.
     #[test]
