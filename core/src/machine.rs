@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{self, Identified};
-use crate::yaml::{ConfigError, from_yaml};
+use crate::yaml::ConfigError;
 
 const WHAT: &str = "machine profile";
 
@@ -191,7 +191,9 @@ pub enum LinkLayer {
 impl MachineProfile {
     /// Parses and validates a profile.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
-        let p: MachineProfile = from_yaml(WHAT, text)?;
+        // Bounded like the configs: a profile file can be a mounted
+        // ConfigMap too, and aliases must not expand past its size.
+        let p: MachineProfile = crate::config::budget::from_yaml_bounded(WHAT, text)?;
         p.validate()?;
         Ok(p)
     }

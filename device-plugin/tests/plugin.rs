@@ -384,7 +384,7 @@ async fn label_switches_named_config_and_bad_config_is_rejected() {
     env.devices("nvidia.com/gpu", 4).await;
     assert_eq!(env.plugin.status().config.as_deref(), Some("whole"));
 
-    std::fs::write(&labels, format!("{CONFIG_LABEL}=\"sliced\"\n")).unwrap();
+    write_atomically(&labels, format!("{CONFIG_LABEL}=\"sliced\"\n")).unwrap();
     env.devices("nvidia.com/gpu.shared", 16).await;
     // The whole-GPU resource is withdrawn: its stream ends.
     env.kubelet
@@ -399,7 +399,7 @@ async fn label_switches_named_config_and_bad_config_is_rejected() {
     assert_eq!(st.resources, ["nvidia.com/gpu.shared"]);
 
     // A bad config is rejected with a clear error; the old one keeps serving.
-    std::fs::write(&labels, format!("{CONFIG_LABEL}=\"bad\"\n")).unwrap();
+    write_atomically(&labels, format!("{CONFIG_LABEL}=\"bad\"\n")).unwrap();
     let st = env.plugin.wait_status(T, |s| s.last_error.is_some()).await.unwrap();
     let e = st.last_error.unwrap();
     assert!(
@@ -411,7 +411,7 @@ async fn label_switches_named_config_and_bad_config_is_rejected() {
     env.kubelet.admit("nvidia.com/gpu.shared", 1, &[]).await.unwrap();
 
     // A label naming no config is rejected too.
-    std::fs::write(&labels, format!("{CONFIG_LABEL}=\"nope\"\n")).unwrap();
+    write_atomically(&labels, format!("{CONFIG_LABEL}=\"nope\"\n")).unwrap();
     let st = env
         .plugin
         .wait_status(T, |s| s.last_error.as_deref().is_some_and(|e| e.contains("\"nope\"")))
@@ -420,7 +420,7 @@ async fn label_switches_named_config_and_bad_config_is_rejected() {
     assert!(st.last_error.unwrap().contains("available: bad, sliced, whole"));
 
     // Back to the default when the label goes.
-    std::fs::write(&labels, "").unwrap();
+    write_atomically(&labels, "").unwrap();
     env.plugin
         .wait_status(T, |s| s.config.as_deref() == Some("whole"))
         .await
@@ -721,4 +721,13 @@ async fn mig_devices_get_their_nvidia_caps_nodes_in_cdi_and_device_specs() {
         .await
         .unwrap();
     assert_eq!(paths(&a), no_caps);
+}
+
+/// Writes as a ConfigMap or the label watcher would: the plugin polls the
+/// file and must never read it half-written (a plain write can be seen
+/// empty, and the plugin then falls back to its default config).
+fn write_atomically(path: &std::path::Path, text: impl AsRef<[u8]>) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
 }
