@@ -50,22 +50,25 @@ impl ConfigError {
 /// `what` names the document in messages, e.g. `device plugin config`.
 pub fn from_yaml<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, ConfigError> {
     let de = serde_yaml::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." { "(document)".to_string() } else { path };
-        let message = e.into_inner().to_string();
-        // serde_yaml sometimes prefixes the path itself; say it once.
-        let message = message
-            .strip_prefix(&format!("{path}: "))
-            .map(str::to_string)
-            .unwrap_or(message);
-        // It appends " at line L column C"; keep that, it helps find the spot.
-        ConfigError::Parse {
-            what: what.to_string(),
-            path,
-            message,
-        }
-    })
+    serde_path_to_error::deserialize(de).map_err(|e| parse_error(what, e))
+}
+
+/// A deserialization error as a [`ConfigError::Parse`] naming the path.
+pub(crate) fn parse_error(what: &str, e: serde_path_to_error::Error<serde_yaml::Error>) -> ConfigError {
+    let path = e.path().to_string();
+    let path = if path == "." { "(document)".to_string() } else { path };
+    let message = e.into_inner().to_string();
+    // serde_yaml sometimes prefixes the path itself; say it once.
+    let message = message
+        .strip_prefix(&format!("{path}: "))
+        .map(str::to_string)
+        .unwrap_or(message);
+    // It appends " at line L column C"; keep that, it helps find the spot.
+    ConfigError::Parse {
+        what: what.to_string(),
+        path,
+        message,
+    }
 }
 
 #[cfg(test)]

@@ -58,6 +58,20 @@ fn record(p: &mut Value, annotations: Value, signed: bool) {
     p["metadata"]["annotations"] = ann;
 }
 
+/// The decision annotations of member 0 of a 2-node gang `ns/g` bound on
+/// `dgx0`, with a plan that claims never to expire.
+fn member_zero_of_two() -> Value {
+    let plan = json!({"gang": "ns/g", "expires_ms": u64::MAX, "slots": [
+        {"node": "dgx0", "gpus": [0, 1, 2, 3, 4, 5, 6, 7]},
+        {"node": "dgx1", "gpus": [0, 1, 2, 3, 4, 5, 6, 7]},
+    ]});
+    json!({
+        "railyard.dev/gang-plan": plan.to_string(),
+        "railyard.dev/gang-slot": "0",
+        "railyard.dev/gpus": "0,1,2,3,4,5,6,7",
+    })
+}
+
 /// Feeds a pod through the pod watch's handler, as the API would deliver it.
 fn watch_sees(f: &Fixture, p: &Value) {
     let pod: LeanPod = serde_json::from_value(p.clone()).expect("pod");
@@ -109,15 +123,7 @@ async fn a_gpu_less_pod_cannot_reserve_the_cluster() {
 #[tokio::test]
 async fn a_copied_signature_does_not_verify_on_another_pod() {
     let f = cluster(2);
-    let plan = json!({"gang": "ns/g", "expires_ms": u64::MAX, "slots": [
-        {"node": "dgx0", "gpus": [0, 1, 2, 3, 4, 5, 6, 7]},
-        {"node": "dgx1", "gpus": [0, 1, 2, 3, 4, 5, 6, 7]},
-    ]});
-    let ann = json!({
-        "railyard.dev/gang-plan": plan.to_string(),
-        "railyard.dev/gang-slot": "0",
-        "railyard.dev/gpus": "0,1,2,3,4,5,6,7",
-    });
+    let ann = member_zero_of_two();
     let mut real = pod("ns", "m0", "uid-m0", &[("nvidia.com/gpu", "8")], &[(GROUP, "g")]);
     real["spec"]["nodeName"] = json!("dgx0");
     record(&mut real, ann, true);
@@ -184,15 +190,7 @@ async fn a_consistent_plan_is_rebuilt_with_its_expiry_capped() {
     let f = cluster(2);
     let mut p = pod("ns", "m0", "uid-m0", &[("nvidia.com/gpu", "8")], &[(GROUP, "g")]);
     p["spec"]["nodeName"] = json!("dgx0");
-    let plan = json!({"gang": "ns/g", "expires_ms": u64::MAX, "slots": [
-        {"node": "dgx0", "gpus": [0, 1, 2, 3, 4, 5, 6, 7]},
-        {"node": "dgx1", "gpus": [0, 1, 2, 3, 4, 5, 6, 7]},
-    ]});
-    let ann = json!({
-        "railyard.dev/gang-plan": plan.to_string(),
-        "railyard.dev/gang-slot": "0",
-        "railyard.dev/gpus": "0,1,2,3,4,5,6,7",
-    });
+    let ann = member_zero_of_two();
     record(&mut p, ann, true);
     watch_sees(&f, &p);
     let now = f.state.now();

@@ -71,21 +71,7 @@ pub fn from_yaml_bounded<T: DeserializeOwned>(what: &str, text: &str) -> Result<
         de: serde_yaml::Deserializer::from_str(text),
         budget: &budget,
     };
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        // As crate::yaml::from_yaml reports it.
-        let path = e.path().to_string();
-        let path = if path == "." { "(document)".to_string() } else { path };
-        let message = e.into_inner().to_string();
-        let message = message
-            .strip_prefix(&format!("{path}: "))
-            .map(str::to_string)
-            .unwrap_or(message);
-        ConfigError::Parse {
-            what: what.to_string(),
-            path,
-            message,
-        }
-    })
+    serde_path_to_error::deserialize(de).map_err(|e| crate::yaml::parse_error(what, e))
 }
 
 struct Budget {
