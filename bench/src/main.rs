@@ -12,6 +12,7 @@ use railyard_core::packing::policies::RailyardConfig;
 use railyard_bench::report::{self, Summary};
 use railyard_bench::run::{self, Options, Trace};
 use railyard_bench::trace::{parse_nodes, parse_pods};
+use railyard_bench::variants::{Family, SpecOptions, SpecWeight, constrain, reshape, to_csv};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -98,6 +99,52 @@ struct ReplayArgs {
     /// Railyard: plain lowest-index ties (no in-use / least-idle tie-breaks).
     #[arg(long)]
     railyard_index_ties: bool,
+    /// Railyard, with constrained pods: weight of the cost of placing GPU
+    /// on a model that constrained demand needs (0 = off).
+    #[arg(long, default_value_t = RailyardConfig::DEFAULT.demand, value_name = "W")]
+    railyard_demand: f64,
+    /// Railyard, with constrained pods: score nodes against the whole mix
+    /// instead of the tasks that can use their model.
+    #[arg(long)]
+    railyard_no_class_mix: bool,
+    /// Share of GPU pods given a GPU-model constraint (`gpu_spec`); a list
+    /// replays each share as its own trace.
+    #[arg(long, value_delimiter = ',', value_name = "SHARE")]
+    gpu_spec_share: Vec<f64>,
+    /// Seeds for the constraints (a list replays each as its own trace).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    gpu_spec_seed: Vec<u64>,
+    /// How single-model constraints are spread: in proportion to each
+    /// model's GPUs or to its nodes.
+    #[arg(long, value_enum, default_value = "gpus")]
+    gpu_spec_weight: SpecWeightArg,
+    /// Share of constraints that are sets of several models.
+    #[arg(long, default_value_t = 0.1)]
+    gpu_spec_multi: f64,
+    /// Family variant: share of pods that are CPU-only (a list: one trace each).
+    #[arg(long, value_delimiter = ',', value_name = "SHARE")]
+    cpu_pods: Vec<f64>,
+    /// Family variant: share of GPU request from shared-GPU pods.
+    #[arg(long, value_delimiter = ',', value_name = "SHARE")]
+    share_gpu: Vec<f64>,
+    /// Family variant: share of GPU request from multi-GPU pods.
+    #[arg(long, value_delimiter = ',', value_name = "SHARE")]
+    multi_gpu: Vec<f64>,
+    /// Seed for the family variants.
+    #[arg(long, default_value_t = 1)]
+    variant_seed: u64,
+    /// Write each generated pod list as CSV into this directory.
+    #[arg(long, value_name = "DIR")]
+    write_pods: Option<PathBuf>,
+    /// Also print allocation by GPU model and failures by constraint.
+    #[arg(long)]
+    by_model: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SpecWeightArg {
+    Gpus,
+    Nodes,
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,19 +233,77 @@ fn main() -> Result<()> {
         bail!("no node has model {:?} to partition with MIG", args.mig_model);
     }
     let mut traces = Vec::new();
+    let mut variants: Vec<(String, Family)> = vec![(String::new(), Family::default())];
+    for (flag, list) in [
+        ("cpu", &args.cpu_pods),
+        ("share", &args.share_gpu),
+        ("multi", &args.multi_gpu),
+    ] {
+        for &x in list.iter() {
+            if !(0.0..=1.0).contains(&x) {
+                bail!("--{flag} shares are in 0..=1");
+            }
+            let mut f = Family::default();
+            match flag {
+                "cpu" => f.cpu_pods = Some(x),
+                "share" => f.share_gpu = Some(x),
+                _ => f.multi_gpu = Some(x),
+            }
+            variants.push((format!("+{flag}{:.0}", x * 100.0), f));
+        }
+    }
+    if variants.len() > 1 {
+        // Only the variants asked for, not the plain list too.
+        variants.remove(0);
+    }
+    let mut specs: Vec<Option<SpecOptions>> = Vec::new();
+    for &share in &args.gpu_spec_share {
+        if !(0.0..=1.0).contains(&share) {
+            bail!("--gpu-spec-share is in 0..=1");
+        }
+        for &seed in &args.gpu_spec_seed {
+            let mut o = SpecOptions::new(share, seed);
+            o.multi = args.gpu_spec_multi;
+            o.weight = match args.gpu_spec_weight {
+                SpecWeightArg::Gpus => SpecWeight::Gpus,
+                SpecWeightArg::Nodes => SpecWeight::Nodes,
+            };
+            specs.push(Some(o));
+        }
+    }
+    if specs.is_empty() {
+        specs.push(None);
+    }
+    let mut lists = Vec::new();
     for f in &pod_files {
         let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        let pods = parse_pods(&text).with_context(|| format!("parsing {}", f.display()))?;
+        let base = parse_pods(&text).with_context(|| format!("parsing {}", f.display()))?;
+        for (vlabel, family) in &variants {
+            let reshaped = reshape(&base, family, args.variant_seed);
+            for spec in &specs {
+                let mut pods = reshaped.clone();
+                let mut label = format!("{}{vlabel}", label_of(f));
+                if let Some(o) = spec {
+                    constrain(&mut pods, &nodes, &models, o);
+                    let w = if o.weight == SpecWeight::Nodes { "n" } else { "" };
+                    label.push_str(&format!("+spec{:.0}{w}s{}", o.share * 100.0, o.seed));
+                }
+                lists.push((label, pods));
+            }
+        }
+    }
+    for (label, pods) in &lists {
+        if let Some(dir) = &args.write_pods {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let path = dir.join(format!("openb_pod_list_{label}.csv"));
+            std::fs::write(&path, to_csv(pods)).with_context(|| format!("writing {}", path.display()))?;
+        }
         let mut reqs: Vec<_> = pods.iter().map(|p| p.request(&models)).collect();
         if args.ignore_memory {
             reqs.iter_mut().for_each(|r| r.memory_mib = 0);
         }
         for &mig in &modes {
-            let label = if mig {
-                format!("{}+mig", label_of(f))
-            } else {
-                label_of(f)
-            };
+            let label = if mig { format!("{label}+mig") } else { label.clone() };
             let cluster = run::build_cluster(&nodes, if mig { mig_model } else { None });
             traces.push(Trace {
                 label,
@@ -223,6 +328,8 @@ fn main() -> Result<()> {
             rate_scale: args.railyard_rate_scale,
             prefer_in_use: !args.railyard_index_ties,
             prefer_less_idle: !args.railyard_index_ties,
+            class_mix: !args.railyard_no_class_mix,
+            demand: args.railyard_demand,
         },
     };
     let gpus: u64 = nodes.iter().map(|n| n.gpus as u64).sum();
@@ -250,6 +357,9 @@ fn main() -> Result<()> {
 
     let summaries = report::summarize(&runs);
     println!("{}", report::table(&summaries));
+    if args.by_model {
+        println!("{}", report::by_model_table(&runs, &models));
+    }
 
     let out = args
         .out

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use railyard_core::packing::{Cluster, Placement, PodRequest, Policy, SplitMix64, TaskDistribution};
+use railyard_core::packing::{
+    Cluster, ModelId, ModelMask, Placement, PodRequest, Policy, SplitMix64, TaskDistribution,
+};
 
 /// Pods drawn for one seed.
 pub fn sample(pods: &[PodRequest], capacity_milli: u64, ratio: f64, seed: u64) -> Vec<PodRequest> {
@@ -38,6 +40,31 @@ pub struct RunResult {
     pub decide_time: Duration,
     pub placed: u64,
     pub failed: u64,
+    /// Per GPU model at arrived = 100%.
+    pub models: Vec<ModelStat>,
+    /// Per constraint (`gpu_spec`, `ModelMask::ANY` = none) over the pods
+    /// that arrived until arrived = 100%.
+    pub specs: Vec<SpecStat>,
+}
+
+/// One GPU model's capacity and use at arrived = 100% (milli-GPU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelStat {
+    pub model: Option<ModelId>,
+    pub capacity: u64,
+    pub allocated: u64,
+    /// Allocated to pods without a model constraint.
+    pub unconstrained: u64,
+}
+
+/// Pods of one constraint until arrived = 100% (GPU pods only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpecStat {
+    pub spec: ModelMask,
+    pub pods: u64,
+    pub milli: u64,
+    pub failed_pods: u64,
+    pub failed_milli: u64,
 }
 
 impl RunResult {
@@ -82,7 +109,26 @@ pub fn replay(
         decide_time: Duration::ZERO,
         placed: 0,
         failed: 0,
+        models: Vec::new(),
+        specs: Vec::new(),
     };
+    let mut by_model: Vec<ModelStat> = Vec::new();
+    for n in &cluster.nodes {
+        if n.gpu_count == 0 {
+            continue;
+        }
+        let cap = n.gpu_count as u64 * railyard_core::packing::MILLI as u64;
+        match by_model.iter_mut().find(|m| m.model == n.model) {
+            Some(m) => m.capacity += cap,
+            None => by_model.push(ModelStat {
+                model: n.model,
+                capacity: cap,
+                allocated: 0,
+                unconstrained: 0,
+            }),
+        }
+    }
+    by_model.sort_by_key(|m| m.model);
     let mut arrived = 0u64;
     let mut since = 0u64;
     let record = |cluster: &Cluster, arrived: u64, r: &mut RunResult| {
@@ -97,13 +143,51 @@ pub fn replay(
         let choice: Option<Placement> = policy.place(&cluster, pod);
         r.decide_time += t0.elapsed();
         r.decisions += 1;
-        match choice.map(|p| cluster.apply(pod, p)) {
-            Some(Ok(())) => r.placed += 1,
+        let ok = match choice.map(|p| (p, cluster.apply(pod, p))) {
+            Some((p, Ok(()))) => {
+                r.placed += 1;
+                if pod.wants_gpu() && pod.gpu_spec == ModelMask::ANY {
+                    let model = cluster.nodes[p.node as usize].model;
+                    if let Some(m) = by_model.iter_mut().find(|m| m.model == model) {
+                        m.unconstrained += pod.total_gpu_milli();
+                    }
+                }
+                true
+            }
             // A policy proposing an infeasible placement counts as a failure.
-            _ => r.failed += 1,
+            _ => {
+                r.failed += 1;
+                false
+            }
+        };
+        if pod.wants_gpu() && r.alloc.len() <= 100 {
+            let i = match r.specs.iter().position(|s| s.spec == pod.gpu_spec) {
+                Some(i) => i,
+                None => {
+                    r.specs.push(SpecStat {
+                        spec: pod.gpu_spec,
+                        pods: 0,
+                        milli: 0,
+                        failed_pods: 0,
+                        failed_milli: 0,
+                    });
+                    r.specs.len() - 1
+                }
+            };
+            let s = &mut r.specs[i];
+            s.pods += 1;
+            s.milli += pod.total_gpu_milli();
+            if !ok {
+                s.failed_pods += 1;
+                s.failed_milli += pod.total_gpu_milli();
+            }
         }
         arrived += pod.total_gpu_milli();
+        let before = r.alloc.len();
         record(&cluster, arrived, &mut r);
+        if before <= 100 && r.alloc.len() > 100 {
+            r.models = snapshot(&cluster, &by_model);
+        }
         since += 1;
         if since == 256 {
             progress(since);
@@ -114,12 +198,27 @@ pub fn replay(
         }
     }
     progress(since);
+    if r.models.is_empty() {
+        r.models = snapshot(&cluster, &by_model);
+    }
+    r.specs.sort_by_key(|s| s.spec);
     // Workloads that end early keep their last value.
     while r.alloc.len() <= max_step {
         r.alloc.push(100.0 * cluster.allocation_ratio());
         r.frag.push(frag_ratio(tasks, &cluster));
     }
     r
+}
+
+/// Per-model allocation now, with the unconstrained counts kept so far.
+fn snapshot(cluster: &Cluster, by_model: &[ModelStat]) -> Vec<ModelStat> {
+    let mut out = by_model.to_vec();
+    for n in &cluster.nodes {
+        if let Some(m) = out.iter_mut().find(|m| m.model == n.model && n.gpu_count > 0) {
+            m.allocated += n.gpu_count as u64 * railyard_core::packing::MILLI as u64 - n.gpu_idle_milli() as u64;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -152,6 +251,62 @@ mod tests {
         assert_eq!(a, sample(&pods, 4000, 1.3, 42));
         assert_ne!(a, sample(&pods, 4000, 1.3, 43));
         assert!(sample(&[PodRequest::cpu_only(1, 1)], 4000, 1.3, 1).is_empty());
+    }
+
+    /// The first node that fits, first free GPUs.
+    struct FirstFit;
+
+    impl Policy for FirstFit {
+        fn name(&self) -> &'static str {
+            "first-fit"
+        }
+        fn place(&mut self, c: &Cluster, pod: &PodRequest) -> Option<Placement> {
+            c.nodes.iter().enumerate().find_map(|(i, n)| {
+                n.fits(pod).then(|| Placement {
+                    node: i as u32,
+                    gpus: n.default_gpus(pod).unwrap_or(0),
+                })
+            })
+        }
+    }
+
+    #[test]
+    fn stats_by_model_and_constraint() {
+        // Two 2-GPU nodes of model 0, one of model 1. Five unconstrained
+        // 1-GPU pods fill in node order (the fifth on model 1), then two
+        // that need model 1: the first fits and makes arrived = 100%; the
+        // second fails after that point and is not counted.
+        let spec = |model| NodeSpec {
+            name: "n".into(),
+            cpu_milli: 64_000,
+            memory_mib: 1 << 20,
+            gpus: 2,
+            model: Some(ModelId(model)),
+        };
+        let c = Cluster::new(&[spec(0), spec(0), spec(1)]);
+        let any = PodRequest::gpus(1000, 1, 1, 1000);
+        let only1 = PodRequest {
+            gpu_spec: ModelMask(0b10),
+            ..any
+        };
+        let pods = [any, any, any, any, any, only1, only1];
+        let tasks = TaskDistribution::from_requests(&pods, 1.0, true);
+        let r = replay(&c, &pods, &mut FirstFit, &tasks, 130, |_| {});
+        assert_eq!((r.placed, r.failed), (6, 1));
+        let m = |id| *r.models.iter().find(|m| m.model == Some(ModelId(id))).unwrap();
+        assert_eq!(
+            m(0),
+            ModelStat {
+                model: Some(ModelId(0)),
+                capacity: 4000,
+                allocated: 4000,
+                unconstrained: 4000
+            }
+        );
+        assert_eq!((m(1).allocated, m(1).unconstrained), (2000, 1000));
+        let stat = |spec| *r.specs.iter().find(|s| s.spec == spec).unwrap();
+        assert_eq!((stat(ModelMask::ANY).pods, stat(ModelMask::ANY).milli), (5, 5000));
+        assert_eq!((stat(ModelMask(0b10)).pods, stat(ModelMask(0b10)).failed_pods), (1, 0));
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use plotters::prelude::*;
+use railyard_core::packing::{ModelId, ModelMask, ModelTable};
 
 use crate::replay::RunResult;
 
@@ -97,12 +98,14 @@ pub fn summarize(runs: &[Run]) -> Vec<Summary> {
 
 pub fn table(summaries: &[Summary]) -> String {
     let mut s = String::new();
+    // Generated variants have long labels; the shipped traces keep 18.
+    let w = summaries.iter().map(|x| x.trace.len()).max().unwrap_or(0).max(18);
     let _ = writeln!(
         s,
-        "{:<18} {:<13} {:>5} {:>16} {:>8} {:>9} {:>12} {:>10}",
+        "{:<w$} {:<13} {:>5} {:>16} {:>8} {:>9} {:>12} {:>10}",
         "trace", "policy", "seeds", "unallocated %", "frag %", "alloc@130", "decisions/s", "paper"
     );
-    let _ = writeln!(s, "{}", "-".repeat(98));
+    let _ = writeln!(s, "{}", "-".repeat(80 + w));
     let mut last = "";
     for x in summaries {
         if !last.is_empty() && last != x.trace {
@@ -112,7 +115,7 @@ pub fn table(summaries: &[Summary]) -> String {
         let paper = published(&x.trace, x.policy).map_or("-".to_string(), |p| format!("{p:.2}"));
         let _ = writeln!(
             s,
-            "{:<18} {:<13} {:>5} {:>9.2} ± {:<4.2} {:>8.2} {:>9.2} {:>12.0} {:>10}",
+            "{:<w$} {:<13} {:>5} {:>9.2} ± {:<4.2} {:>8.2} {:>9.2} {:>12.0} {:>10}",
             x.trace,
             x.policy,
             x.seeds,
@@ -177,6 +180,118 @@ pub fn write_csvs(dir: &Path, runs: &[Run], summaries: &[Summary]) -> std::io::R
         }
     }
     std::fs::write(dir.join("curves.csv"), s)
+}
+
+/// A constraint's models, `|`-separated; `-` for none.
+pub fn spec_label(spec: ModelMask, models: &ModelTable) -> String {
+    if spec == ModelMask::ANY {
+        return "-".into();
+    }
+    (0..64u8)
+        .filter(|b| spec.0 & (1u64 << b) != 0)
+        .map(|b| {
+            if (b as usize) < models.len() {
+                models.name(ModelId(b)).to_string()
+            } else {
+                "?".into()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// Per trace and policy, means over seeds at arrived = 100%: each GPU
+/// model's allocation (and the part held by unconstrained pods), then each
+/// constraint's arrived pods and GPU request, failed pods, failed GPU
+/// request as a share of cluster capacity and of the constraint's request.
+pub fn by_model_table(runs: &[Run], models: &ModelTable) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<22} {:<10} {:<10} {:>6} {:>8} {:>13} {:>9}",
+        "trace", "policy", "model", "GPUs", "alloc %", "unconstr. %", "idle GPUs"
+    );
+    let _ = writeln!(s, "{}", "-".repeat(84));
+    let mut keys: Vec<(String, &'static str)> = Vec::new();
+    for r in runs {
+        if !keys.iter().any(|(t, p)| *t == r.trace && *p == r.policy) {
+            keys.push((r.trace.clone(), r.policy));
+        }
+    }
+    for (trace, policy) in &keys {
+        let mine: Vec<&Run> = runs
+            .iter()
+            .filter(|r| &r.trace == trace && r.policy == *policy)
+            .collect();
+        let n = mine.len().max(1) as f64;
+        let Some(first) = mine.first() else { continue };
+        for (i, m) in first.result.models.iter().enumerate() {
+            let alloc: f64 = mine.iter().map(|r| r.result.models[i].allocated as f64).sum::<f64>() / n;
+            let unc: f64 = mine
+                .iter()
+                .map(|r| r.result.models[i].unconstrained as f64)
+                .sum::<f64>()
+                / n;
+            let cap = m.capacity as f64;
+            let name = m.model.map_or("-".to_string(), |id| models.name(id).to_string());
+            let _ = writeln!(
+                s,
+                "{:<22} {:<10} {:<10} {:>6} {:>8.2} {:>13.2} {:>9.1}",
+                trace,
+                policy,
+                name,
+                m.capacity / 1000,
+                100.0 * alloc / cap,
+                100.0 * unc / cap,
+                (cap - alloc) / 1000.0
+            );
+        }
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "{:<22} {:<10} {:<28} {:>9} {:>8} {:>9} {:>10} {:>9}",
+        "trace", "policy", "gpu_spec", "pods", "GPUs", "failed", "failed %", "of spec %"
+    );
+    let _ = writeln!(s, "{}", "-".repeat(112));
+    for (trace, policy) in &keys {
+        let mine: Vec<&Run> = runs
+            .iter()
+            .filter(|r| &r.trace == trace && r.policy == *policy)
+            .collect();
+        let n = mine.len().max(1) as f64;
+        let mut specs: Vec<ModelMask> = mine
+            .iter()
+            .flat_map(|r| r.result.specs.iter().map(|x| x.spec))
+            .collect();
+        specs.sort();
+        specs.dedup();
+        for spec in specs {
+            let get = |f: fn(&crate::replay::SpecStat) -> u64| {
+                mine.iter()
+                    .flat_map(|r| r.result.specs.iter().filter(|x| x.spec == spec))
+                    .map(|x| f(x) as f64)
+                    .sum::<f64>()
+                    / n
+            };
+            let cap = mine[0].result.models.iter().map(|m| m.capacity).sum::<u64>().max(1) as f64;
+            let milli = get(|x| x.milli);
+            let failed_milli = get(|x| x.failed_milli);
+            let _ = writeln!(
+                s,
+                "{:<22} {:<10} {:<28} {:>9.1} {:>8.1} {:>9.1} {:>10.2} {:>9.2}",
+                trace,
+                policy,
+                spec_label(spec, models),
+                get(|x| x.pods),
+                milli / 1000.0,
+                get(|x| x.failed_pods),
+                100.0 * failed_milli / cap,
+                100.0 * failed_milli / milli.max(1.0)
+            );
+        }
+    }
+    s
 }
 
 const COLORS: [RGBColor; 8] = [

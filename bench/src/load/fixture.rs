@@ -58,6 +58,7 @@ fn occupy(i: usize, node: &NodeInput, rng: &mut SplitMix64, out: &mut Vec<PodObs
             finished: false,
             gpus,
             plan: None,
+            allocated: None,
         });
     };
     if node.allocatable.contains_key("nvidia.com/gpu.shared") {

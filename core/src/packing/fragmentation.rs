@@ -149,6 +149,13 @@ impl TaskDistribution {
                 t.weight /= sum;
             }
         }
+        Self::from_weighted_types(types)
+    }
+
+    /// From explicit shapes with their weights as given (not normalized):
+    /// a class's mix in [`ConstrainedMix`](super::constraints::ConstrainedMix)
+    /// weighs tasks by arrivals per unit of the class's capacity.
+    pub fn from_weighted_types(types: Vec<TaskType>) -> Self {
         let mut cpu_only = 0.0;
         let mut groups: Vec<Group> = Vec::new();
         let mut sorted = types.clone();

@@ -4,12 +4,14 @@
 //! clustering, GPU packing, best-fit, kube-scheduler's default, FGD and
 //! Railyard's own. Pure and deterministic: randomness comes from a seed.
 
+pub mod constraints;
 pub mod fragmentation;
 pub mod mig;
 pub mod policies;
 pub mod rng;
 pub mod state;
 
+pub use constraints::{ClassMilli, ConstrainedMix, Pressure};
 pub use fragmentation::{TaskDistribution, TaskType};
 pub use policies::{Policy, PolicyKind};
 pub use rng::SplitMix64;

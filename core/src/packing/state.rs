@@ -90,6 +90,15 @@ impl ModelTable {
         }
     }
 
+    /// Every interned model (an empty table: [`ModelMask::ANY`]); the mask
+    /// of a `NotIn` selector is `ModelMask(all().0 & !mask(excluded).0)`.
+    pub fn all(&self) -> ModelMask {
+        ModelMask(match self.names.len() {
+            0 => 0,
+            n => u64::MAX >> (64 - n),
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.names.len()
     }
@@ -508,6 +517,10 @@ mod tests {
         assert!(!t.mask("T4|V100").allows(Some(g1)));
         assert!(!t.mask("V100").allows(Some(g1)));
         assert!(!t.mask("T4").allows(None));
+        assert_eq!(t.all(), ModelMask(0b11));
+        assert_eq!(ModelTable::default().all(), ModelMask::ANY);
+        let not_t4 = ModelMask(t.all().0 & !t.mask("T4").0);
+        assert!(not_t4.allows(Some(g1)) && !not_t4.allows(Some(t4)));
     }
 
     #[test]

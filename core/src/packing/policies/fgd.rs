@@ -38,21 +38,27 @@ pub(crate) struct FragCache {
 }
 
 impl FragCache {
-    pub(crate) fn get(&mut self, tasks: &TaskDistribution, cluster: &Cluster, i: usize) -> f64 {
+    /// Node `i`'s fragmentation as `frag` measures it; callers that change
+    /// the measure [`FragCache::clear`] first.
+    pub(crate) fn get(&mut self, cluster: &Cluster, i: usize, frag: impl Fn(&Node) -> f64) -> f64 {
         if self.entries.len() != cluster.len() {
             self.entries = cluster
                 .nodes
                 .iter()
                 .zip(&cluster.versions)
-                .map(|(n, &v)| (v, tasks.node_frag(n)))
+                .map(|(n, &v)| (v, frag(n)))
                 .collect();
         }
         let (v, f) = &mut self.entries[i];
         if *v != cluster.versions[i] {
             *v = cluster.versions[i];
-            *f = tasks.node_frag(&cluster.nodes[i]);
+            *f = frag(&cluster.nodes[i]);
         }
         *f
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
     }
 }
 
@@ -113,7 +119,8 @@ impl Policy for Fgd {
             if !node.fits(pod) {
                 continue;
             }
-            let before = self.cache.get(&self.tasks, cluster, i);
+            let tasks = &self.tasks;
+            let before = self.cache.get(cluster, i, |n| tasks.node_frag(n));
             // Best GPU inside the node: highest integer score, first on ties.
             let mut node_best: Option<(i64, GpuMask)> = None;
             for_each_option(&self.tasks, node, pod, |gpus, _, after| {

@@ -13,6 +13,8 @@ use super::state::{Cluster, GpuMask, Node, Placement, PodRequest};
 
 mod bestfit;
 mod clustering;
+#[cfg(test)]
+mod constrained_tests;
 mod dotprod;
 mod fgd;
 mod kube_default;

@@ -20,21 +20,36 @@
 //!   idle GPU, then (shared pods) to the tighter GPU, then to the lowest
 //!   index: whole GPUs and whole nodes stay free for multi-GPU pods.
 //!
+//! - GPU-model constraints ([`crate::packing::constraints`]): once some
+//!   tasks of the mix carry a `gpu_spec`, each node is scored against its
+//!   class's mix (only the tasks that can use its model, weighted by
+//!   arrivals per unit of the model's capacity), and placing GPU on a
+//!   model costs `demand` times the GPU milli times the model's pressure
+//!   from constrained demand. Without constrained tasks both are off and
+//!   placement is what it was before.
+//!
 //! One pass over the nodes; per node, one scratch placement per distinct
 //! candidate GPU. Deterministic. The per-node part is
-//! [`Railyard::node_key`], which the scheduler extender calls as well, so
-//! the bench measures exactly what the extender scores.
+//! [`Railyard::node_key`] (plus [`Railyard::demand_cost`] with the
+//! decision's [`Railyard::pressure`]), which the scheduler extender calls as
+//! well, so the bench measures exactly what the extender scores.
 
 use std::sync::Arc;
 
 use super::Policy;
 use super::fgd::{FragCache, for_each_option};
+use crate::packing::constraints::{ClassMilli, ConstrainedMix, Pressure};
 use crate::packing::fragmentation::{DistOptions, TaskDistribution};
-use crate::packing::state::{Cluster, GpuMask, MILLI, Node, Placement, PodRequest};
+use crate::packing::state::{Cluster, GpuMask, MILLI, ModelId, ModelMask, Node, Placement, PodRequest};
 
 #[derive(Debug)]
 pub struct Railyard {
     tasks: Arc<TaskDistribution>,
+    /// Some GPU task of the mix is constrained to a model set.
+    constrained: bool,
+    /// The class mixes, built for a capacity by class (`None` without
+    /// constrained tasks, or before the first cluster is seen).
+    mix: Option<ConstrainedMix>,
     cache: FragCache,
     cfg: RailyardConfig,
     /// CPU (millicores) and memory (MiB) per whole GPU used for stranding:
@@ -70,6 +85,18 @@ pub fn rates_per_gpu(tasks: &TaskDistribution) -> (f64, f64) {
     if gpu > 0.0 { (cpu / gpu, mem / gpu) } else { (1.0, 1.0) }
 }
 
+fn class_tasks<'a>(
+    mix: &'a Option<ConstrainedMix>,
+    tasks: &'a TaskDistribution,
+    class_mix: bool,
+    model: Option<ModelId>,
+) -> &'a TaskDistribution {
+    match mix {
+        Some(m) if class_mix => m.tasks_for(model),
+        _ => tasks,
+    }
+}
+
 /// Tuning knobs; [`RailyardConfig::DEFAULT`] is what the bench measures
 /// (`railyard-bench replay --railyard-*` flags override them).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -85,6 +112,12 @@ pub struct RailyardConfig {
     pub prefer_in_use: bool,
     /// Then to the node left with the least idle GPU.
     pub prefer_less_idle: bool,
+    /// With constrained tasks: score each node against its class's mix
+    /// (the tasks that can use its model) instead of the whole mix.
+    pub class_mix: bool,
+    /// With constrained tasks: weight of the constrained-demand cost
+    /// ([`Pressure::cost`]); 0 turns it off.
+    pub demand: f64,
 }
 
 impl RailyardConfig {
@@ -94,6 +127,8 @@ impl RailyardConfig {
         rate_scale: 1.0,
         prefer_in_use: true,
         prefer_less_idle: true,
+        class_mix: true,
+        demand: 1.0,
     };
 }
 
@@ -116,15 +151,67 @@ impl Railyard {
         Self::with_config(tasks, RailyardConfig::DEFAULT)
     }
 
+    /// Without node classes yet: [`Policy::place`] takes them from the
+    /// cluster it is given; callers that score nodes themselves use
+    /// [`Railyard::with_classes`].
     pub fn with_config(tasks: Arc<TaskDistribution>, cfg: RailyardConfig) -> Self {
         let (cpu, mem) = rates_per_gpu(&tasks);
+        let constrained = tasks
+            .types()
+            .iter()
+            .any(|t| t.num_gpu > 0 && t.gpu_milli > 0 && t.gpu_spec != ModelMask::ANY);
         Railyard {
             tasks,
+            constrained,
+            mix: None,
             cache: FragCache::default(),
             cfg,
             cpu_per_gpu: cpu * cfg.rate_scale,
             mem_per_gpu: mem * cfg.rate_scale,
         }
+    }
+
+    /// For a cluster whose GPU capacity by class (GPU model) is `capacity`
+    /// ([`ClassMilli::capacity`] of its nodes, or the extender's own sums).
+    pub fn with_classes(tasks: Arc<TaskDistribution>, capacity: ClassMilli, cfg: RailyardConfig) -> Self {
+        let mut r = Self::with_config(tasks, cfg);
+        r.set_classes(capacity);
+        r
+    }
+
+    /// Rebuilds the class mixes for a new capacity by class (nodes or
+    /// models added or removed). A no-op without constrained tasks.
+    pub fn set_classes(&mut self, capacity: ClassMilli) {
+        if !self.constrained || self.mix.as_ref().is_some_and(|m| *m.capacity() == capacity) {
+            return;
+        }
+        self.mix = Some(ConstrainedMix::new(self.tasks.clone(), capacity));
+        self.cache.clear();
+    }
+
+    /// The class mixes and constrained demand, once classes are known.
+    pub fn constrained_mix(&self) -> Option<&ConstrainedMix> {
+        self.mix.as_ref()
+    }
+
+    /// The mix nodes of `model` are scored against.
+    pub fn tasks_for(&self, model: Option<ModelId>) -> &TaskDistribution {
+        class_tasks(&self.mix, &self.tasks, self.cfg.class_mix, model)
+    }
+
+    /// Each class's pressure from constrained demand given the idle GPU by
+    /// class now ([`ClassMilli::idle`]); zero without constrained tasks.
+    pub fn pressure(&self, idle: &ClassMilli) -> Pressure {
+        match &self.mix {
+            Some(m) if self.cfg.demand != 0.0 => m.pressure(idle),
+            _ => Pressure::NONE,
+        }
+    }
+
+    /// What placing `pod` on a node of `model` costs under `pressure`, in
+    /// the units of [`NodeKey::score`] (subtract it).
+    pub fn demand_cost(&self, model: Option<ModelId>, pod: &PodRequest, pressure: &Pressure) -> f64 {
+        pressure.cost(model, pod, self.cfg.demand)
     }
 
     pub fn config(&self) -> &RailyardConfig {
@@ -209,7 +296,7 @@ impl Railyard {
     /// Node fragmentation under the policy's task mix (the `frag_before`
     /// [`Railyard::node_key`] wants).
     pub fn node_frag(&self, node: &Node) -> f64 {
-        self.tasks.node_frag(node)
+        self.tasks_for(node.model).node_frag(node)
     }
 
     /// Idle GPU milli on `node` that its CPU and memory cannot feed at the
@@ -237,7 +324,7 @@ impl Railyard {
         let in_use = node.pods > 0;
         let idle_after = node.gpu_idle_milli().saturating_sub(pod.total_gpu_milli() as u32);
         let mut best: Option<NodeKey> = None;
-        for_each_option(&self.tasks, node, pod, |gpus, next, after| {
+        for_each_option(self.tasks_for(node.model), node, pod, |gpus, next, after| {
             let strand = if w != 0.0 {
                 w * (self.stranded(next) - strand_before)
             } else {
@@ -261,6 +348,20 @@ impl Railyard {
         });
         best
     }
+
+    /// [`Railyard::node_key`] with the constrained-demand cost of the node's
+    /// model under `pressure` taken off the score.
+    pub fn node_key_with(
+        &self,
+        node: &Node,
+        frag_before: f64,
+        pod: &PodRequest,
+        pressure: &Pressure,
+    ) -> Option<NodeKey> {
+        let mut key = self.node_key(node, frag_before, pod)?;
+        key.score -= self.demand_cost(node.model, pod, pressure);
+        Some(key)
+    }
 }
 
 impl Policy for Railyard {
@@ -269,13 +370,22 @@ impl Policy for Railyard {
     }
 
     fn place(&mut self, cluster: &Cluster, pod: &PodRequest) -> Option<Placement> {
+        let pressure = if self.constrained {
+            self.set_classes(ClassMilli::capacity(&cluster.nodes));
+            self.pressure(&ClassMilli::idle(&cluster.nodes))
+        } else {
+            Pressure::NONE
+        };
         let mut best: Option<(NodeKey, u32)> = None;
         for (i, node) in cluster.nodes.iter().enumerate() {
             if !node.fits(pod) {
                 continue;
             }
-            let before = self.cache.get(&self.tasks, cluster, i);
-            let Some(key) = self.node_key(node, before, pod) else {
+            let (mix, tasks, on) = (&self.mix, &self.tasks, self.cfg.class_mix);
+            let before = self
+                .cache
+                .get(cluster, i, |n| class_tasks(mix, tasks, on, n.model).node_frag(n));
+            let Some(key) = self.node_key_with(node, before, pod, &pressure) else {
                 continue;
             };
             if best.as_ref().is_none_or(|(b, _)| key.better_than(b, &self.cfg)) {
