@@ -5,10 +5,13 @@
 //! (`resources`, `allocation`, `topology`). See README.md.
 
 pub mod config;
+pub mod decisions;
 pub mod dry_run;
 pub mod edits;
+pub mod follow;
 pub mod http;
 pub mod kubeapi;
+pub mod kubepods;
 pub mod manager;
 pub mod metrics;
 pub mod nvcaps;

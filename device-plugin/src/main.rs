@@ -9,6 +9,7 @@ use prometheus_client::registry::Registry;
 use railyard_core::machine::MachineProfile;
 use railyard_device_plugin::config::{FlagOrFileLabels, NodeLabels};
 use railyard_device_plugin::kubeapi::{self, KubeAnnotator, KubeEventRecorder, KubeNodeLabels};
+use railyard_device_plugin::kubepods;
 use railyard_device_plugin::metrics::Metrics;
 use railyard_device_plugin::options::{Backend, Options};
 use railyard_device_plugin::topology::{NodeAnnotator, NoopAnnotator};
@@ -102,7 +103,22 @@ async fn run(opts: Options, file_labels: FlagOrFileLabels) -> anyhow::Result<()>
     let metrics_addr = opts.metrics_addr().map_err(anyhow::Error::msg)?;
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
+    // The pod watch (and the write-backs) need API access; the watch is
+    // started before the servers so the first admissions can use it.
+    let decisions = kube
+        .as_ref()
+        .map(|(client, node)| kubepods::start(client.clone(), node, &opts, metrics.clone()));
+    match &decisions {
+        Some(d) if d.follower.follows() => {
+            tracing::info!("following the extender's device decisions (--follow-decisions)")
+        }
+        Some(_) => tracing::info!(
+            "not following the extender's device decisions (--follow-decisions=false); allocations are still written back"
+        ),
+        None => {}
+    }
     let cfg = PluginConfig {
+        decisions: decisions.as_ref().map(|d| d.follower.clone()),
         annotator,
         options: opts,
         backend,
@@ -121,6 +137,7 @@ async fn run(opts: Options, file_labels: FlagOrFileLabels) -> anyhow::Result<()>
         });
     }
     task.await.context("control loop panicked")?;
+    drop(decisions);
     tracing::info!("stopped; sockets removed");
     Ok(())
 }

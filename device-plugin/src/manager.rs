@@ -82,6 +82,9 @@ pub struct PluginConfig {
     /// Where the watchdog's pod Events go: the API with `--kube-api`, else
     /// the log.
     pub events: Arc<dyn EventRecorder>,
+    /// The extender's decisions from the pod watch (API access on):
+    /// `kubepods::start`. `None`: the plugin's own rule, nothing written back.
+    pub decisions: Option<Arc<crate::follow::Follower>>,
 }
 
 /// Talks to a running plugin.
@@ -351,6 +354,12 @@ impl Manager {
                 write_cdi_spec(&self.cfg.options.cdi_dir, &cdi_spec(&settings, &resources)).map_err(StartError::Cdi)?;
             tracing::info!(path = %path.display(), "CDI spec written");
         }
+        if let Some(f) = &self.cfg.decisions {
+            f.set_resources(
+                &resources,
+                self.inventory.gpus.iter().map(|g| (g.uuid.clone(), g.index)),
+            );
+        }
         self.resources = resources;
         self.settings = settings;
         self.source = Some(source);
@@ -441,6 +450,7 @@ impl Manager {
             snapshot: snapshot.subscribe(),
             stopping: stop_rx.clone(),
             metrics: self.cfg.metrics.clone(),
+            decisions: self.cfg.decisions.clone(),
         };
         let router = tonic::transport::Server::builder().add_service(DevicePluginServer::new(service));
         let resource = name.to_string();

@@ -23,6 +23,16 @@ pub struct Metrics {
     pub config_reloads: Family<Labels, Counter>,
     /// Health events from the GPU backend, by kind.
     pub health_events: Family<Labels, Counter>,
+    /// `GetPreferredAllocation` answered with the extender's recorded
+    /// devices, by resource.
+    pub decisions_followed: Family<Labels, Counter>,
+    /// `GetPreferredAllocation` answered by the plugin's own rule although
+    /// API access is on, by resource and reason (see `follow`).
+    pub decision_fallbacks: Family<Labels, Counter>,
+    /// `Allocate` calls by resource and how they compare with the record.
+    pub decision_allocations: Family<Labels, Counter>,
+    /// `railyard.dev/allocated-gpus` write-backs by source and result.
+    pub allocation_writebacks: Family<Labels, Counter>,
     /// The GPU memory watchdog's metrics (prefix `railyard_watchdog_`).
     pub watchdog: railyard_watchdog::metrics::WatchdogMetrics,
 }
@@ -72,6 +82,26 @@ impl Metrics {
             "health_events",
             "GPU health events from the backend",
             m.health_events.clone(),
+        );
+        r.register(
+            "decisions_followed",
+            "GetPreferredAllocation answers that follow the extender's recorded devices",
+            m.decisions_followed.clone(),
+        );
+        r.register(
+            "decision_fallbacks",
+            "GetPreferredAllocation answers by the plugin's own rule, by reason",
+            m.decision_fallbacks.clone(),
+        );
+        r.register(
+            "decision_allocations",
+            "Allocate calls by outcome against the extender's record",
+            m.decision_allocations.clone(),
+        );
+        r.register(
+            "allocation_writebacks",
+            "railyard.dev/allocated-gpus write-backs, by source and result",
+            m.allocation_writebacks.clone(),
         );
         m
     }

@@ -144,6 +144,18 @@ pub struct Options {
     #[arg(long, env = "NODE_NAME")]
     pub node_name: Option<String>,
 
+    /// Follow the extender's device decisions (`railyard.dev/gpus`) in
+    /// `GetPreferredAllocation` when a call matches exactly one pending pod
+    /// (needs API access). Off: the plugin's own rule for every call; the
+    /// allocated GPUs are still written back.
+    #[arg(long, env = "FOLLOW_DECISIONS", num_args = 0..=1, default_missing_value = "true", default_value = "true")]
+    pub follow_decisions: bool,
+
+    /// How often kubelet's PodResources is compared with the pods'
+    /// `railyard.dev/allocated-gpus` write-backs (API access only).
+    #[arg(long, env = "RECONCILE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub reconcile_interval: Duration,
+
     /// How often the config (file, named configs, node labels) is checked, in ms.
     #[arg(long, env = "CONFIG_POLL_MS", default_value_t = 1000)]
     pub config_poll_ms: u64,

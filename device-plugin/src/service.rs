@@ -21,6 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::edits::{Settings, container_response};
+use crate::follow::Follower;
 use crate::metrics::{Metrics, labels};
 
 /// One resource as it is served right now.
@@ -70,6 +71,9 @@ pub struct PluginService {
     /// Becomes true when the server stops: open `ListAndWatch` streams end.
     pub stopping: watch::Receiver<bool>,
     pub metrics: Metrics,
+    /// The extender's decisions (API access on): followed when a call
+    /// matches one pending pod, and the allocation written back.
+    pub decisions: Option<Arc<Follower>>,
 }
 
 type DeviceStream = Pin<Box<dyn Stream<Item = Result<ListAndWatchResponse, Status>> + Send>>;
@@ -118,6 +122,21 @@ impl DevicePlugin for PluginService {
         for c in &request.get_ref().container_requests {
             let size = usize::try_from(c.allocation_size)
                 .map_err(|_| Status::invalid_argument(format!("allocation_size {} < 0", c.allocation_size)))?;
+            // The record, when it can be followed; anything else (or no
+            // record) leaves the call to the plugin's own rule below.
+            if let Some(f) = &self.decisions
+                && let Some(ids) = f
+                    .preferred(
+                        &snap.resource,
+                        &c.available_device_i_ds,
+                        &c.must_include_device_i_ds,
+                        size,
+                    )
+                    .await
+            {
+                container_responses.push(ContainerPreferredAllocationResponse { device_i_ds: ids });
+                continue;
+            }
             let ids = preferred_allocation(
                 &snap.resource,
                 snap.topology.as_deref(),
@@ -155,6 +174,11 @@ impl DevicePlugin for PluginService {
                 Status::invalid_argument(e.to_string())
             })?;
             container_responses.push(container_response(&snap.settings, &snap.resource, &devices));
+        }
+        // kubelet allocates one container per call; the pod it is for is
+        // matched (and its write-back queued) before the next admission.
+        if let (Some(f), [c]) = (&self.decisions, request.get_ref().container_requests.as_slice()) {
+            f.allocated(&snap.resource, &c.devices_ids).await;
         }
         self.metrics
             .allocations

@@ -132,6 +132,7 @@ async fn replica_bombs_fail_the_start_with_the_field_path() {
             annotator: Arc::new(RecordingAnnotator::default()),
             machine: Some(m),
             metrics: Metrics::new(&mut registry),
+            decisions: None,
         };
         let e = match spawn(cfg, false).await {
             Ok(_) => panic!("{config}: started"),

@@ -126,6 +126,7 @@ async fn node_label_watch_switches_the_named_config_and_re_advertises() {
     let api = Api {
         labels: Some(Arc::new(labels)),
         annotator: None,
+        pods: None,
     };
     let env = start_with(Arc::new(sim), Some(m), "version: v1\n", api, |o, tmp| {
         let dir = tmp.join("configs");
@@ -270,6 +271,7 @@ async fn plugin_publishes_its_topology_on_the_node() {
     let api = Api {
         labels: None,
         annotator: Some(Arc::new(KubeAnnotator::new(client, "node-a"))),
+        pods: None,
     };
     let env = start_with(
         Arc::new(SimBackend::new(m.clone())),

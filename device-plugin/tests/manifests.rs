@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use railyard_core::config::DevicePluginConfig;
 use railyard_device_plugin::Options;
+use railyard_device_plugin::decisions::{ALLOCATED_ANNOTATION, DECISION_ANNOTATION};
 use railyard_device_plugin::topology::TOPOLOGY_ANNOTATION;
 use serde::Deserialize;
 use serde_json::Value;
@@ -102,8 +103,9 @@ fn every_manifest_parses_into_its_typed_struct() {
     assert_eq!(m.bindings.len(), 1);
     assert_eq!(m.daemonsets.len(), 1);
     assert_eq!(m.config_maps.len(), 1);
-    assert_eq!(m.policies.len(), 1);
-    assert_eq!(m.policy_bindings.len(), 1);
+    // One for Node writes, one for pod writes.
+    assert_eq!(m.policies.len(), 2);
+    assert_eq!(m.policy_bindings.len(), 2);
     for p in &m.policies {
         assert_eq!(p.metadata.namespace, None, "cluster-scoped");
     }
@@ -129,32 +131,39 @@ fn balanced(expr: &str) -> bool {
     stack.is_empty() && quote.is_none()
 }
 
-#[test]
-fn admission_policy_confines_node_writes_to_the_plugins_own_node_and_annotation() {
-    let m = load();
-    let p = &m.policies[0];
+/// The policy matching UPDATEs of `resource` (a patch is an UPDATE).
+fn policy_for<'a>(m: &'a Manifests, resource: &str) -> &'a ValidatingAdmissionPolicy {
+    let found: Vec<&ValidatingAdmissionPolicy> = m
+        .policies
+        .iter()
+        .filter(|p| {
+            let spec = p.spec.as_ref().unwrap();
+            let rules = spec
+                .match_constraints
+                .as_ref()
+                .unwrap()
+                .resource_rules
+                .as_ref()
+                .unwrap();
+            rules.iter().any(|r| {
+                r.api_groups.as_ref().is_some_and(|g| g.iter().any(|g| g.is_empty()))
+                    && r.resources.as_ref().is_some_and(|x| x.iter().any(|x| x == resource))
+                    && r.operations.as_ref().is_some_and(|o| o.iter().any(|o| o == "UPDATE"))
+            })
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one policy for {resource} updates");
+    found[0]
+}
+
+/// What both policies share: failing closed, only the DaemonSet's service
+/// account, balanced CEL with messages, the annotation rule for `key`,
+/// labels and spec held, and a binding that denies with nothing narrowing
+/// it.
+fn check_common(m: &Manifests, p: &ValidatingAdmissionPolicy, key: &str) {
     let spec = p.spec.as_ref().unwrap();
     assert_eq!(spec.failure_policy.as_deref(), Some("Fail"));
     assert!(spec.param_kind.is_none());
-
-    // It applies to Node updates (a patch is an UPDATE).
-    let rules = spec
-        .match_constraints
-        .as_ref()
-        .unwrap()
-        .resource_rules
-        .as_ref()
-        .unwrap();
-    assert!(
-        rules.iter().any(|r| {
-            r.api_groups.as_ref().is_some_and(|g| g.iter().any(|g| g.is_empty()))
-                && r.resources.as_ref().is_some_and(|x| x.iter().any(|x| x == "nodes"))
-                && r.operations.as_ref().is_some_and(|o| o.iter().any(|o| o == "UPDATE"))
-        }),
-        "{rules:?}"
-    );
-
-    // Only to the plugin's service account, the one the DaemonSet runs as.
     let sa = &m.service_accounts[0].metadata;
     let username = format!(
         "system:serviceaccount:{}:{}",
@@ -168,7 +177,6 @@ fn admission_policy_confines_node_writes_to_the_plugins_own_node_and_annotation(
             .any(|c| c.expression.contains("request.userInfo.username") && c.expression.contains(&username)),
         "{conditions:?}"
     );
-
     let validations = spec.validations.as_ref().unwrap();
     for v in validations {
         assert!(balanced(&v.expression), "{}", v.expression);
@@ -177,24 +185,16 @@ fn admission_policy_confines_node_writes_to_the_plugins_own_node_and_annotation(
     for c in conditions {
         assert!(balanced(&c.expression), "{}", c.expression);
     }
-    // The Node's name must be the token's node.
-    assert!(
-        validations.iter().any(|v| {
-            v.expression
-                .contains("request.userInfo.extra['authentication.kubernetes.io/node-name']")
-                && v.expression.contains("object.metadata.name")
-        }),
-        "no validation ties the Node to the token's node"
-    );
-    // Its one annotation may change, compared with the old object.
-    assert!(
-        validations.iter().any(|v| {
-            v.expression.contains(&format!("'{TOPOLOGY_ANNOTATION}'"))
-                && v.expression.contains("object.metadata.annotations")
-                && v.expression.contains("oldObject.metadata.annotations")
-        }),
-        "no validation limits the annotations"
-    );
+    // Its one annotation may change, compared with the old object, and no other.
+    let annotation_rules: Vec<&str> = validations
+        .iter()
+        .map(|v| v.expression.as_str())
+        .filter(|e| e.contains("object.metadata.annotations") && e.contains("oldObject.metadata.annotations"))
+        .collect();
+    assert_eq!(annotation_rules.len(), 1, "{annotation_rules:?}");
+    let quoted: Vec<&str> = annotation_rules[0].split('\'').skip(1).step_by(2).collect();
+    assert!(quoted.iter().all(|q| *q == key), "only {key} may change: {quoted:?}");
+    assert!(!quoted.is_empty());
     // And labels and spec may not.
     for field in ["labels", "spec"] {
         let new = if field == "spec" {
@@ -207,13 +207,69 @@ fn admission_policy_confines_node_writes_to_the_plugins_own_node_and_annotation(
             "{field} not held unchanged"
         );
     }
-
-    // Bound, denying, with nothing narrowing it.
-    let b = &m.policy_bindings[0];
-    let bs = b.spec.as_ref().unwrap();
-    assert_eq!(bs.policy_name.as_ref(), p.metadata.name.as_ref());
+    let bound: Vec<&ValidatingAdmissionPolicyBinding> = m
+        .policy_bindings
+        .iter()
+        .filter(|b| b.spec.as_ref().unwrap().policy_name.as_ref() == p.metadata.name.as_ref())
+        .collect();
+    assert_eq!(bound.len(), 1, "{:?} bound once", p.metadata.name);
+    let bs = bound[0].spec.as_ref().unwrap();
     assert_eq!(bs.validation_actions.as_deref(), Some(&["Deny".to_string()][..]));
     assert!(bs.param_ref.is_none() && bs.match_resources.is_none());
+}
+
+#[test]
+fn admission_policy_confines_node_writes_to_the_plugins_own_node_and_annotation() {
+    let m = load();
+    let p = policy_for(&m, "nodes");
+    check_common(&m, p, TOPOLOGY_ANNOTATION);
+    let validations = p.spec.as_ref().unwrap().validations.as_ref().unwrap();
+    // The Node's name must be the token's node.
+    assert!(
+        validations.iter().any(|v| {
+            v.expression
+                .contains("request.userInfo.extra['authentication.kubernetes.io/node-name']")
+                && v.expression.contains("object.metadata.name")
+        }),
+        "no validation ties the Node to the token's node"
+    );
+}
+
+#[test]
+fn admission_policy_confines_pod_writes_to_the_nodes_pods_and_the_write_back() {
+    let m = load();
+    let p = policy_for(&m, "pods");
+    assert_ne!(p.metadata.name, policy_for(&m, "nodes").metadata.name);
+    check_common(&m, p, ALLOCATED_ANNOTATION);
+    // The write-back only: never the extender's record.
+    assert_ne!(ALLOCATED_ANNOTATION, DECISION_ANNOTATION);
+    let validations = p.spec.as_ref().unwrap().validations.as_ref().unwrap();
+    // The pod must be bound to the token's node (as it was: a pod is not moved).
+    assert!(
+        validations.iter().any(|v| {
+            v.expression.contains(
+                "request.userInfo.extra['authentication.kubernetes.io/node-name'] == [oldObject.spec.nodeName]",
+            ) && v.expression.contains("has(oldObject.spec.nodeName)")
+        }),
+        "no validation ties the pod to the token's node"
+    );
+    // Only the main resource: no subresource is matched or needed.
+    let rules = p
+        .spec
+        .as_ref()
+        .unwrap()
+        .match_constraints
+        .as_ref()
+        .unwrap()
+        .resource_rules
+        .as_ref()
+        .unwrap();
+    assert!(
+        rules
+            .iter()
+            .flat_map(|r| r.resources.iter().flatten())
+            .all(|r| r == "pods")
+    );
 }
 
 #[test]
@@ -234,8 +290,9 @@ fn rbac_covers_the_api_calls_and_binds_the_daemonsets_account() {
     let need = [
         // KubeNodeLabels: a watcher lists and watches the Node; KubeAnnotator gets and patches it.
         ("", "nodes", &["get", "list", "watch", "patch"][..]),
-        // KubeEventRecorder: the pod's UID, then the Event.
-        ("", "pods", &["get"]),
+        // KubeEventRecorder: the pod's UID, then the Event; kubepods: the
+        // node's pods watched, the write-back patched.
+        ("", "pods", &["get", "list", "watch", "patch"]),
         ("events.k8s.io", "events", &["create"]),
     ];
     for (g, r, verbs) in need {

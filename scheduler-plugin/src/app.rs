@@ -540,9 +540,13 @@ impl AppState {
         let (complete, filling) = v.gang_counts();
         self.metrics.nodes.set(v.node_count() as i64);
         self.metrics.pods.set(v.pod_count() as i64);
+        let wb = v.writeback_counts();
         let problems = v.fabric_problems().to_vec();
         drop(v);
         self.metrics.mislabelled_nodes.set(problems.len() as i64);
+        self.metrics.unknown_pods.set(wb.unknown_pods as i64);
+        self.metrics.unknown_nodes.set(wb.unknown_nodes as i64);
+        self.metrics.writeback_nodes.set(wb.writeback_nodes as i64);
         if let Ok(mut last) = self.fabric_problems.lock()
             && *last != problems
         {

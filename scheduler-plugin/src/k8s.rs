@@ -24,6 +24,12 @@ use crate::decision::{Decision, DecisionKey, SIGNATURE_ANNOTATION};
 pub const TOPOLOGY_ANNOTATION: &str = "railyard.dev/gpu-topology";
 /// Pod annotation recorded at bind: GPU indices, comma-separated.
 pub const GPUS_ANNOTATION: &str = "railyard.dev/gpus";
+/// Written by Railyard's device plugin after kubelet allocated: the GPU
+/// indices the pod actually got, comma-separated (see `writeback` in core).
+pub const ALLOCATED_ANNOTATION: &str = "railyard.dev/allocated-gpus";
+/// A GPU-index list longer than this is not parsed (untrusted input; 64
+/// indices fit in well under 1 KiB).
+pub const MAX_GPU_LIST_BYTES: usize = 1024;
 /// Pod annotation recorded at bind: the gang plan (JSON `PlanRecord`).
 pub const GANG_PLAN_ANNOTATION: &str = "railyard.dev/gang-plan";
 /// Pod annotation recorded at bind: this member's slot in the plan.
@@ -345,12 +351,8 @@ pub fn observation_checked(pod: &LeanPod, key: &DecisionKey) -> (Option<PodObser
     let Ok(ask) = pod_ask(pod) else { return (None, None) };
     let spec = pod.spec.as_ref();
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    let gpus = annotation(pod, GPUS_ANNOTATION).and_then(|v| {
-        v.split(',')
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| s.trim().parse::<u32>().ok())
-            .collect::<Option<Vec<u32>>>()
-    });
+    let gpus = annotation(pod, GPUS_ANNOTATION).and_then(gpu_list);
+    let allocated = annotation(pod, ALLOCATED_ANNOTATION).and_then(gpu_list);
     let node = spec.and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty());
     let (plan, rejected) = match (annotation(pod, GANG_PLAN_ANNOTATION), &node) {
         (Some(text), Some(node)) => match trusted_plan(pod, key, text, node, &ask, gpus.as_deref()) {
@@ -367,8 +369,25 @@ pub fn observation_checked(pod: &LeanPod, key: &DecisionKey) -> (Option<PodObser
         finished: matches!(phase, Some("Succeeded" | "Failed")),
         gpus,
         plan,
+        allocated,
     };
     (Some(obs), rejected)
+}
+
+/// A comma-separated list of GPU indices, as the extender and the device
+/// plugin write them; `None` when it does not parse, is empty, is longer
+/// than [`MAX_GPU_LIST_BYTES`] or names more than a node may have. The
+/// view checks the indices against the node.
+pub fn gpu_list(v: &str) -> Option<Vec<u32>> {
+    if v.len() > MAX_GPU_LIST_BYTES {
+        return None;
+    }
+    let list = v
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse::<u32>().ok())
+        .collect::<Option<Vec<u32>>>()?;
+    (!list.is_empty() && list.len() <= railyard_core::extender::MAX_NODE_GPUS).then_some(list)
 }
 
 /// The pod's recorded plan and slot, if this extender recorded them (the

@@ -29,6 +29,13 @@ struct Args {
     /// its unfilled slots are released and re-planned.
     #[arg(long, env = "RESERVATION_TTL_SECONDS", default_value_t = 120)]
     reservation_ttl_seconds: u64,
+    /// Seconds a pod bound with a GPU decision waits for the device
+    /// plugin's write-back (`railyard.dev/allocated-gpus`) of the GPUs
+    /// kubelet gave. Past it, on a node whose plugin writes back, the pod's
+    /// GPUs count as unknown and the node scores lowest for GPU asks until
+    /// the write-back comes. 0: never wait.
+    #[arg(long, env = "WRITEBACK_TIMEOUT_SECONDS", default_value_t = 60)]
+    writeback_timeout_seconds: u64,
     /// Upkeep period (reservation expiry, packing mix), ms.
     #[arg(long, env = "TICK_MS", default_value_t = 1000)]
     tick_ms: u64,
@@ -152,6 +159,7 @@ async fn main() -> anyhow::Result<()> {
         url_prefix: args.url_prefix.clone(),
         view: ViewConfig {
             reservation_ttl_ms: args.reservation_ttl_seconds.saturating_mul(1000),
+            writeback_timeout_ms: args.writeback_timeout_seconds.saturating_mul(1000),
             ..ViewConfig::default()
         },
     };

@@ -29,6 +29,15 @@ pub struct ReasonLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteBackLabels {
+    /// `whole` or `shared`.
+    pub kind: &'static str,
+    /// `followed` (kubelet gave the decided GPUs), `drifted` (other GPUs),
+    /// `invalid` (not the pod's node or ask: ignored).
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
     /// `filling` or `complete`.
     pub state: &'static str,
@@ -57,6 +66,16 @@ pub struct Metrics {
     /// Requests refused before a handler ran: `body_too_large`,
     /// `body_timeout`, `body_error`.
     pub refused: Family<ReasonLabels, Counter>,
+    /// Device-plugin write-backs applied to the view, by kind and result.
+    pub writebacks: Family<WriteBackLabels, Counter>,
+    /// Pods booked elsewhere that a write-back displaced (now unknown).
+    pub writeback_displaced: Counter,
+    /// Pods whose GPU positions are unknown (write-back overdue, or
+    /// displaced), and the nodes holding them (scored lowest).
+    pub unknown_pods: Gauge,
+    pub unknown_nodes: Gauge,
+    /// Nodes whose device plugin writes back.
+    pub writeback_nodes: Gauge,
 }
 
 impl Default for Metrics {
@@ -71,6 +90,11 @@ impl Default for Metrics {
             gang_plans_ignored: Family::default(),
             panics: Family::default(),
             refused: Family::default(),
+            writebacks: Family::default(),
+            writeback_displaced: Counter::default(),
+            unknown_pods: Gauge::default(),
+            unknown_nodes: Gauge::default(),
+            writeback_nodes: Gauge::default(),
         }
     }
 }
@@ -113,7 +137,46 @@ impl Metrics {
             "Requests refused before a handler ran (body too large, too slow, broken), by reason",
             m.refused.clone(),
         );
+        r.register(
+            "writebacks",
+            "Device-plugin write-backs of the GPUs kubelet gave, by kind and result",
+            m.writebacks.clone(),
+        );
+        r.register(
+            "writeback_displaced_pods",
+            "Pods moved off the GPUs another pod's write-back showed taken",
+            m.writeback_displaced.clone(),
+        );
+        r.register(
+            "unknown_position_pods",
+            "Pods whose GPUs are not known (write-back overdue or displaced)",
+            m.unknown_pods.clone(),
+        );
+        r.register(
+            "unknown_position_nodes",
+            "Nodes holding pods whose GPUs are not known; scored lowest for GPU asks",
+            m.unknown_nodes.clone(),
+        );
+        r.register(
+            "writeback_nodes",
+            "Nodes whose device plugin writes back the GPUs kubelet gave",
+            m.writeback_nodes.clone(),
+        );
         m
+    }
+
+    /// Counts what a pod observation's write-back did.
+    pub fn writeback(&self, out: railyard_core::extender::WriteBack) {
+        use railyard_core::extender::WriteBack;
+        let (kind, result, displaced) = match out {
+            WriteBack::Unchanged => return,
+            WriteBack::Invalid => ("unknown", "invalid", 0),
+            WriteBack::Applied { kind, drift, displaced } => {
+                (kind.label(), if drift { "drifted" } else { "followed" }, displaced)
+            }
+        };
+        self.writebacks.get_or_create(&WriteBackLabels { kind, result }).inc();
+        self.writeback_displaced.inc_by(u64::from(displaced));
     }
 
     pub fn decision(&self, verb: &'static str, outcome: &'static str) {

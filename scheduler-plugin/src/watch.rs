@@ -18,6 +18,7 @@ use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
+use railyard_core::extender::WriteBack;
 
 use crate::app::AppState;
 use crate::k8s::{self, LeanPod};
@@ -136,7 +137,13 @@ pub fn apply_pod(state: &AppState, ev: Event<LeanPod>, seen: &mut Option<HashSet
                 );
             }
             match obs {
-                Some(obs) => state.view_mut().observe_pod(obs, now),
+                Some(obs) => {
+                    let out = state.view_mut().observe_pod(obs, now);
+                    if out == WriteBack::Invalid {
+                        tracing::warn!(pod = %uid, "ignoring the GPUs written back on a pod: not valid for its node or request");
+                    }
+                    state.metrics.writeback(out);
+                }
                 None => state.view_mut().remove_pod(&uid),
             }
         }

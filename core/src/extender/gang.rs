@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ask::{GpuAsk, PodAsk};
 use super::view::{ClusterView, PodRecord, PodState, first_bits};
+use super::writeback::Placement;
 use crate::fabric::{Fabric, LabelOptions};
 use crate::gang::{Decision, FreeState, Gang, GangCluster, GangError, Level, MemberPlacement};
 use crate::packing::MILLI;
@@ -445,7 +446,7 @@ impl ClusterView {
         );
     }
 
-    fn hold(&mut self, node: &str, gpus: &[u32]) -> bool {
+    pub(crate) fn hold(&mut self, node: &str, gpus: &[u32]) -> bool {
         let Some(&i) = self.by_name.get(node) else { return false };
         let n = &mut self.nodes[i];
         let Some(mask) = n.positions(gpus) else { return false };
@@ -458,7 +459,7 @@ impl ClusterView {
         true
     }
 
-    fn unhold(&mut self, node: &str, gpus: &[u32]) {
+    pub(crate) fn unhold(&mut self, node: &str, gpus: &[u32]) {
         let Some(&i) = self.by_name.get(node) else { return };
         let n = &mut self.nodes[i];
         let Some(mask) = n.positions(gpus) else { return };
@@ -513,6 +514,7 @@ impl ClusterView {
                 applied: true,
                 hint: None,
                 gang: Some((gang.to_string(), slot)),
+                placement: Placement::Fresh,
             },
         );
         self.generation += 1;
@@ -542,7 +544,9 @@ impl ClusterView {
     /// A member's binding failed: its GPUs go back to the reservation.
     pub(crate) fn return_to_slot(&mut self, gang: &str, slot: usize, uid: &str) {
         let Some(r) = self.pods.remove(uid) else { return };
-        if let Some(&i) = self.by_name.get(&r.node) {
+        let idx = self.by_name.get(&r.node).copied();
+        self.forget_placement(idx, uid, &r);
+        if let Some(i) = idx {
             let n = &mut self.nodes[i];
             n.give_back(&r.ask, r.mask, r.milli);
             n.pods.retain(|u| u != uid);

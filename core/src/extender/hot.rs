@@ -39,6 +39,9 @@ pub(crate) struct Hot {
     /// with at least one device free.
     pub mig_offered: u64,
     pub mig_free: u64,
+    /// A pod's positions here are unknown (its write-back is overdue, or
+    /// another's took its GPUs): scored lowest for whole and shared asks.
+    pub uncertain: bool,
 }
 
 impl Hot {
@@ -75,6 +78,7 @@ impl Hot {
             numa_capacity: u16::try_from(n.single_numa_capacity()).unwrap_or(u16::MAX),
             unschedulable: n.input.unschedulable,
             too_many_gpus: n.too_many_gpus,
+            uncertain: n.unknown > 0,
         }
     }
 }

@@ -28,6 +28,9 @@
 //!   the caller's lock so two quick binds never take the same GPU. A gang
 //!   member whose reservation expired between its filter and its bind is
 //!   still placed as a member of its gang.
+//! - Write-backs ([`PodObservation::allocated`]): the view follows the GPUs
+//!   kubelet actually gave, and bounds how long it waits for them (see
+//!   `writeback`).
 
 mod ask;
 mod gang;
@@ -35,11 +38,14 @@ mod hot;
 mod names;
 mod score;
 mod view;
+mod writeback;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod untrusted_tests;
+#[cfg(test)]
+mod writeback_tests;
 
 pub use ask::{
     AskError, GPU_COUNT_LABEL, GPU_PRODUCT_LABEL, GPU_REPLICAS_LABEL, GPU_RESOURCE, GPU_SHARING_STRATEGY_LABEL, GpuAsk,
@@ -51,6 +57,7 @@ pub use view::{
     AssumeError, Assumed, ClusterView, FilterOutcome, MAX_NODE_GPUS, NodeInput, PodObservation, PodState,
     TOO_MANY_GPUS, Verdict, ViewConfig,
 };
+pub use writeback::{Placement, WriteBack, WriteBackCounts, WriteBackKind};
 
 /// Extender scores are 0..=10 (`MaxExtenderPriority`).
 pub const MAX_SCORE: i64 = 10;

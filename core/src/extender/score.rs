@@ -189,7 +189,7 @@ impl ClusterView {
         if idx.is_empty() {
             return Vec::new();
         }
-        let values: Vec<f64> = match &ask.gpu {
+        let mut values: Vec<f64> = match &ask.gpu {
             GpuAsk::None => return vec![0; idx.len()],
             GpuAsk::Shared(_) | GpuAsk::Whole(1) => MEMO.with(|memo| {
                 let mut memo = memo.borrow_mut();
@@ -246,6 +246,15 @@ impl ClusterView {
                 })
                 .collect(),
         };
+        // Unknown positions: the per-GPU answer is a guess; any node whose
+        // GPUs are known goes first.
+        if matches!(ask.gpu, GpuAsk::Whole(_) | GpuAsk::Shared(_)) {
+            for (v, &i) in values.iter_mut().zip(idx) {
+                if self.hot[i].uncertain {
+                    *v = f64::NEG_INFINITY;
+                }
+            }
+        }
         to_range(&values)
     }
 
@@ -397,6 +406,7 @@ mod tests {
             finished: false,
             gpus: Some(vec![12]),
             plan: None,
+            allocated: None,
         };
         v.observe_pod(obs, 0);
         let n = &v.nodes[0];
@@ -443,6 +453,7 @@ mod tests {
                 finished: false,
                 gpus: Some(vec![gpu]),
                 plan: None,
+                allocated: None,
             };
             v.observe_pod(obs, 0);
         }

@@ -44,6 +44,7 @@ pub(super) fn bound(uid: &str, node: &str, a: PodAsk, gpus: Option<Vec<u32>>) ->
         finished: false,
         gpus,
         plan: None,
+        allocated: None,
     }
 }
 
@@ -241,6 +242,7 @@ fn gang_plans_reserves_and_fills() {
             finished: false,
             gpus: Some(a.gpus.clone()),
             plan: Some((plan, 0)),
+            allocated: None,
         },
         10,
     );
@@ -301,6 +303,7 @@ fn seen_bound(uid: &str, node: &str, a: &Assumed) -> PodObservation {
         finished: false,
         gpus: Some(a.gpus.clone()),
         plan: a.plan.clone(),
+        allocated: None,
     }
 }
 
@@ -494,6 +497,7 @@ fn an_expired_gang_waits_for_room_beside_its_bound_members() {
                 finished: false,
                 gpus: Some((0..8).collect()),
                 plan: Some((plan.clone(), slot)),
+                allocated: None,
             },
             200,
         );

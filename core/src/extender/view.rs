@@ -2,7 +2,7 @@
 //! and filtering against it.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use super::ask::{
@@ -13,6 +13,7 @@ use super::gang::{Lapsed, PlanRecord, Reservation};
 use super::hot::{Hot, share_milli, verdict};
 use super::names::NameIndex;
 use super::score::{ScoreConfig, Scorer, TopoCache};
+use super::writeback::{Placement, WriteBack};
 use crate::machine::MachineProfile;
 use crate::packing::MILLI;
 use crate::topology::{Constraints, NodeTopology};
@@ -53,6 +54,9 @@ pub struct PodObservation {
     pub gpus: Option<Vec<u32>>,
     /// Railyard's recorded gang plan and this pod's slot in it.
     pub plan: Option<(PlanRecord, usize)>,
+    /// The device plugin's write-back (`railyard.dev/allocated-gpus`): the
+    /// GPU indices kubelet actually gave, trusted for positions only.
+    pub allocated: Option<Vec<u32>>,
 }
 
 /// Tuning of the view.
@@ -60,6 +64,9 @@ pub struct PodObservation {
 pub struct ViewConfig {
     /// How long a gang reservation waits for all its members to bind, ms.
     pub reservation_ttl_ms: u64,
+    /// How long a bound decision waits for its write-back before the pod's
+    /// positions count as unknown (on nodes that write back), ms; 0: never.
+    pub writeback_timeout_ms: u64,
     pub score: ScoreConfig,
 }
 
@@ -67,6 +74,7 @@ impl Default for ViewConfig {
     fn default() -> Self {
         ViewConfig {
             reservation_ttl_ms: 120_000,
+            writeback_timeout_ms: 60_000,
             score: ScoreConfig::default(),
         }
     }
@@ -94,6 +102,8 @@ pub(crate) struct PodRecord {
     /// GPU indices recorded in the API, applied when the node is known.
     pub hint: Option<Vec<u32>>,
     pub gang: Option<(String, usize)>,
+    /// How far `mask` is known to match the devices kubelet gave.
+    pub placement: Placement,
 }
 
 /// One node's live state. GPU positions are the GPUs in ascending index
@@ -136,6 +146,10 @@ pub(crate) struct NodeState {
     pub machine: Option<u32>,
     /// Packing fragmentation of the current state under the view's mix.
     pub frag: f64,
+    /// A valid write-back was seen from a pod here: decisions expect one.
+    pub writes_back: bool,
+    /// Applied pods whose positions are [`Placement::Unknown`].
+    pub unknown: u32,
 }
 
 impl NodeState {
@@ -218,6 +232,8 @@ impl NodeState {
             pods: Vec::new(),
             machine: machine.map(|(id, _)| id),
             frag: 0.0,
+            writes_back: false,
+            unknown: 0,
         }
     }
 
@@ -573,6 +589,8 @@ pub struct ClusterView {
     pub(crate) fabric_problems: Vec<(String, String)>,
     /// Pods changed since the packing mix was built.
     pub(crate) mix_changes: usize,
+    /// Write-back deadlines of the pods awaiting one: (deadline ms, UID).
+    pub(crate) awaiting: BTreeSet<(u64, String)>,
 }
 
 impl ClusterView {
@@ -595,6 +613,7 @@ impl ClusterView {
             fabric: None,
             fabric_problems: Vec::new(),
             mix_changes: 0,
+            awaiting: BTreeSet::new(),
         }
     }
 
@@ -679,7 +698,7 @@ impl ClusterView {
                 }
             }
             let pods = std::mem::take(&mut self.nodes[i].pods);
-            let reserved = self.nodes[i].reserved;
+            let (reserved, writes_back) = (self.nodes[i].reserved, self.nodes[i].writes_back);
             let layout_same = {
                 let mut fresh = NodeState::new(input.clone(), machine.as_ref().map(|(id, t)| (*id, &**t)));
                 fresh.mig_offer = self.mig_offer(&input);
@@ -692,6 +711,7 @@ impl ClusterView {
                 let same = fresh.ids == old.ids
                     && fresh.mig_gpus == old.mig_gpus
                     && fresh.gpu_replicated == old.gpu_replicated;
+                fresh.writes_back = writes_back;
                 self.nodes[i] = fresh;
                 same
             };
@@ -721,13 +741,15 @@ impl ClusterView {
         self.nodes.push(fresh);
         self.hot.push(Hot::default());
         self.by_name.insert(&input.name, i);
-        let waiting: Vec<String> = self
+        let mut waiting: Vec<(bool, String)> = self
             .pods
             .iter()
             .filter(|(_, r)| !r.applied && r.node == input.name)
-            .map(|(u, _)| u.clone())
+            .map(|(u, r)| (r.placement != Placement::Actual, u.clone()))
             .collect();
-        for uid in waiting {
+        // Write-backs first (they are what kubelet gave), then by UID.
+        waiting.sort_unstable();
+        for (_, uid) in waiting {
             self.apply_record(&uid, i);
         }
         self.refresh_frag(i);
@@ -809,7 +831,7 @@ impl ClusterView {
 
     /// Counts a known pod record into node `i`, choosing positions when it
     /// has none valid.
-    fn apply_record(&mut self, uid: &str, i: usize) {
+    pub(crate) fn apply_record(&mut self, uid: &str, i: usize) {
         let Some(r) = self.pods.get_mut(uid) else { return };
         if r.applied {
             return;
@@ -820,12 +842,12 @@ impl ClusterView {
             r.mask = node.positions(g).unwrap_or(0);
         }
         r.mask &= node.position_mask();
-        let (mask, milli) = match &node.effective(&r.ask).gpu {
+        let (mask, milli, valid) = match &node.effective(&r.ask).gpu {
             GpuAsk::Whole(k) => {
                 let free = node.free_mask();
                 let valid = r.mask.count_ones() == *k && r.mask & !free == 0;
                 let mask = if valid { r.mask } else { first_bits(free, *k) };
-                (mask, MILLI)
+                (mask, MILLI, valid)
             }
             GpuAsk::Shared(rep) => {
                 let milli = node.share_milli(*rep).unwrap_or(MILLI);
@@ -841,13 +863,21 @@ impl ClusterView {
                 } else {
                     node.best_share_gpu(milli).map_or(0, |p| 1u64 << p)
                 };
-                (mask, milli)
+                (mask, milli, valid)
             }
-            _ => (0, 0),
+            _ => (0, 0, true),
         };
         r.mask = mask;
         r.milli = milli;
         r.applied = true;
+        // Kubelet's GPUs that no longer fit here (the layout changed): the
+        // pod's positions are a guess from now on.
+        match r.placement {
+            Placement::Actual if !valid => r.placement = Placement::Unknown,
+            Placement::Actual => node.writes_back = true,
+            _ => {}
+        }
+        node.unknown += u32::from(r.placement == Placement::Unknown);
         node.take(&r.ask, mask, milli);
         if !node.pods.iter().any(|u| u == uid) {
             node.pods.push(uid.to_string());
@@ -864,7 +894,9 @@ impl ClusterView {
     /// finished (its job is done: the GPUs are free for anyone).
     fn release_record_with(&mut self, uid: &str, rehold: bool) -> Option<PodRecord> {
         let r = self.pods.remove(uid)?;
-        if let Some(&i) = self.by_name.get(&r.node) {
+        let idx = self.by_name.get(&r.node).copied();
+        self.forget_placement(idx, uid, &r);
+        if let Some(i) = idx {
             let n = &mut self.nodes[i];
             if r.applied {
                 n.give_back(&r.ask, r.mask, r.milli);
@@ -882,8 +914,9 @@ impl ClusterView {
         Some(r)
     }
 
-    /// Applies a pod from the API (add or update). Idempotent.
-    pub fn observe_pod(&mut self, obs: PodObservation, now_ms: u64) {
+    /// Applies a pod from the API (add or update), and its write-back if it
+    /// carries one (see `writeback`). Idempotent.
+    pub fn observe_pod(&mut self, obs: PodObservation, now_ms: u64) -> WriteBack {
         // Bound (by anyone) or finished: no late bind of a lapsed slot.
         if !self.lapsed.is_empty() && (obs.node.is_some() || obs.finished) {
             self.lapsed.remove(&obs.uid);
@@ -897,16 +930,17 @@ impl ClusterView {
                 if !keep {
                     self.release_record_with(&obs.uid, !obs.finished);
                 }
-                return;
+                return WriteBack::Unchanged;
             }
         };
+        let (decided, allocated) = (obs.gpus.as_deref(), obs.allocated.as_deref());
         if let Some(r) = self.pods.get_mut(&obs.uid) {
             if r.node == node {
                 if r.state != PodState::Bound {
                     r.state = PodState::Bound;
                     self.generation += 1;
                 }
-                return;
+                return self.after_observe(&obs.uid, decided, allocated, now_ms);
             }
             self.release_record(&obs.uid);
         }
@@ -920,7 +954,7 @@ impl ClusterView {
             self.rebuild_from_plan(plan, now_ms);
             if self.fill_slot(&plan.gang, *slot, &obs.uid, &obs.ask, &node, PodState::Bound) {
                 self.refresh_frag(i);
-                return;
+                return self.after_observe(&obs.uid, decided, allocated, now_ms);
             }
         }
         self.pods.insert(
@@ -934,12 +968,14 @@ impl ClusterView {
                 applied: false,
                 hint: obs.gpus.clone(),
                 gang: obs.plan.as_ref().map(|(p, s)| (p.gang.clone(), *s)),
+                placement: Placement::Fresh,
             },
         );
         if let Some(i) = idx {
             self.apply_record(&obs.uid, i);
             self.refresh_frag(i);
         }
+        self.after_observe(&obs.uid, decided, allocated, now_ms)
     }
 
     /// The pod is gone from the API.
@@ -1156,6 +1192,7 @@ impl ClusterView {
                 applied: true,
                 hint: None,
                 gang: member.map(|l| (l.gang.clone(), l.slot)),
+                placement: Placement::Fresh,
             },
         );
         if member.is_some() {
@@ -1240,6 +1277,7 @@ impl ClusterView {
     /// expires gang reservations. Call periodically and after bulk loads.
     pub fn refresh(&mut self, now_ms: u64) {
         self.expire(now_ms);
+        self.expire_writebacks(now_ms);
         let threshold = (self.pods.len() / 20).max(1);
         if self.mix_changes >= threshold || self.scorer.is_default() {
             self.mix_changes = 0;

@@ -20,6 +20,9 @@ use railyard_kubelet_api::fake::{FakeKubelet, TempDir};
 use railyard_watchdog::events::RecordingEventRecorder;
 use tokio::task::JoinHandle;
 
+pub mod api;
+pub mod node;
+
 /// Generous: tests wait for events, never for a fixed time.
 pub const T: Duration = Duration::from_secs(20);
 
@@ -62,6 +65,7 @@ pub struct Env {
     pub registry: Registry,
     pub annotator: RecordingAnnotator,
     pub events: RecordingEventRecorder,
+    pub pods: Option<railyard_device_plugin::kubepods::PodDecisionsApi>,
 }
 
 impl Env {
@@ -120,6 +124,9 @@ pub async fn start(
 pub struct Api {
     pub labels: Option<Arc<dyn NodeLabels>>,
     pub annotator: Option<Arc<dyn NodeAnnotator>>,
+    /// A client for the pod watch and write-backs: `kubepods::start` for
+    /// node `node-a`, as `main` does with API access.
+    pub pods: Option<kube::Client>,
 }
 
 pub async fn start_with(
@@ -138,6 +145,9 @@ pub async fn start_with(
     edit(&mut o, tmp.path());
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
+    let pods = api
+        .pods
+        .map(|client| railyard_device_plugin::kubepods::start(client, "node-a", &o, metrics.clone()));
     let annotator = RecordingAnnotator::default();
     let events = RecordingEventRecorder::default();
     let cfg = PluginConfig {
@@ -150,6 +160,7 @@ pub async fn start_with(
         annotator: api.annotator.unwrap_or_else(|| Arc::new(annotator.clone())),
         machine,
         metrics,
+        decisions: pods.as_ref().map(|p| p.follower.clone()),
     };
     let (plugin, task) = spawn(cfg, false).await.unwrap();
     Env {
@@ -160,6 +171,7 @@ pub async fn start_with(
         registry,
         annotator,
         events,
+        pods,
     }
 }
 

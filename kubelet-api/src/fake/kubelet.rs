@@ -13,6 +13,7 @@ use tokio_stream::StreamExt;
 use tonic::transport::{Channel, Server};
 use tonic::{Request, Response, Status};
 
+use super::podresources::PodResourcesHandle;
 use crate::deviceplugin::v1beta1::device_plugin_client::DevicePluginClient;
 use crate::deviceplugin::v1beta1::registration_server::{Registration, RegistrationServer};
 use crate::deviceplugin::v1beta1::{
@@ -100,6 +101,26 @@ struct Shared {
     dir: PathBuf,
     state: watch::Sender<State>,
     holders: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// Where admissions are reported, as kubelet's PodResources API does.
+    pod_resources: std::sync::Mutex<Option<PodResourcesHandle>>,
+}
+
+/// The container being admitted, for [`FakeKubelet::admit_pod`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+    pub container: String,
+}
+
+impl PodRef {
+    pub fn new(namespace: &str, name: &str, container: &str) -> PodRef {
+        PodRef {
+            namespace: namespace.into(),
+            name: name.into(),
+            container: container.into(),
+        }
+    }
 }
 
 /// A kubelet device manager on `<dir>/kubelet.sock`.
@@ -284,6 +305,7 @@ impl FakeKubelet {
             dir: dir.to_path_buf(),
             state: watch::channel(State::default()).0,
             holders: std::sync::Mutex::new(Vec::new()),
+            pod_resources: std::sync::Mutex::new(None),
         });
         let mut k = FakeKubelet {
             shared,
@@ -432,14 +454,60 @@ impl FakeKubelet {
         Ok(DevicePluginClient::new(ch))
     }
 
+    /// Reports every [`FakeKubelet::admit_pod`] to a fake PodResources
+    /// server, as kubelet's pod manager and device manager feed its
+    /// PodResources API: the pod is listed (without devices) from the start
+    /// of its admission, and its devices once `Allocate` has answered.
+    pub fn set_pod_resources(&self, handle: PodResourcesHandle) {
+        if let Ok(mut p) = self.shared.pod_resources.lock() {
+            *p = Some(handle);
+        }
+    }
+
+    fn pod_resources(&self) -> Option<PodResourcesHandle> {
+        self.shared.pod_resources.lock().ok().and_then(|p| p.clone())
+    }
+
     /// Admits one container asking for `n` of `resource`, as kubelet's
     /// device manager does: candidates are the healthy devices not yet
     /// allocated; `must_include` (kubelet passes devices it reuses from init
     /// containers) must be among them; the plugin's preferred allocation is
-    /// used when it is valid (right size, only candidates, includes
+    /// used when it is valid (right size, only free devices, includes
     /// `must_include`), else the first free devices; then `Allocate`. The
     /// devices stay allocated until [`FakeKubelet::release`].
     pub async fn admit(&self, resource: &str, n: usize, must_include: &[&str]) -> Result<Admission, AdmissionError> {
+        self.admit_as(None, resource, n, must_include).await
+    }
+
+    /// [`FakeKubelet::admit`] for a named pod's container, reported to the
+    /// PodResources server set with [`FakeKubelet::set_pod_resources`].
+    ///
+    /// The devices are reserved when kubelet commits to them, after
+    /// `GetPreferredAllocation` and before `Allocate` (kubelet's
+    /// `devicesToAllocate` marks them allocated before the `Allocate`
+    /// call), and the preference is checked against what is free at that
+    /// moment, so admissions run concurrently never share a device.
+    pub async fn admit_pod(
+        &self,
+        pod: &PodRef,
+        resource: &str,
+        n: usize,
+        must_include: &[&str],
+    ) -> Result<Admission, AdmissionError> {
+        self.admit_as(Some(pod), resource, n, must_include).await
+    }
+
+    async fn admit_as(
+        &self,
+        pod: Option<&PodRef>,
+        resource: &str,
+        n: usize,
+        must_include: &[&str],
+    ) -> Result<Admission, AdmissionError> {
+        let pr = pod.and(self.pod_resources());
+        if let (Some(pr), Some(pod)) = (&pr, pod) {
+            pr.add_pod(&pod.namespace, &pod.name, &pod.container);
+        }
         let p = self
             .plugin(resource)
             .ok_or_else(|| AdmissionError::NotRegistered(resource.to_string()))?;
@@ -473,40 +541,64 @@ impl FakeKubelet {
                 .into_inner();
             preferred = resp.container_responses.into_iter().next().map(|r| r.device_i_ds);
         }
-        let valid = |ids: &Vec<String>| {
-            let set: BTreeSet<&String> = ids.iter().collect();
-            ids.len() == n
-                && set.len() == n
-                && ids.iter().all(|d| available.contains(d))
-                && must.iter().all(|m| set.contains(m))
-        };
-        let devices = match &preferred {
-            Some(ids) if valid(ids) => ids.clone(),
-            _ => {
-                let mut d = must.clone();
-                d.extend(available.iter().filter(|a| !must.contains(a)).cloned());
-                d.truncate(n);
-                d
+        // Commit: what is free now (another admission may have taken some).
+        let mut devices = Vec::new();
+        self.shared.state.send_modify(|s| {
+            let Some(p) = s.plugins.get_mut(resource) else { return };
+            let free: Vec<String> = available
+                .iter()
+                .filter(|d| !p.allocated.contains(*d))
+                .cloned()
+                .collect();
+            let valid = |ids: &Vec<String>| {
+                let set: BTreeSet<&String> = ids.iter().collect();
+                ids.len() == n
+                    && set.len() == n
+                    && ids.iter().all(|d| free.contains(d))
+                    && must.iter().all(|m| set.contains(m))
+            };
+            devices = match &preferred {
+                Some(ids) if valid(ids) => ids.clone(),
+                _ => {
+                    let mut d: Vec<String> = must.iter().filter(|m| free.contains(m)).cloned().collect();
+                    d.extend(free.iter().filter(|a| !must.contains(a)).cloned());
+                    d.truncate(n);
+                    d
+                }
+            };
+            if devices.len() == n {
+                p.allocated.extend(devices.iter().cloned());
             }
-        };
-        let mut resp = client
+        });
+        if devices.len() != n {
+            return Err(AdmissionError::Insufficient {
+                resource: resource.to_string(),
+                requested: n,
+                available: devices.len(),
+            });
+        }
+        let resp = client
             .allocate(AllocateRequest {
                 container_requests: vec![ContainerAllocateRequest {
                     devices_ids: devices.clone(),
                 }],
             })
-            .await
-            .map_err(AdmissionError::Allocate)?
-            .into_inner();
+            .await;
+        let mut resp = match resp {
+            Ok(r) => r.into_inner(),
+            Err(e) => {
+                self.release(resource, &devices);
+                return Err(AdmissionError::Allocate(e));
+            }
+        };
         if resp.container_responses.len() != 1 {
+            self.release(resource, &devices);
             return Err(AdmissionError::BadResponse(resp.container_responses.len()));
         }
         let response = resp.container_responses.remove(0);
-        self.shared.state.send_modify(|s| {
-            if let Some(p) = s.plugins.get_mut(resource) {
-                p.allocated.extend(devices.iter().cloned());
-            }
-        });
+        if let (Some(pr), Some(pod)) = (&pr, pod) {
+            pr.add_devices(&pod.namespace, &pod.name, &pod.container, resource, &devices);
+        }
         Ok(Admission {
             preferred,
             devices,

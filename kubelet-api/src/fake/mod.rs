@@ -5,7 +5,10 @@
 //!   plugin's endpoint, holds its `ListAndWatch` stream, calls
 //!   `GetPreferredAllocation` and `Allocate` the way pod admission does, and
 //!   restarts like kubelet (every socket in the directory removed,
-//!   `kubelet.sock` recreated).
+//!   `kubelet.sock` recreated). `admit_pod` admits a named pod's container
+//!   and reports it to a [`FakePodResources`] (`set_pod_resources`): listed
+//!   from the start of admission, its devices after `Allocate`; devices are
+//!   reserved at commit, so concurrent admissions never share one.
 //! - [`FakePodResources`]: the PodResources v1 `List` / `Get` /
 //!   `GetAllocatableResources` server over state a test sets.
 //! - [`FakeRuntimeService`]: a container runtime's CRI `ListContainers` over
@@ -17,5 +20,5 @@ mod podresources;
 mod socket_server;
 
 pub use cri::{FakeRuntimeService, kube_container};
-pub use kubelet::{Admission, AdmissionError, FakeKubelet, Plugin, TempDir};
-pub use podresources::FakePodResources;
+pub use kubelet::{Admission, AdmissionError, FakeKubelet, Plugin, PodRef, TempDir};
+pub use podresources::{FakePodResources, PodResourcesHandle};

@@ -10,8 +10,8 @@ use tonic::{Request, Response, Status};
 use super::socket_server::SocketServer;
 use crate::podresources::v1::pod_resources_lister_server::{PodResourcesLister, PodResourcesListerServer};
 use crate::podresources::v1::{
-    AllocatableResourcesRequest, AllocatableResourcesResponse, GetPodResourcesRequest, GetPodResourcesResponse,
-    ListPodResourcesRequest, ListPodResourcesResponse, PodResources,
+    AllocatableResourcesRequest, AllocatableResourcesResponse, ContainerDevices, ContainerResources,
+    GetPodResourcesRequest, GetPodResourcesResponse, ListPodResourcesRequest, ListPodResourcesResponse, PodResources,
 };
 
 #[derive(Debug, Default)]
@@ -110,5 +110,85 @@ impl FakePodResources {
     /// Calls served so far.
     pub fn calls(&self) -> u64 {
         self.with(|s| s.calls)
+    }
+
+    /// A handle on the same state, for the fake kubelet's admissions
+    /// ([`super::FakeKubelet::set_pod_resources`]).
+    pub fn handle(&self) -> PodResourcesHandle {
+        PodResourcesHandle(self.state.clone())
+    }
+}
+
+/// Edits a [`FakePodResources`]' pods as kubelet's pod manager and device
+/// manager would: a pod is listed from the start of its admission, its
+/// devices once `Allocate` has answered.
+#[derive(Debug, Clone)]
+pub struct PodResourcesHandle(Arc<Mutex<State>>);
+
+impl PodResourcesHandle {
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Lists `namespace/name` with `container` (no devices yet), if it is
+    /// not listed already.
+    pub fn add_pod(&self, namespace: &str, name: &str, container: &str) {
+        self.with(|s| {
+            let pod = match s
+                .pods
+                .iter_mut()
+                .position(|p| p.name == name && p.namespace == namespace)
+            {
+                Some(i) => &mut s.pods[i],
+                None => {
+                    s.pods.push(PodResources {
+                        name: name.into(),
+                        namespace: namespace.into(),
+                        ..PodResources::default()
+                    });
+                    let Some(p) = s.pods.last_mut() else { return };
+                    p
+                }
+            };
+            if !pod.containers.iter().any(|c| c.name == container) {
+                pod.containers.push(ContainerResources {
+                    name: container.into(),
+                    ..ContainerResources::default()
+                });
+            }
+        });
+    }
+
+    /// Adds `ids` of `resource` to the pod's container (listing both first).
+    pub fn add_devices(&self, namespace: &str, name: &str, container: &str, resource: &str, ids: &[String]) {
+        self.add_pod(namespace, name, container);
+        self.with(|s| {
+            let Some(c) = s
+                .pods
+                .iter_mut()
+                .find(|p| p.name == name && p.namespace == namespace)
+                .and_then(|p| p.containers.iter_mut().find(|c| c.name == container))
+            else {
+                return;
+            };
+            match c.devices.iter_mut().find(|d| d.resource_name == resource) {
+                Some(d) => d.device_ids.extend(ids.iter().cloned()),
+                None => c.devices.push(ContainerDevices {
+                    resource_name: resource.into(),
+                    device_ids: ids.to_vec(),
+                    topology: None,
+                }),
+            }
+        });
+    }
+
+    /// The pod is gone (deleted or finished).
+    pub fn remove_pod(&self, namespace: &str, name: &str) {
+        self.with(|s| s.pods.retain(|p| !(p.name == name && p.namespace == namespace)));
+    }
+
+    /// The pods as `List` returns them.
+    pub fn pods(&self) -> Vec<PodResources> {
+        self.with(|s| s.pods.clone())
     }
 }
