@@ -11,8 +11,8 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use railyard_core::extender::{
-    AskError, GangSpec, GpuAsk, MIG_RESOURCE_PREFIX, NodeInput, PlanRecord, PodAsk, PodObservation,
-    SINGLE_NUMA_ANNOTATION,
+    AskError, GangSpec, GpuAsk, GpuProducts, MIG_RESOURCE_PREFIX, NodeInput, PlanRecord, PodAsk, PodObservation,
+    Requirement, SINGLE_NUMA_ANNOTATION,
 };
 use railyard_core::machine::MachineProfile;
 use serde::{Deserialize, Serialize};
@@ -72,6 +72,53 @@ pub struct LeanPodSpec {
     /// `scheduling.k8s.io/v1alpha2` (1.36): `{podGroupName}`.
     #[serde(default)]
     pub scheduling_group: Option<SchedulingGroup>,
+    /// Read for the GPU product it allows (`nvidia.com/gpu.product`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<LeanAffinity>,
+}
+
+/// `spec.affinity`, only the required node affinity.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeanAffinity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_affinity: Option<LeanNodeAffinity>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LeanNodeAffinity {
+    #[serde(
+        default,
+        rename = "requiredDuringSchedulingIgnoredDuringExecution",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub required: Option<LeanNodeSelector>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeanNodeSelector {
+    #[serde(default)]
+    pub node_selector_terms: Vec<LeanSelectorTerm>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeanSelectorTerm {
+    #[serde(default)]
+    pub match_expressions: Option<Vec<LeanRequirement>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LeanRequirement {
+    #[serde(default)]
+    pub key: String,
+    #[serde(default)]
+    pub operator: String,
+    #[serde(default)]
+    pub values: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -285,7 +332,36 @@ pub fn pod_ask(pod: &LeanPod) -> Result<PodAsk, AskError> {
         .filter(|(k, _)| k.starts_with("nvidia.com/"))
         .map(|(k, v)| (k.as_str(), if v.fract() == 0.0 { *v as i64 } else { -1 }))
         .collect();
-    PodAsk::from_resources(gpu, cpu, mem, single_numa)
+    let mut ask = PodAsk::from_resources(gpu, cpu, mem, single_numa)?;
+    ask.products = gpu_products(pod);
+    Ok(ask)
+}
+
+/// The GPU products the pod's nodeSelector and required node affinity
+/// allow (see `railyard_core::extender::GpuProducts`).
+pub fn gpu_products(pod: &LeanPod) -> GpuProducts {
+    let Some(spec) = pod.spec.as_ref() else {
+        return GpuProducts::ANY;
+    };
+    let selected = spec
+        .node_selector
+        .as_ref()
+        .and_then(|s| s.get(railyard_core::extender::GPU_PRODUCT_LABEL))
+        .map(String::as_str);
+    let terms = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| n.required.as_ref())
+        .map_or(&[][..], |r| &r.node_selector_terms[..]);
+    let reqs = terms.iter().map(|t| {
+        t.match_expressions.iter().flatten().map(|r| Requirement {
+            key: &r.key,
+            operator: &r.operator,
+            values: r.values.as_deref().unwrap_or(&[]),
+        })
+    });
+    GpuProducts::from_pod(selected, reqs)
 }
 
 pub fn pod_uid(pod: &LeanPod) -> String {

@@ -54,6 +54,7 @@ fn occupy(i: usize, node: &NodeInput, rng: &mut SplitMix64, out: &mut Vec<PodObs
                 single_numa: false,
                 cpu_milli: 8000,
                 memory_mib: 32_000,
+                products: railyard_core::extender::GpuProducts::ANY,
             },
             finished: false,
             gpus,

@@ -1,5 +1,7 @@
 //! What a pod asks of GPUs, from its resource totals.
 
+use super::products::GpuProducts;
+
 /// Whole GPUs (NVIDIA's name).
 pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
 /// Time-sliced or MPS replicas under `renameByDefault`.
@@ -43,6 +45,9 @@ pub struct PodAsk {
     /// Effective CPU request (millicores) and memory (MiB), for packing.
     pub cpu_milli: u32,
     pub memory_mib: u32,
+    /// The GPU products its node selector and affinity allow (for the
+    /// packing mix; kube-scheduler enforces them).
+    pub products: GpuProducts,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,6 +120,7 @@ impl PodAsk {
             single_numa,
             cpu_milli,
             memory_mib,
+            products: GpuProducts::ANY,
         })
     }
 

@@ -196,6 +196,7 @@ fn fingerprint(n: &NodeState) -> u64 {
         n.input.memory_mib.saturating_sub(n.mem_used),
         u64::from(n.replicas_per_gpu),
         u64::from(n.pods.is_empty()),
+        n.model.map_or(u64::MAX, |m| u64::from(m.0)),
     ] {
         words.extend_from_slice(&v.to_le_bytes());
     }

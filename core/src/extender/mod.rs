@@ -36,10 +36,13 @@ mod ask;
 mod gang;
 mod hot;
 mod names;
+mod products;
 mod score;
 mod view;
 mod writeback;
 
+#[cfg(test)]
+mod constrained_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -52,6 +55,7 @@ pub use ask::{
     MAX_DEVICES_PER_POD, MIG_RESOURCE_PREFIX, PodAsk, SHARED_RESOURCE, SINGLE_NUMA_ANNOTATION,
 };
 pub use gang::{GangFilter, GangSpec, PlanRecord, Reservation, SlotRecord};
+pub use products::{GpuProducts, MAX_PRODUCT_TERMS, MAX_PRODUCT_VALUES, Requirement};
 pub use score::ScoreConfig;
 pub use view::{
     AssumeError, Assumed, ClusterView, FilterOutcome, MAX_NODE_GPUS, NodeInput, PodObservation, PodState,

@@ -18,7 +18,9 @@ use std::collections::{BTreeSet, HashMap};
 use super::ask::{GpuAsk, PodAsk};
 use super::view::{ClusterView, NodeState};
 use crate::packing::policies::{Railyard, RailyardConfig};
-use crate::packing::{GpuMask, MAX_GPUS, MILLI, Node, NodeSpec, PodRequest, TaskDistribution, TaskType};
+use crate::packing::{
+    ClassMilli, GpuMask, MAX_GPUS, MILLI, ModelMask, Node, NodeSpec, PodRequest, Pressure, TaskDistribution, TaskType,
+};
 use crate::topology::{Constraints, Score};
 
 /// Scoring knobs: the packing policy's configuration.
@@ -56,7 +58,9 @@ pub(crate) type TopoCache = HashMap<(u32, u64, u32, bool), Option<(u64, f64)>>;
 const TOPO_CACHE_MAX: usize = 100_000;
 
 impl Scorer {
-    pub fn new<'a>(cfg: &ScoreConfig, pods: impl Iterator<Item = &'a PodRequest>) -> Scorer {
+    /// Over the mix of `pods` (their `gpu_spec` set from their product
+    /// constraints) on a cluster whose GPU capacity by model is `capacity`.
+    pub fn new<'a>(cfg: &ScoreConfig, pods: impl Iterator<Item = &'a PodRequest>, capacity: ClassMilli) -> Scorer {
         let pods: Vec<PodRequest> = pods.copied().collect();
         let (tasks, default) = if pods.is_empty() {
             (default_mix(), true)
@@ -66,7 +70,7 @@ impl Scorer {
             (TaskDistribution::with_options(&pods, o), false)
         };
         Scorer {
-            railyard: Railyard::with_config(std::sync::Arc::new(tasks), cfg.railyard),
+            railyard: Railyard::with_classes(std::sync::Arc::new(tasks), capacity, cfg.railyard),
             default,
             id: SCORER_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
@@ -76,14 +80,40 @@ impl Scorer {
         self.default
     }
 
-    /// The packing model's request for `ask` on `n`.
-    pub fn request(n: &NodeState, ask: &PodAsk) -> Option<PodRequest> {
+    /// The mix has model-constrained pods and was built for another GPU
+    /// capacity by model than `capacity` (nodes or models came or went).
+    pub fn classes_stale(&self, capacity: &ClassMilli) -> bool {
+        self.railyard
+            .constrained_mix()
+            .is_some_and(|m| m.capacity() != capacity)
+    }
+
+    /// Each model's pressure from constrained demand, given the idle GPU by
+    /// model (asked for only when the mix has constrained pods).
+    pub fn pressure(&self, idle: impl FnOnce() -> ClassMilli) -> Pressure {
+        match self.railyard.constrained_mix() {
+            Some(_) => self.railyard.pressure(&idle()),
+            None => Pressure::NONE,
+        }
+    }
+
+    /// What placing `pod` on `n` costs in constrained demand under
+    /// `pressure` (subtract from the packing value).
+    pub fn demand_cost(&self, n: &NodeState, pod: &PodRequest, pressure: &Pressure) -> f64 {
+        self.railyard.demand_cost(n.model, pod, pressure)
+    }
+
+    /// The packing model's request for `ask` on `n`; `spec`: the models its
+    /// product constraint allows (`GpuProducts::mask`).
+    pub fn request(n: &NodeState, ask: &PodAsk, spec: ModelMask) -> Option<PodRequest> {
         let (num_gpu, gpu_milli) = match &ask.gpu {
             GpuAsk::Whole(k) => (u8::try_from(*k).ok()?, MILLI),
             GpuAsk::Shared(r) => (1, n.share_milli(*r)?),
             _ => return None,
         };
-        Some(PodRequest::gpus(ask.cpu_milli, ask.memory_mib, num_gpu, gpu_milli))
+        let mut pod = PodRequest::gpus(ask.cpu_milli, ask.memory_mib, num_gpu, gpu_milli);
+        pod.gpu_spec = spec;
+        Some(pod)
     }
 
     /// The packing model's node, when it fits the model (≤ `MAX_GPUS`).
@@ -97,7 +127,7 @@ impl Scorer {
             cpu_milli: u32::try_from(n.input.cpu_milli).unwrap_or(u32::MAX),
             memory_mib: u32::try_from(n.input.memory_mib).unwrap_or(u32::MAX),
             gpus: n.left.len() as u8,
-            model: None,
+            model: n.model,
         });
         for (p, &l) in n.left.iter().enumerate() {
             node.gpu_left[p] = if (n.reserved | n.mig_gpus) & (1 << p) != 0 {
@@ -125,8 +155,8 @@ impl Scorer {
     }
 
     /// The position a shared pod should take on `n`.
-    pub fn best_share_position(&self, n: &NodeState, ask: &PodAsk, milli: u16) -> Option<usize> {
-        let mut pod = Self::request(n, ask)?;
+    pub fn best_share_position(&self, n: &NodeState, ask: &PodAsk, spec: ModelMask, milli: u16) -> Option<usize> {
+        let mut pod = Self::request(n, ask, spec)?;
         pod.gpu_milli = milli;
         let (_, gpus) = self.packing(n, &pod)?;
         Some(gpus.trailing_zeros() as usize)
@@ -196,18 +226,23 @@ impl ClusterView {
                 if memo.len() > MEMO_MAX {
                     memo.clear();
                 }
+                let spec = ask.products.mask(&self.models);
+                // Constrained demand: the same for every node of a model,
+                // so kept out of the memo.
+                let pressure = self.scorer.pressure(|| self.idle_by_model());
                 idx.iter()
                     .map(|&i| {
                         let n = &self.nodes[i];
                         // `nvidia.com/gpu: 1` on a time-sliced node is a replica.
-                        let Some(pod) = Scorer::request(n, &n.effective(ask)) else {
+                        let Some(pod) = Scorer::request(n, &n.effective(ask), spec) else {
                             return f64::NEG_INFINITY;
                         };
                         let host = (u64::from(pod.cpu_milli) << 32) | u64::from(pod.memory_mib);
                         let gpus = (u32::from(pod.num_gpu) << 16) | u32::from(pod.gpu_milli);
-                        *memo
-                            .entry((self.scorer.id, self.hot[i].state, host, gpus))
-                            .or_insert_with(|| self.packing_or_fit(n, &pod))
+                        let value = *memo
+                            .entry((self.scorer.id, self.hot[i].state, host, gpus, spec.0))
+                            .or_insert_with(|| self.packing_or_fit(n, &pod));
+                        value - self.scorer.demand_cost(n, &pod, &pressure)
                     })
                     .collect()
             }),
@@ -258,12 +293,38 @@ impl ClusterView {
         to_range(&values)
     }
 
-    fn packing_or_fit(&self, n: &NodeState, pod: &PodRequest) -> f64 {
-        match self.scorer.packing(n, pod) {
-            Some((v, _)) => v,
-            // More than `MAX_GPUS` GPUs: best fit on idle milli.
-            None => -(n.left.iter().map(|&l| l as f64).sum::<f64>()),
+    /// Idle GPU milli by model over the view's nodes (held and MIG GPUs
+    /// count as used, as in [`Scorer::node`]).
+    pub(crate) fn idle_by_model(&self) -> ClassMilli {
+        let mut c = ClassMilli::default();
+        for n in &self.nodes {
+            let held = n.reserved | n.mig_gpus;
+            let idle: u64 = (n.left.iter().enumerate())
+                .filter(|(p, _)| held & (1 << p) == 0)
+                .map(|(_, &l)| u64::from(l))
+                .sum();
+            c.add(n.model, idle);
         }
+        c
+    }
+
+    /// GPU capacity by model over the view's nodes.
+    pub(crate) fn capacity_by_model(&self) -> ClassMilli {
+        let mut c = ClassMilli::default();
+        for n in &self.nodes {
+            c.add(n.model, n.left.len() as u64 * u64::from(MILLI));
+        }
+        c
+    }
+
+    fn packing_or_fit(&self, n: &NodeState, pod: &PodRequest) -> f64 {
+        if n.left.len() > MAX_GPUS {
+            // Past the packing model: best fit on idle milli.
+            return -(n.left.iter().map(|&l| l as f64).sum::<f64>());
+        }
+        // No key: the pod does not fit the model's node (another GPU
+        // product than it selects).
+        self.scorer.packing(n, pod).map_or(f64::NEG_INFINITY, |(v, _)| v)
     }
 
     /// Topology quality of the best `k` free GPUs on node `i` (cached per
@@ -301,9 +362,10 @@ impl ClusterView {
 /// The packing value is a pure function of the scorer, the node's state and
 /// the pod's shape: memoized per thread (no locking), so nodes in the same
 /// state, and a node asked about again before it changes, cost a lookup.
-/// Key: scorer id, the node's state fingerprint (`Hot::state`), the pod's
-/// CPU and memory, its GPU count and milli.
-type FullKey = (u64, u64, u64, u32);
+/// Key: scorer id, the node's state fingerprint (`Hot::state`, which
+/// includes its GPU model), the pod's CPU and memory, its GPU count and
+/// milli, the models it may use.
+type FullKey = (u64, u64, u64, u32, u64);
 
 const MEMO_MAX: usize = 400_000;
 
@@ -388,6 +450,7 @@ mod tests {
             single_numa: false,
             cpu_milli,
             memory_mib: 1024,
+            products: crate::extender::GpuProducts::ANY,
         }
     }
 
@@ -417,11 +480,13 @@ mod tests {
         );
         // Four replicas fit beside the six on GPU 12: best fit puts them there.
         assert_eq!(
-            v.scorer.best_share_position(n, &ask(GpuAsk::Shared(4), 1000), 400),
+            v.scorer
+                .best_share_position(n, &ask(GpuAsk::Shared(4), 1000), ModelMask::ANY, 400),
             Some(12)
         );
         assert_eq!(
-            v.scorer.best_share_position(n, &ask(GpuAsk::Shared(5), 1000), 500),
+            v.scorer
+                .best_share_position(n, &ask(GpuAsk::Shared(5), 1000), ModelMask::ANY, 500),
             Some(0)
         );
     }
@@ -475,7 +540,7 @@ mod tests {
             for cpu in [1000, 6000] {
                 let a = ask(GpuAsk::Shared(r), cpu);
                 let idx: Vec<usize> = (0..v.nodes.len()).filter(|&i| v.nodes[i].check(&a).is_none()).collect();
-                let pod = Scorer::request(&v.nodes[0], &a).expect("shared");
+                let pod = Scorer::request(&v.nodes[0], &a, ModelMask::ANY).expect("shared");
                 let want = policy.place(&cluster, &pod).expect("fits somewhere");
                 let keys: Vec<NodeKey> = idx
                     .iter()
@@ -496,9 +561,9 @@ mod tests {
                     .position(|&i| i == want.node as usize)
                     .expect("policy's node passes filter");
                 if pod.is_share() {
-                    let pos = v
-                        .scorer
-                        .best_share_position(&v.nodes[want.node as usize], &a, pod.gpu_milli);
+                    let pos =
+                        v.scorer
+                            .best_share_position(&v.nodes[want.node as usize], &a, ModelMask::ANY, pod.gpu_milli);
                     assert_eq!(pos.map(|p| 1 << p), Some(want.gpus), "r={r} cpu={cpu}");
                 }
                 let clear = keys

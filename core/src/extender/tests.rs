@@ -33,6 +33,7 @@ pub(super) fn ask(gpu: GpuAsk) -> PodAsk {
         single_numa: false,
         cpu_milli: 1000,
         memory_mib: 1024,
+        products: super::GpuProducts::ANY,
     }
 }
 

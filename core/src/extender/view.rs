@@ -15,7 +15,7 @@ use super::names::NameIndex;
 use super::score::{ScoreConfig, Scorer, TopoCache};
 use super::writeback::{Placement, WriteBack};
 use crate::machine::MachineProfile;
-use crate::packing::MILLI;
+use crate::packing::{MILLI, ModelId, ModelTable};
 use crate::topology::{Constraints, NodeTopology};
 
 /// GPUs per node the view tracks (its per-node GPU masks are 64 bits).
@@ -148,6 +148,9 @@ pub(crate) struct NodeState {
     pub frag: f64,
     /// A valid write-back was seen from a pod here: decisions expect one.
     pub writes_back: bool,
+    /// Its GPU product (`nvidia.com/gpu.product`) in the view's model
+    /// table; `None` unlabelled, or past the table's 64 models.
+    pub model: Option<ModelId>,
     /// Applied pods whose positions are [`Placement::Unknown`].
     pub unknown: u32,
 }
@@ -234,6 +237,7 @@ impl NodeState {
             frag: 0.0,
             writes_back: false,
             unknown: 0,
+            model: None,
         }
     }
 
@@ -266,6 +270,7 @@ impl NodeState {
                 single_numa: ask.single_numa,
                 cpu_milli: ask.cpu_milli,
                 memory_mib: ask.memory_mib,
+                products: ask.products.clone(),
             }),
             _ => Cow::Borrowed(ask),
         }
@@ -591,11 +596,14 @@ pub struct ClusterView {
     pub(crate) mix_changes: usize,
     /// Write-back deadlines of the pods awaiting one: (deadline ms, UID).
     pub(crate) awaiting: BTreeSet<(u64, String)>,
+    /// GPU products seen on nodes (at most 64; never shrinks, as
+    /// `mig_kinds`).
+    pub(crate) models: ModelTable,
 }
 
 impl ClusterView {
     pub fn new(cfg: ViewConfig) -> ClusterView {
-        let scorer = Scorer::new(&cfg.score, std::iter::empty());
+        let scorer = Scorer::new(&cfg.score, std::iter::empty(), Default::default());
         ClusterView {
             cfg,
             nodes: Vec::new(),
@@ -614,6 +622,7 @@ impl ClusterView {
             fabric_problems: Vec::new(),
             mix_changes: 0,
             awaiting: BTreeSet::new(),
+            models: ModelTable::default(),
         }
     }
 
@@ -702,6 +711,7 @@ impl ClusterView {
             let layout_same = {
                 let mut fresh = NodeState::new(input.clone(), machine.as_ref().map(|(id, t)| (*id, &**t)));
                 fresh.mig_offer = self.mig_offer(&input);
+                fresh.model = self.model_of(&input);
                 let old = &self.nodes[i];
                 // Gangs plan over nodes with whole GPUs only: a node that
                 // starts or stops time-slicing joins or leaves the fabric.
@@ -738,6 +748,7 @@ impl ClusterView {
         let i = self.nodes.len();
         let mut fresh = NodeState::new(input.clone(), machine.as_ref().map(|(id, t)| (*id, &**t)));
         fresh.mig_offer = self.mig_offer(&input);
+        fresh.model = self.model_of(&input);
         self.nodes.push(fresh);
         self.hot.push(Hot::default());
         self.by_name.insert(&input.name, i);
@@ -753,6 +764,12 @@ impl ClusterView {
             self.apply_record(&uid, i);
         }
         self.refresh_frag(i);
+    }
+
+    /// The node's GPU product, interned.
+    fn model_of(&mut self, input: &NodeInput) -> Option<ModelId> {
+        let product = input.labels.get(GPU_PRODUCT_LABEL)?;
+        self.models.intern(product).ok()
     }
 
     /// The node's MIG resources with their bits, interning new names.
@@ -1266,7 +1283,7 @@ impl ClusterView {
                 let milli = n.share_milli(*r).unwrap_or(MILLI);
                 let pos = self
                     .scorer
-                    .best_share_position(n, ask, milli)
+                    .best_share_position(n, ask, ask.products.mask(&self.models), milli)
                     .or_else(|| n.best_share_gpu(milli));
                 (pos.map_or(0, |p| 1u64 << p), milli)
             }
@@ -1279,18 +1296,19 @@ impl ClusterView {
         self.expire(now_ms);
         self.expire_writebacks(now_ms);
         let threshold = (self.pods.len() / 20).max(1);
-        if self.mix_changes >= threshold || self.scorer.is_default() {
+        let capacity = self.capacity_by_model();
+        if self.mix_changes >= threshold || self.scorer.is_default() || self.scorer.classes_stale(&capacity) {
             self.mix_changes = 0;
             let reqs: Vec<_> = self
                 .pods
                 .values()
                 .filter_map(|r| {
                     let n = &self.nodes[*self.by_name.get(&r.node)?];
-                    Scorer::request(n, &n.effective(&r.ask))
+                    Scorer::request(n, &n.effective(&r.ask), r.ask.products.mask(&self.models))
                 })
                 .collect();
             if !reqs.is_empty() {
-                self.scorer = Scorer::new(&self.cfg.score, reqs.iter());
+                self.scorer = Scorer::new(&self.cfg.score, reqs.iter(), capacity);
                 for i in 0..self.nodes.len() {
                     self.refresh_frag(i);
                 }
