@@ -250,10 +250,22 @@ async fn run(shared: bool, mode: Mode) -> Drift {
                     finished: false,
                     gpus: Some(decided),
                     plan: None,
-                    allocated: Some(actual),
+                    allocated: Some(actual.clone()),
                 },
                 0,
             );
+            // The extender's view now books the pod where kubelet put it (a
+            // shared pod on one of the GPUs its replicas are on).
+            let (_, _, mut booked) = view.pod_state(&uid).expect("pod in the view");
+            booked.sort_unstable();
+            if shared {
+                assert!(
+                    booked.len() == 1 && actual.contains(&booked[0]),
+                    "{name}: {booked:?} vs {actual:?}"
+                );
+            } else {
+                assert_eq!(booked, actual, "{name}: the view follows the write-back");
+            }
             running.push_back(Running {
                 name,
                 uid,
