@@ -48,25 +48,22 @@ fn filled(empty: &Cluster, pods: &[PodRequest]) -> (Cluster, Vec<PodRequest>) {
 }
 
 fn decisions(c: &mut Criterion) {
-    let Some((empty, pods)) = load(0.0) else { return };
+    group(c, "decision_1213_nodes", 0.0, &PolicyKind::ALL);
+    group(
+        c,
+        "decision_1213_nodes_spec20",
+        0.2,
+        &[PolicyKind::Fgd, PolicyKind::Railyard],
+    );
+}
+
+/// One decision per iteration on the filled cluster, for each policy, with
+/// `spec_share` of the GPU pods model-constrained.
+fn group(c: &mut Criterion, name: &str, spec_share: f64, kinds: &[PolicyKind]) {
+    let Some((empty, pods)) = load(spec_share) else { return };
     let (cluster, probe) = filled(&empty, &pods);
-    let mut group = c.benchmark_group("decision_1213_nodes");
-    for kind in PolicyKind::ALL {
-        let dist = Arc::new(TaskDistribution::with_options(&pods, kind.dist_options()));
-        let mut policy = kind.build(7, dist);
-        let mut i = 0;
-        group.bench_function(kind.name(), |b| {
-            b.iter(|| {
-                i = (i + 1) % probe.len();
-                black_box(policy.place(black_box(&cluster), &probe[i]))
-            })
-        });
-    }
-    group.finish();
-    let Some((empty, pods)) = load(0.2) else { return };
-    let (cluster, probe) = filled(&empty, &pods);
-    let mut group = c.benchmark_group("decision_1213_nodes_spec20");
-    for kind in [PolicyKind::Fgd, PolicyKind::Railyard] {
+    let mut group = c.benchmark_group(name);
+    for kind in kinds {
         let dist = Arc::new(TaskDistribution::with_options(&pods, kind.dist_options()));
         let mut policy = kind.build(7, dist);
         let mut i = 0;

@@ -212,17 +212,15 @@ pub fn by_model_table(runs: &[Run], models: &ModelTable) -> String {
         "trace", "policy", "model", "GPUs", "alloc %", "unconstr. %", "idle GPUs"
     );
     let _ = writeln!(s, "{}", "-".repeat(84));
-    let mut keys: Vec<(String, &'static str)> = Vec::new();
+    // The runs of each (trace, policy), in first-seen order.
+    let mut groups: Vec<(&str, &'static str, Vec<&Run>)> = Vec::new();
     for r in runs {
-        if !keys.iter().any(|(t, p)| *t == r.trace && *p == r.policy) {
-            keys.push((r.trace.clone(), r.policy));
+        match groups.iter_mut().find(|(t, p, _)| *t == r.trace && *p == r.policy) {
+            Some((_, _, mine)) => mine.push(r),
+            None => groups.push((&r.trace, r.policy, vec![r])),
         }
     }
-    for (trace, policy) in &keys {
-        let mine: Vec<&Run> = runs
-            .iter()
-            .filter(|r| &r.trace == trace && r.policy == *policy)
-            .collect();
+    for (trace, policy, mine) in &groups {
         let n = mine.len().max(1) as f64;
         let Some(first) = mine.first() else { continue };
         for (i, m) in first.result.models.iter().enumerate() {
@@ -254,11 +252,7 @@ pub fn by_model_table(runs: &[Run], models: &ModelTable) -> String {
         "trace", "policy", "gpu_spec", "pods", "GPUs", "failed", "failed %", "of spec %"
     );
     let _ = writeln!(s, "{}", "-".repeat(112));
-    for (trace, policy) in &keys {
-        let mine: Vec<&Run> = runs
-            .iter()
-            .filter(|r| &r.trace == trace && r.policy == *policy)
-            .collect();
+    for (trace, policy, mine) in &groups {
         let n = mine.len().max(1) as f64;
         let mut specs: Vec<ModelMask> = mine
             .iter()
