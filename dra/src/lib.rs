@@ -1,0 +1,7 @@
+//! Railyard's DRA model, free of I/O.
+#![forbid(unsafe_code)]
+
+pub mod cel;
+pub mod device;
+pub mod quantity;
+pub mod semver;
