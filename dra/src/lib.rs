@@ -3,5 +3,6 @@
 
 pub mod cel;
 pub mod device;
+pub mod opaque;
 pub mod quantity;
 pub mod semver;
