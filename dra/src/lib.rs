@@ -1,8 +1,13 @@
 //! Railyard's DRA model, free of I/O.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod cel;
+pub mod config;
 pub mod device;
+pub mod inventory;
+pub mod names;
 pub mod opaque;
 pub mod quantity;
 pub mod semver;
+pub mod slices;
