@@ -52,12 +52,12 @@ enum Command {
     Check(check::CheckArgs),
 }
 
-fn read(path: &Path) -> Result<String> {
+pub(crate) fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// The pool a node publishes.
-fn node_pool(node: &NodeArgs) -> Result<railyard_dra::device::Pool> {
+pub(crate) fn node_pool(node: &NodeArgs) -> Result<railyard_dra::device::Pool> {
     let machine = node.machine.as_ref().context("--machine PROFILE is required")?;
     let profile =
         MachineProfile::from_yaml(&read(machine)?).with_context(|| format!("machine profile {}", machine.display()))?;
