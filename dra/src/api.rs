@@ -26,11 +26,16 @@ fn q(v: &Quantity) -> ApiQuantity {
 }
 
 pub(crate) fn parse_q(path: &str, v: &ApiQuantity) -> Result<Quantity, ApiError> {
-    Quantity::parse(&v.0).map_err(|e| ApiError { path: path.to_owned(), message: e.to_string() })
+    Quantity::parse(&v.0).map_err(|e| ApiError {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 fn counters(c: &BTreeMap<String, Quantity>) -> BTreeMap<String, api::Counter> {
-    c.iter().map(|(k, v)| (k.clone(), api::Counter { value: q(v) })).collect()
+    c.iter()
+        .map(|(k, v)| (k.clone(), api::Counter { value: q(v) }))
+        .collect()
 }
 
 fn device_to_api(d: &Device) -> api::Device {
@@ -53,7 +58,10 @@ fn device_to_api(d: &Device) -> api::Device {
         .iter()
         .map(|(k, c)| {
             let request_policy = c.request_policy.as_ref().map(|p| {
-                let mut r = api::CapacityRequestPolicy { default: p.default.as_ref().map(q), ..Default::default() };
+                let mut r = api::CapacityRequestPolicy {
+                    default: p.default.as_ref().map(q),
+                    ..Default::default()
+                };
                 match &p.valid {
                     Some(ValidValues::Values(v)) => r.valid_values = Some(v.iter().map(q).collect()),
                     Some(ValidValues::Range { min, max, step }) => {
@@ -67,7 +75,13 @@ fn device_to_api(d: &Device) -> api::Device {
                 }
                 r
             });
-            (k.clone(), api::DeviceCapacity { value: q(&c.value), request_policy })
+            (
+                k.clone(),
+                api::DeviceCapacity {
+                    value: q(&c.value),
+                    request_policy,
+                },
+            )
         })
         .collect();
     api::Device {
@@ -77,7 +91,10 @@ fn device_to_api(d: &Device) -> api::Device {
         consumes_counters: Some(
             d.consumes_counters
                 .iter()
-                .map(|c| api::DeviceCounterConsumption { counter_set: c.counter_set.clone(), counters: counters(&c.counters) })
+                .map(|c| api::DeviceCounterConsumption {
+                    counter_set: c.counter_set.clone(),
+                    counters: counters(&c.counters),
+                })
                 .collect(),
         )
         .filter(|c: &Vec<_>| !c.is_empty()),
@@ -100,7 +117,11 @@ fn device_to_api(d: &Device) -> api::Device {
 
 /// The slices `pool` is published as, generation `generation`. Names are
 /// `<node>-<driver>-<i>`, stable for a given layout.
-pub fn pool_to_slices(pool: &Pool, version: ServerVersion, generation: i64) -> Result<Vec<api::ResourceSlice>, SliceError> {
+pub fn pool_to_slices(
+    pool: &Pool,
+    version: ServerVersion,
+    generation: i64,
+) -> Result<Vec<api::ResourceSlice>, SliceError> {
     let contents = slices::layout(pool, version)?;
     let count = i64::try_from(contents.len()).unwrap_or(i64::MAX);
     Ok(contents
@@ -112,16 +133,26 @@ pub fn pool_to_slices(pool: &Pool, version: ServerVersion, generation: i64) -> R
 
 fn slice(pool: &Pool, c: &SliceContent, i: usize, count: i64, generation: i64) -> api::ResourceSlice {
     api::ResourceSlice {
-        metadata: ObjectMeta { name: Some(format!("{}-{}-{i}", pool.node_name, pool.driver)), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(format!("{}-{}-{i}", pool.node_name, pool.driver)),
+            ..Default::default()
+        },
         spec: api::ResourceSliceSpec {
             driver: pool.driver.clone(),
-            pool: api::ResourcePool { name: pool.name.clone(), generation, resource_slice_count: count },
+            pool: api::ResourcePool {
+                name: pool.name.clone(),
+                generation,
+                resource_slice_count: count,
+            },
             node_name: Some(pool.node_name.clone()),
             devices: Some(c.devices.iter().map(device_to_api).collect()).filter(|d: &Vec<_>| !d.is_empty()),
             shared_counters: Some(
                 c.counter_sets
                     .iter()
-                    .map(|s| api::CounterSet { name: s.name.clone(), counters: counters(&s.counters) })
+                    .map(|s| api::CounterSet {
+                        name: s.name.clone(),
+                        counters: counters(&s.counters),
+                    })
                     .collect(),
             )
             .filter(|s: &Vec<_>| !s.is_empty()),
@@ -131,7 +162,9 @@ fn slice(pool: &Pool, c: &SliceContent, i: usize, count: i64, generation: i64) -
 }
 
 fn counters_from(path: &str, c: &BTreeMap<String, api::Counter>) -> Result<BTreeMap<String, Quantity>, ApiError> {
-    c.iter().map(|(k, v)| Ok((k.clone(), parse_q(&format!("{path}[{k}].value"), &v.value)?))).collect()
+    c.iter()
+        .map(|(k, v)| Ok((k.clone(), parse_q(&format!("{path}[{k}].value"), &v.value)?)))
+        .collect()
 }
 
 fn attr_from(path: &str, a: &api::DeviceAttribute) -> Result<AttrValue, ApiError> {
@@ -140,47 +173,86 @@ fn attr_from(path: &str, a: &api::DeviceAttribute) -> Result<AttrValue, ApiError
         (None, Some(b), None, None) => Ok(AttrValue::Bool(b)),
         (None, None, Some(s), None) => Ok(AttrValue::String(s.clone())),
         (None, None, None, Some(v)) => Ok(AttrValue::Version(v.clone())),
-        _ => Err(ApiError { path: path.to_owned(), message: "must set exactly one of int, bool, string, version".into() }),
+        _ => Err(ApiError {
+            path: path.to_owned(),
+            message: "must set exactly one of int, bool, string, version".into(),
+        }),
     }
 }
 
 /// Reads one device of a slice.
 pub fn device_from_api(path: &str, d: &api::Device) -> Result<Device, ApiError> {
-    let mut out = Device { name: d.name.clone(), allow_multiple_allocations: d.allow_multiple_allocations.unwrap_or(false), ..Device::default() };
+    let mut out = Device {
+        name: d.name.clone(),
+        allow_multiple_allocations: d.allow_multiple_allocations.unwrap_or(false),
+        ..Device::default()
+    };
     for (k, a) in d.attributes.iter().flatten() {
-        out.attributes.insert(k.clone(), attr_from(&format!("{path}.attributes[{k}]"), a)?);
+        out.attributes
+            .insert(k.clone(), attr_from(&format!("{path}.attributes[{k}]"), a)?);
     }
     for (k, c) in d.capacity.iter().flatten() {
         let p = format!("{path}.capacity[{k}]");
         let request_policy = match &c.request_policy {
             None => None,
             Some(r) => {
-                let default = r.default.as_ref().map(|v| parse_q(&format!("{p}.requestPolicy.default"), v)).transpose()?;
+                let default = r
+                    .default
+                    .as_ref()
+                    .map(|v| parse_q(&format!("{p}.requestPolicy.default"), v))
+                    .transpose()?;
                 let valid = match (&r.valid_values, &r.valid_range) {
                     (Some(v), None) => Some(ValidValues::Values(
-                        v.iter().enumerate().map(|(i, v)| parse_q(&format!("{p}.requestPolicy.validValues[{i}]"), v)).collect::<Result<_, _>>()?,
+                        v.iter()
+                            .enumerate()
+                            .map(|(i, v)| parse_q(&format!("{p}.requestPolicy.validValues[{i}]"), v))
+                            .collect::<Result<_, _>>()?,
                     )),
                     (None, Some(r)) => Some(ValidValues::Range {
                         min: parse_q(&format!("{p}.requestPolicy.validRange.min"), &r.min)?,
-                        max: r.max.as_ref().map(|v| parse_q(&format!("{p}.requestPolicy.validRange.max"), v)).transpose()?,
-                        step: r.step.as_ref().map(|v| parse_q(&format!("{p}.requestPolicy.validRange.step"), v)).transpose()?,
+                        max: r
+                            .max
+                            .as_ref()
+                            .map(|v| parse_q(&format!("{p}.requestPolicy.validRange.max"), v))
+                            .transpose()?,
+                        step: r
+                            .step
+                            .as_ref()
+                            .map(|v| parse_q(&format!("{p}.requestPolicy.validRange.step"), v))
+                            .transpose()?,
                     }),
                     (None, None) => None,
                     (Some(_), Some(_)) => {
-                        return Err(ApiError { path: format!("{p}.requestPolicy"), message: "validValues and validRange are exclusive".into() });
+                        return Err(ApiError {
+                            path: format!("{p}.requestPolicy"),
+                            message: "validValues and validRange are exclusive".into(),
+                        });
                     }
                 };
                 Some(RequestPolicy { default, valid })
             }
         };
-        out.capacity.insert(k.clone(), Capacity { value: parse_q(&format!("{p}.value"), &c.value)?, request_policy });
+        out.capacity.insert(
+            k.clone(),
+            Capacity {
+                value: parse_q(&format!("{p}.value"), &c.value)?,
+                request_policy,
+            },
+        );
     }
     for (i, c) in d.consumes_counters.iter().flatten().enumerate() {
         let p = format!("{path}.consumesCounters[{i}]");
-        out.consumes_counters.push(CounterConsumption { counter_set: c.counter_set.clone(), counters: counters_from(&format!("{p}.counters"), &c.counters)? });
+        out.consumes_counters.push(CounterConsumption {
+            counter_set: c.counter_set.clone(),
+            counters: counters_from(&format!("{p}.counters"), &c.counters)?,
+        });
     }
     for t in d.taints.iter().flatten() {
-        out.taints.push(Taint { key: t.key.clone(), value: t.value.clone(), effect: TaintEffect::from_api(&t.effect) });
+        out.taints.push(Taint {
+            key: t.key.clone(),
+            value: t.value.clone(),
+            effect: TaintEffect::from_api(&t.effect),
+        });
     }
     Ok(out)
 }
@@ -208,10 +280,14 @@ pub fn pools_from_slices(slices: &[api::ResourceSlice]) -> Result<Vec<Pool>, Api
             devices: Vec::new(),
         });
         for (j, c) in s.spec.shared_counters.iter().flatten().enumerate() {
-            pool.counter_sets.push(CounterSet { name: c.name.clone(), counters: counters_from(&format!("slices[{i}].spec.sharedCounters[{j}].counters"), &c.counters)? });
+            pool.counter_sets.push(CounterSet {
+                name: c.name.clone(),
+                counters: counters_from(&format!("slices[{i}].spec.sharedCounters[{j}].counters"), &c.counters)?,
+            });
         }
         for (j, d) in s.spec.devices.iter().flatten().enumerate() {
-            pool.devices.push(device_from_api(&format!("slices[{i}].spec.devices[{j}]"), d)?);
+            pool.devices
+                .push(device_from_api(&format!("slices[{i}].spec.devices[{j}]"), d)?);
         }
     }
     Ok(pools.into_values().collect())

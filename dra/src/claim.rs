@@ -104,18 +104,27 @@ pub struct DeviceClass {
 }
 
 fn err(path: String, message: impl Into<String>) -> ApiError {
-    ApiError { path, message: message.into() }
+    ApiError {
+        path,
+        message: message.into(),
+    }
 }
 
 fn selectors(path: &str, s: &Option<Vec<api::DeviceSelector>>) -> Result<Vec<String>, ApiError> {
     let s = s.as_deref().unwrap_or_default();
     if s.len() > MAX_SELECTORS {
-        return Err(err(path.to_owned(), format!("{} selectors, more than {MAX_SELECTORS}", s.len())));
+        return Err(err(
+            path.to_owned(),
+            format!("{} selectors, more than {MAX_SELECTORS}", s.len()),
+        ));
     }
     s.iter()
         .enumerate()
         .map(|(i, s)| {
-            s.cel.as_ref().map(|c| c.expression.clone()).ok_or_else(|| err(format!("{path}[{i}].cel"), "required"))
+            s.cel
+                .as_ref()
+                .map(|c| c.expression.clone())
+                .ok_or_else(|| err(format!("{path}[{i}].cel"), "required"))
         })
         .collect()
 }
@@ -123,7 +132,10 @@ fn selectors(path: &str, s: &Option<Vec<api::DeviceSelector>>) -> Result<Vec<Str
 fn tolerations(path: &str, t: &Option<Vec<api::DeviceToleration>>) -> Result<Vec<Toleration>, ApiError> {
     let t = t.as_deref().unwrap_or_default();
     if t.len() > MAX_TOLERATIONS {
-        return Err(err(path.to_owned(), format!("{} tolerations, more than {MAX_TOLERATIONS}", t.len())));
+        return Err(err(
+            path.to_owned(),
+            format!("{} tolerations, more than {MAX_TOLERATIONS}", t.len()),
+        ));
     }
     t.iter()
         .enumerate()
@@ -131,15 +143,30 @@ fn tolerations(path: &str, t: &Option<Vec<api::DeviceToleration>>) -> Result<Vec
             let exists = match t.operator.as_deref() {
                 None | Some("Equal") => false,
                 Some("Exists") => true,
-                Some(o) => return Err(err(format!("{path}[{i}].operator"), format!("{o:?} is not Equal or Exists"))),
+                Some(o) => {
+                    return Err(err(
+                        format!("{path}[{i}].operator"),
+                        format!("{o:?} is not Equal or Exists"),
+                    ));
+                }
             };
             let effect = match t.effect.as_deref() {
                 None | Some("") => None,
                 Some("NoSchedule") => Some(TaintEffect::NoSchedule),
                 Some("NoExecute") => Some(TaintEffect::NoExecute),
-                Some(e) => return Err(err(format!("{path}[{i}].effect"), format!("{e:?} is not NoSchedule or NoExecute"))),
+                Some(e) => {
+                    return Err(err(
+                        format!("{path}[{i}].effect"),
+                        format!("{e:?} is not NoSchedule or NoExecute"),
+                    ));
+                }
             };
-            Ok(Toleration { key: t.key.clone().filter(|k| !k.is_empty()), exists, value: t.value.clone(), effect })
+            Ok(Toleration {
+                key: t.key.clone().filter(|k| !k.is_empty()),
+                exists,
+                value: t.value.clone(),
+                effect,
+            })
         })
         .collect()
 }
@@ -149,13 +176,19 @@ fn mode(path: &str, mode: &Option<String>, count: Option<i64>) -> Result<Allocat
         None | Some("ExactCount") => {
             let c = count.unwrap_or(1);
             if c < 1 || c > MAX_RESULTS as i64 {
-                return Err(err(format!("{path}.count"), format!("{c} is outside 1..={MAX_RESULTS}")));
+                return Err(err(
+                    format!("{path}.count"),
+                    format!("{c} is outside 1..={MAX_RESULTS}"),
+                ));
             }
             Ok(AllocationMode::ExactCount(c as u32))
         }
         Some("All") if count.is_some() => Err(err(format!("{path}.count"), "must not be set with allocationMode All")),
         Some("All") => Ok(AllocationMode::All),
-        Some(m) => Err(err(format!("{path}.allocationMode"), format!("{m:?} is not ExactCount or All"))),
+        Some(m) => Err(err(
+            format!("{path}.allocationMode"),
+            format!("{m:?} is not ExactCount or All"),
+        )),
     }
 }
 
@@ -179,7 +212,10 @@ impl ClaimSpec {
         let path = format!("{path}.devices");
         let raw = devices.requests.unwrap_or_default();
         if raw.len() > MAX_REQUESTS {
-            return Err(err(format!("{path}.requests"), format!("{} requests, more than {MAX_REQUESTS}", raw.len())));
+            return Err(err(
+                format!("{path}.requests"),
+                format!("{} requests, more than {MAX_REQUESTS}", raw.len()),
+            ));
         }
         let mut requests = Vec::new();
         for (i, r) in raw.iter().enumerate() {
@@ -205,7 +241,10 @@ impl ClaimSpec {
                 }
                 (None, Some(subs)) => {
                     if subs.is_empty() || subs.len() > MAX_SUBREQUESTS {
-                        return Err(err(format!("{p}.firstAvailable"), format!("{} entries, expected 1..={MAX_SUBREQUESTS}", subs.len())));
+                        return Err(err(
+                            format!("{p}.firstAvailable"),
+                            format!("{} entries, expected 1..={MAX_SUBREQUESTS}", subs.len()),
+                        ));
                     }
                     subs.iter()
                         .enumerate()
@@ -228,43 +267,70 @@ impl ClaimSpec {
                 }
                 _ => return Err(err(p, "exactly one of exactly and firstAvailable must be set")),
             };
-            requests.push(Request { name: r.name.clone(), alternatives });
+            requests.push(Request {
+                name: r.name.clone(),
+                alternatives,
+            });
         }
         let raw = devices.constraints.unwrap_or_default();
         if raw.len() > MAX_CONSTRAINTS {
-            return Err(err(format!("{path}.constraints"), format!("{} constraints, more than {MAX_CONSTRAINTS}", raw.len())));
+            return Err(err(
+                format!("{path}.constraints"),
+                format!("{} constraints, more than {MAX_CONSTRAINTS}", raw.len()),
+            ));
         }
         let mut constraints = Vec::new();
         for (i, c) in raw.iter().enumerate() {
             let p = format!("{path}.constraints[{i}]");
             let kind = match (&c.match_attribute, &c.distinct_attribute) {
                 (Some(a), None) => ConstraintKind::MatchAttribute(fully_qualified(&format!("{p}.matchAttribute"), a)?),
-                (None, Some(a)) => ConstraintKind::DistinctAttribute(fully_qualified(&format!("{p}.distinctAttribute"), a)?),
-                _ => return Err(err(p, "exactly one of matchAttribute and distinctAttribute must be set")),
+                (None, Some(a)) => {
+                    ConstraintKind::DistinctAttribute(fully_qualified(&format!("{p}.distinctAttribute"), a)?)
+                }
+                _ => {
+                    return Err(err(
+                        p,
+                        "exactly one of matchAttribute and distinctAttribute must be set",
+                    ));
+                }
             };
             let names = c.requests.clone().unwrap_or_default();
             for (j, n) in names.iter().enumerate() {
                 let base = n.split('/').next().unwrap_or(n);
                 if !requests.iter().any(|r| r.name == base) {
-                    return Err(err(format!("{p}.requests[{j}]"), format!("{n:?} names no request of this claim")));
+                    return Err(err(
+                        format!("{p}.requests[{j}]"),
+                        format!("{n:?} names no request of this claim"),
+                    ));
                 }
             }
             constraints.push(Constraint { requests: names, kind });
         }
-        Ok(ClaimSpec { requests, constraints, config: devices.config.unwrap_or_default() })
+        Ok(ClaimSpec {
+            requests,
+            constraints,
+            config: devices.config.unwrap_or_default(),
+        })
     }
 }
 
 fn fully_qualified(path: &str, name: &str) -> Result<String, ApiError> {
     match name.split_once('/') {
         Some((d, id)) if !d.is_empty() && !id.is_empty() => Ok(name.to_owned()),
-        _ => Err(err(path.to_owned(), format!("{name:?} must be fully qualified (domain/id)"))),
+        _ => Err(err(
+            path.to_owned(),
+            format!("{name:?} must be fully qualified (domain/id)"),
+        )),
     }
 }
 
 impl DeviceClass {
     pub fn from_api(c: &api::DeviceClass) -> Result<DeviceClass, ApiError> {
-        let name = c.metadata.name.clone().ok_or_else(|| err("metadata.name".into(), "required"))?;
+        let name = c
+            .metadata
+            .name
+            .clone()
+            .ok_or_else(|| err("metadata.name".into(), "required"))?;
         Ok(DeviceClass {
             selectors: selectors("spec.selectors", &c.spec.selectors)?,
             extended_resource_name: c.spec.extended_resource_name.clone(),

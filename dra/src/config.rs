@@ -30,7 +30,11 @@ pub struct SharingConfig {
 
 impl Default for DraConfig {
     fn default() -> Self {
-        DraConfig { driver_name: DEFAULT_DRIVER.to_owned(), dynamic_mig: true, sharing: None }
+        DraConfig {
+            driver_name: DEFAULT_DRIVER.to_owned(),
+            dynamic_mig: true,
+            sharing: None,
+        }
     }
 }
 
@@ -66,13 +70,19 @@ pub const MAX_SHARES: u32 = 64;
 impl DraConfig {
     pub fn from_yaml(text: &str) -> Result<DraConfig, DraConfigError> {
         if text.len() > 64 * 1024 {
-            return Err(DraConfigError(format!("{} bytes, more than the 64 KiB limit", text.len())));
+            return Err(DraConfigError(format!(
+                "{} bytes, more than the 64 KiB limit",
+                text.len()
+            )));
         }
         let de = serde_yaml::Deserializer::from_str(text);
-        let raw: RawConfig = serde_path_to_error::deserialize(de)
-            .map_err(|e| DraConfigError(format!("{}: {}", e.path(), e.inner())))?;
+        let raw: RawConfig =
+            serde_path_to_error::deserialize(de).map_err(|e| DraConfigError(format!("{}: {}", e.path(), e.inner())))?;
         if raw.version != "v1" {
-            return Err(DraConfigError(format!("version: {:?} is not supported, expected \"v1\"", raw.version)));
+            return Err(DraConfigError(format!(
+                "version: {:?} is not supported, expected \"v1\"",
+                raw.version
+            )));
         }
         let driver_name = raw.driver_name.unwrap_or_else(|| DEFAULT_DRIVER.to_owned());
         if !crate::names::is_dns_subdomain(&driver_name, 63) {
@@ -84,7 +94,10 @@ impl DraConfig {
             None => None,
             Some(s) => {
                 if s.shares == 0 || s.shares > MAX_SHARES {
-                    return Err(DraConfigError(format!("sharing.shares: {} is outside 1..={MAX_SHARES}", s.shares)));
+                    return Err(DraConfigError(format!(
+                        "sharing.shares: {} is outside 1..={MAX_SHARES}",
+                        s.shares
+                    )));
                 }
                 let memory_per_share = match s.memory_per_share {
                     None => None,
@@ -99,9 +112,17 @@ impl DraConfig {
                         Some(q)
                     }
                 };
-                Some(SharingConfig { shares: s.shares, memory_per_share, gpus: s.gpus })
+                Some(SharingConfig {
+                    shares: s.shares,
+                    memory_per_share,
+                    gpus: s.gpus,
+                })
             }
         };
-        Ok(DraConfig { driver_name, dynamic_mig: raw.dynamic_mig.unwrap_or(true), sharing })
+        Ok(DraConfig {
+            driver_name,
+            dynamic_mig: raw.dynamic_mig.unwrap_or(true),
+            sharing,
+        })
     }
 }

@@ -12,9 +12,7 @@ use railyard_core::mig::{MigFamily, MigInstance, MigLayout, MigProfile, Placemen
 use railyard_core::topology::NodeTopology;
 
 use crate::config::DraConfig;
-use crate::device::{
-    AttrValue, Capacity, CounterConsumption, CounterSet, Device, Pool, RequestPolicy, ValidValues,
-};
+use crate::device::{AttrValue, Capacity, CounterConsumption, CounterSet, Device, Pool, RequestPolicy, ValidValues};
 use crate::names::{ATTR_NUMA_NODE, ATTR_NVLINK_ISLAND, ATTR_PCI_BUS_ID, ATTR_PCIE_ROOT, ATTR_RAIL};
 use crate::quantity::Quantity;
 
@@ -51,8 +49,10 @@ pub fn mig_device_name(minor: u32, profile: &MigProfile, start: u8) -> String {
 
 /// Builds the pool `node_name` publishes.
 pub fn build_pool(profile: &MachineProfile, config: &DraConfig, node_name: &str) -> Result<Pool, InventoryError> {
-    let topo = NodeTopology::from_profile(profile)
-        .map_err(|e| InventoryError::Profile { name: profile.name.clone(), message: e.to_string() })?;
+    let topo = NodeTopology::from_profile(profile).map_err(|e| InventoryError::Profile {
+        name: profile.name.clone(),
+        message: e.to_string(),
+    })?;
     let islands = nvlink_islands(profile);
     let mut pool = Pool {
         driver: config.driver_name.clone(),
@@ -62,25 +62,44 @@ pub fn build_pool(profile: &MachineProfile, config: &DraConfig, node_name: &str)
         devices: Vec::new(),
     };
     for gpu in &profile.gpus {
-        let gpu_err = |message: String| InventoryError::Gpu { index: gpu.index, message };
+        let gpu_err = |message: String| InventoryError::Gpu {
+            index: gpu.index,
+            message,
+        };
         let model = profile.gpu_model(gpu).model();
         let minor = gpu.minor.unwrap_or(gpu.index);
         let mut common = common_attributes(profile, gpu, model);
-        common.insert(ATTR_NVLINK_ISLAND.into(), AttrValue::Int(islands.get(&gpu.index).copied().unwrap_or(gpu.index).into()));
-        let rail = topo.nearest_nic(gpu.index, None).map_err(|e| gpu_err(e.to_string()))?.and_then(|n| n.rail);
+        common.insert(
+            ATTR_NVLINK_ISLAND.into(),
+            AttrValue::Int(islands.get(&gpu.index).copied().unwrap_or(gpu.index).into()),
+        );
+        let rail = topo
+            .nearest_nic(gpu.index, None)
+            .map_err(|e| gpu_err(e.to_string()))?
+            .and_then(|n| n.rail);
         if let Some(rail) = rail {
             common.insert(ATTR_RAIL.into(), AttrValue::Int(rail.into()));
         }
-        let memory = i64::try_from(profile.gpu_memory_mib(gpu)).unwrap_or(0).saturating_mul(MIB);
+        let memory = i64::try_from(profile.gpu_memory_mib(gpu))
+            .unwrap_or(0)
+            .saturating_mul(MIB);
         let family = model.and_then(|m| m.mig);
-        let shared = config.sharing.as_ref().filter(|s| {
-            !gpu.mig_enabled && (s.gpus.is_empty() || s.gpus.contains(&gpu.index))
-        });
-        let mut whole = Device { name: format!("gpu-{minor}"), ..Device::default() };
+        let shared = config
+            .sharing
+            .as_ref()
+            .filter(|s| !gpu.mig_enabled && (s.gpus.is_empty() || s.gpus.contains(&gpu.index)));
+        let mut whole = Device {
+            name: format!("gpu-{minor}"),
+            ..Device::default()
+        };
         whole.attributes = common.clone();
         whole.attributes.insert("type".into(), AttrValue::String("gpu".into()));
-        whole.attributes.insert("uuid".into(), AttrValue::String(gpu.uuid.clone()));
-        whole.capacity.insert("memory".into(), Capacity::fixed(Quantity::from_bytes(memory)));
+        whole
+            .attributes
+            .insert("uuid".into(), AttrValue::String(gpu.uuid.clone()));
+        whole
+            .capacity
+            .insert("memory".into(), Capacity::fixed(Quantity::from_bytes(memory)));
         if let Some(s) = shared {
             let per_share = s
                 .memory_per_share
@@ -133,43 +152,66 @@ pub fn build_pool(profile: &MachineProfile, config: &DraConfig, node_name: &str)
         if !gpu.mig_enabled {
             // A whole GPU takes every counter, so no MIG device of it can be
             // allocated beside it (NVIDIA's #719).
-            whole.consumes_counters = vec![CounterConsumption { counter_set: set_name.clone(), counters: set.clone() }];
+            whole.consumes_counters = vec![CounterConsumption {
+                counter_set: set_name.clone(),
+                counters: set.clone(),
+            }];
             pool.devices.push(whole);
         }
         let mig = |instance: MigInstance, uuid: Option<String>| {
             let p = family.profile(instance.kind);
-            let mut d = Device { name: mig_device_name(minor, &p, instance.placement.start), ..Device::default() };
+            let mut d = Device {
+                name: mig_device_name(minor, &p, instance.placement.start),
+                ..Device::default()
+            };
             d.attributes = common.clone();
             d.attributes.insert("type".into(), AttrValue::String("mig".into()));
             if let Some(uuid) = uuid {
                 d.attributes.insert("uuid".into(), AttrValue::String(uuid));
             }
-            d.attributes.insert("parentUUID".into(), AttrValue::String(gpu.uuid.clone()));
+            d.attributes
+                .insert("parentUUID".into(), AttrValue::String(gpu.uuid.clone()));
             d.attributes.insert("profile".into(), AttrValue::String(p.name.into()));
             let consumed = mig_consumption(&p, instance.placement);
             for (name, value) in mig_capacity(&p, instance.placement) {
                 d.capacity.insert(name, Capacity::fixed(value));
             }
-            d.consumes_counters = vec![CounterConsumption { counter_set: set_name.clone(), counters: consumed }];
+            d.consumes_counters = vec![CounterConsumption {
+                counter_set: set_name.clone(),
+                counters: consumed,
+            }];
             d
         };
         // Existing instances (a layout set by the MIG manager), then the
         // placements still free beside them when dynamic MIG is on.
         for (i, instance) in layout.instances.iter().enumerate() {
-            let uuid = gpu.mig_instances.get(i).map(|_| format!("MIG-{}-{}-{}", gpu.uuid.trim_start_matches("GPU-"), instance.placement.start, i));
+            let uuid = gpu.mig_instances.get(i).map(|_| {
+                format!(
+                    "MIG-{}-{}-{}",
+                    gpu.uuid.trim_start_matches("GPU-"),
+                    instance.placement.start,
+                    i
+                )
+            });
             pool.devices.push(mig(*instance, uuid));
         }
         if config.dynamic_mig {
             for p in family.profiles() {
                 for &placement in p.spec().placements {
-                    let instance = MigInstance { kind: p.kind, placement };
+                    let instance = MigInstance {
+                        kind: p.kind,
+                        placement,
+                    };
                     if layout.can_add(instance) {
                         pool.devices.push(mig(instance, None));
                     }
                 }
             }
         }
-        pool.counter_sets.push(CounterSet { name: set_name, counters: set });
+        pool.counter_sets.push(CounterSet {
+            name: set_name,
+            counters: set,
+        });
     }
     Ok(pool)
 }
@@ -197,7 +239,10 @@ fn common_attributes(profile: &MachineProfile, gpu: &GpuSpec, model: Option<&Gpu
         a.insert("driverVersion".into(), AttrValue::Version(v));
     }
     let cuda = profile.cuda_driver_version;
-    a.insert("cudaDriverVersion".into(), AttrValue::Version(format!("{}.{}.0", cuda / 1000, cuda % 1000 / 10)));
+    a.insert(
+        "cudaDriverVersion".into(),
+        AttrValue::Version(format!("{}.{}.0", cuda / 1000, cuda % 1000 / 10)),
+    );
     a.insert(ATTR_PCI_BUS_ID.into(), s(&gpu.pci_bus_id.to_ascii_lowercase()));
     if let Some(root) = profile.root_of(gpu.pcie_switch.as_deref(), gpu.pcie_root.as_deref()) {
         a.insert(ATTR_PCIE_ROOT.into(), s(&root));
@@ -231,7 +276,9 @@ pub fn nvlink_islands(profile: &MachineProfile) -> BTreeMap<u32, u32> {
     for _ in 0..=profile.nvlink.links.len() {
         let mut changed = false;
         for l in &profile.nvlink.links {
-            let (Some(&a), Some(&b)) = (island.get(&l.gpus[0]), island.get(&l.gpus[1])) else { continue };
+            let (Some(&a), Some(&b)) = (island.get(&l.gpus[0]), island.get(&l.gpus[1])) else {
+                continue;
+            };
             if a != b {
                 let (lo, hi) = (a.min(b), a.max(b));
                 island.values_mut().filter(|v| **v == hi).for_each(|v| *v = lo);
@@ -275,7 +322,16 @@ fn counter_set(family: MigFamily, memory: i64) -> BTreeMap<String, Quantity> {
     }
     let mut set: BTreeMap<String, Quantity> = totals
         .into_iter()
-        .map(|(k, v)| (k.clone(), if k == COUNTER_MEMORY { Quantity::from_bytes(v) } else { Quantity::from_i64(v) }))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                if k == COUNTER_MEMORY {
+                    Quantity::from_bytes(v)
+                } else {
+                    Quantity::from_i64(v)
+                },
+            )
+        })
         .collect();
     for i in 0..railyard_core::mig::MEMORY_SLICES {
         set.insert(memory_slice_counter(i), Quantity::from_i64(1));
@@ -301,8 +357,11 @@ fn profile_counts(p: &MigProfile) -> [(&'static str, i64); 6] {
 
 /// What a MIG device at `placement` takes from its GPU's counter set.
 fn mig_consumption(p: &MigProfile, placement: Placement) -> BTreeMap<String, Quantity> {
-    let mut c: BTreeMap<String, Quantity> =
-        profile_counts(p).into_iter().filter(|(_, v)| *v > 0).map(|(k, v)| (k.to_owned(), Quantity::from_i64(v))).collect();
+    let mut c: BTreeMap<String, Quantity> = profile_counts(p)
+        .into_iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(k, v)| (k.to_owned(), Quantity::from_i64(v)))
+        .collect();
     c.insert(COUNTER_MEMORY.into(), Quantity::from_bytes(mib_bytes(p.memory_mib)));
     for i in placement.start..placement.end() {
         c.insert(memory_slice_counter(i), Quantity::from_i64(1));
@@ -331,7 +390,13 @@ pub fn layout_of(family: MigFamily, devices: &[(MigProfile, u8)]) -> MigLayout {
         family,
         devices
             .iter()
-            .map(|(p, start)| MigInstance { kind: p.kind, placement: Placement { start: *start, size: p.spec().memory_slices } })
+            .map(|(p, start)| MigInstance {
+                kind: p.kind,
+                placement: Placement {
+                    start: *start,
+                    size: p.spec().memory_slices,
+                },
+            })
             .collect(),
     )
 }

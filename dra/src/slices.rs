@@ -31,7 +31,9 @@ impl ServerVersion {
             (Some(1), Some(m)) if m <= 34 => Ok(ServerVersion::V1_34),
             (Some(1), Some(35)) => Ok(ServerVersion::V1_35),
             (Some(1), Some(_)) => Ok(ServerVersion::V1_36),
-            _ => Err(SliceError(format!("server version {major}.{minor} is not a Kubernetes 1.x version"))),
+            _ => Err(SliceError(format!(
+                "server version {major}.{minor} is not a Kubernetes 1.x version"
+            ))),
         }
     }
 
@@ -43,9 +45,10 @@ impl ServerVersion {
 impl FromStr for ServerVersion {
     type Err = SliceError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (major, minor) = s.trim_start_matches('v').split_once('.').ok_or_else(|| {
-            SliceError(format!("server version {s:?} is not MAJOR.MINOR (e.g. 1.35)"))
-        })?;
+        let (major, minor) = s
+            .trim_start_matches('v')
+            .split_once('.')
+            .ok_or_else(|| SliceError(format!("server version {s:?} is not MAJOR.MINOR (e.g. 1.35)")))?;
         ServerVersion::from_discovery(major, minor)
     }
 }
@@ -86,13 +89,29 @@ pub fn check_device(d: &Device) -> Result<(), SliceError> {
         )));
     }
     if d.consumes_counters.len() > limits::CONSUMES_COUNTERS_PER_DEVICE {
-        return Err(SliceError(format!("device {}: consumes from more than 2 counter sets", d.name)));
+        return Err(SliceError(format!(
+            "device {}: consumes from more than 2 counter sets",
+            d.name
+        )));
     }
-    if let Some(c) = d.consumes_counters.iter().find(|c| c.counters.len() > limits::COUNTERS_PER_SET) {
-        return Err(SliceError(format!("device {}: consumes {} counters of {}, more than 32", d.name, c.counters.len(), c.counter_set)));
+    if let Some(c) = d
+        .consumes_counters
+        .iter()
+        .find(|c| c.counters.len() > limits::COUNTERS_PER_SET)
+    {
+        return Err(SliceError(format!(
+            "device {}: consumes {} counters of {}, more than 32",
+            d.name,
+            c.counters.len(),
+            c.counter_set
+        )));
     }
     if d.taints.len() > limits::TAINTS_PER_DEVICE {
-        return Err(SliceError(format!("device {}: {} taints, more than 16", d.name, d.taints.len())));
+        return Err(SliceError(format!(
+            "device {}: {} taints, more than 16",
+            d.name,
+            d.taints.len()
+        )));
     }
     Ok(())
 }
@@ -102,23 +121,46 @@ pub fn layout(pool: &Pool, version: ServerVersion) -> Result<Vec<SliceContent>, 
     for d in &pool.devices {
         check_device(d)?;
     }
-    if let Some(s) = pool.counter_sets.iter().find(|s| s.counters.len() > limits::COUNTERS_PER_SET) {
-        return Err(SliceError(format!("counter set {}: {} counters, more than 32", s.name, s.counters.len())));
+    if let Some(s) = pool
+        .counter_sets
+        .iter()
+        .find(|s| s.counters.len() > limits::COUNTERS_PER_SET)
+    {
+        return Err(SliceError(format!(
+            "counter set {}: {} counters, more than 32",
+            s.name,
+            s.counters.len()
+        )));
     }
-    let slices = if version.counters_beside_devices() { beside(pool)? } else { separate(pool) };
-    Ok(if slices.is_empty() { vec![SliceContent::default()] } else { slices })
+    let slices = if version.counters_beside_devices() {
+        beside(pool)?
+    } else {
+        separate(pool)
+    };
+    Ok(if slices.is_empty() {
+        vec![SliceContent::default()]
+    } else {
+        slices
+    })
 }
 
 fn separate(pool: &Pool) -> Vec<SliceContent> {
     let mut slices: Vec<SliceContent> = pool
         .counter_sets
         .chunks(limits::COUNTER_SETS_PER_SLICE)
-        .map(|sets| SliceContent { counter_sets: sets.to_vec(), devices: Vec::new() })
+        .map(|sets| SliceContent {
+            counter_sets: sets.to_vec(),
+            devices: Vec::new(),
+        })
         .collect();
     let mut current = SliceContent::default();
     for d in &pool.devices {
         let limited = uses_limited_features(d) || current.devices.iter().any(uses_limited_features);
-        let cap = if limited { limits::DEVICES_PER_SLICE_WITH_COUNTERS } else { limits::DEVICES_PER_SLICE };
+        let cap = if limited {
+            limits::DEVICES_PER_SLICE_WITH_COUNTERS
+        } else {
+            limits::DEVICES_PER_SLICE
+        };
         if current.devices.len() >= cap {
             slices.push(std::mem::take(&mut current));
         }
@@ -136,7 +178,10 @@ fn beside(pool: &Pool) -> Result<Vec<SliceContent>, SliceError> {
     let mut groups: Vec<SliceContent> = Vec::new();
     let mut free = SliceContent::default();
     for set in &pool.counter_sets {
-        groups.push(SliceContent { counter_sets: vec![set.clone()], devices: Vec::new() });
+        groups.push(SliceContent {
+            counter_sets: vec![set.clone()],
+            devices: Vec::new(),
+        });
     }
     for d in &pool.devices {
         match d.consumes_counters.as_slice() {
@@ -145,10 +190,20 @@ fn beside(pool: &Pool) -> Result<Vec<SliceContent>, SliceError> {
                 let g = groups
                     .iter_mut()
                     .find(|g| g.counter_sets[0].name == c.counter_set)
-                    .ok_or_else(|| SliceError(format!("device {} consumes unknown counter set {}", d.name, c.counter_set)))?;
+                    .ok_or_else(|| {
+                        SliceError(format!(
+                            "device {} consumes unknown counter set {}",
+                            d.name, c.counter_set
+                        ))
+                    })?;
                 g.devices.push(d.clone());
             }
-            _ => return Err(SliceError(format!("device {}: 1.34 slices cannot tie a device to two counter sets", d.name))),
+            _ => {
+                return Err(SliceError(format!(
+                    "device {}: 1.34 slices cannot tie a device to two counter sets",
+                    d.name
+                )));
+            }
         }
     }
     let mut slices: Vec<SliceContent> = Vec::new();
@@ -175,7 +230,11 @@ fn beside(pool: &Pool) -> Result<Vec<SliceContent>, SliceError> {
             _ => slices.push(g),
         }
     }
-    let plain = Pool { counter_sets: Vec::new(), devices: free.devices, ..pool.clone() };
+    let plain = Pool {
+        counter_sets: Vec::new(),
+        devices: free.devices,
+        ..pool.clone()
+    };
     slices.extend(separate(&plain));
     Ok(slices)
 }

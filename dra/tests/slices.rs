@@ -37,15 +37,28 @@ fn every_profile_config_and_version_publishes_valid_slices() {
                     // Counters alone, and first.
                     assert!(slices[0].spec.shared_counters.is_some(), "{what}");
                     for s in &slices {
-                        assert!(s.spec.shared_counters.is_none() || s.spec.devices.is_none(), "{what}: mixed slice");
+                        assert!(
+                            s.spec.shared_counters.is_none() || s.spec.devices.is_none(),
+                            "{what}: mixed slice"
+                        );
                     }
                 }
                 if version == ServerVersion::V1_34 {
                     for s in &slices {
-                        let sets: BTreeSet<_> = s.spec.shared_counters.iter().flatten().map(|c| c.name.clone()).collect();
+                        let sets: BTreeSet<_> = s
+                            .spec
+                            .shared_counters
+                            .iter()
+                            .flatten()
+                            .map(|c| c.name.clone())
+                            .collect();
                         for d in s.spec.devices.iter().flatten() {
                             for c in d.consumes_counters.iter().flatten() {
-                                assert!(sets.contains(&c.counter_set), "{what}: {} far from its counters", d.name);
+                                assert!(
+                                    sets.contains(&c.counter_set),
+                                    "{what}: {} far from its counters",
+                                    d.name
+                                );
                             }
                         }
                     }
@@ -54,7 +67,9 @@ fn every_profile_config_and_version_publishes_valid_slices() {
                 let back = pools_from_slices(&slices).unwrap();
                 assert_eq!(back.len(), 1);
                 let by_name = |v: &[railyard_dra::device::Device]| {
-                    v.iter().map(|d| (d.name.clone(), d.clone())).collect::<BTreeMap<_, _>>()
+                    v.iter()
+                        .map(|d| (d.name.clone(), d.clone()))
+                        .collect::<BTreeMap<_, _>>()
                 };
                 assert_eq!(by_name(&back[0].devices), by_name(&pool.devices), "{what}");
                 assert_eq!(back[0].devices.len(), pool.devices.len(), "{what}");
@@ -68,8 +83,14 @@ fn every_profile_config_and_version_publishes_valid_slices() {
 
 fn check_limits(s: &ResourceSlice, version: ServerVersion, what: &str) {
     let devices = s.spec.devices.as_deref().unwrap_or_default();
-    let limited = devices.iter().any(|d| d.consumes_counters.is_some() || d.taints.is_some());
-    let cap = if limited { limits::DEVICES_PER_SLICE_WITH_COUNTERS } else { limits::DEVICES_PER_SLICE };
+    let limited = devices
+        .iter()
+        .any(|d| d.consumes_counters.is_some() || d.taints.is_some());
+    let cap = if limited {
+        limits::DEVICES_PER_SLICE_WITH_COUNTERS
+    } else {
+        limits::DEVICES_PER_SLICE
+    };
     assert!(devices.len() <= cap, "{what}: {} devices", devices.len());
     let sets = s.spec.shared_counters.as_deref().unwrap_or_default();
     assert!(sets.len() <= limits::COUNTER_SETS_PER_SLICE, "{what}");
@@ -85,10 +106,18 @@ fn check_limits(s: &ResourceSlice, version: ServerVersion, what: &str) {
         assert!(is_dns_label(&d.name), "{what}: {}", d.name);
         assert!(names.insert(d.name.clone()), "{what}: duplicate {}", d.name);
         let n = d.attributes.as_ref().map_or(0, BTreeMap::len) + d.capacity.as_ref().map_or(0, BTreeMap::len);
-        assert!(n <= limits::ATTRIBUTES_AND_CAPACITIES_PER_DEVICE, "{what}: {} has {n}", d.name);
+        assert!(
+            n <= limits::ATTRIBUTES_AND_CAPACITIES_PER_DEVICE,
+            "{what}: {} has {n}",
+            d.name
+        );
         assert!(d.consumes_counters.as_ref().map_or(0, Vec::len) <= limits::CONSUMES_COUNTERS_PER_DEVICE);
         for a in d.attributes.iter().flatten().map(|(_, a)| a) {
-            assert!(a.string.as_ref().is_none_or(|s| s.len() <= limits::STRING_ATTRIBUTE_LEN));
+            assert!(
+                a.string
+                    .as_ref()
+                    .is_none_or(|s| s.len() <= limits::STRING_ATTRIBUTE_LEN)
+            );
         }
     }
 }
@@ -103,8 +132,14 @@ fn device_names_and_attributes_follow_nvidia() {
     assert_eq!(gpu0.attributes["driverVersion"], Version("550.54.15".into()));
     assert_eq!(gpu0.attributes["cudaDriverVersion"], Version("12.4.0".into()));
     assert_eq!(gpu0.attributes["cudaComputeCapability"], Version("9.0.0".into()));
-    assert_eq!(gpu0.attributes["resource.kubernetes.io/pciBusID"], String("0000:1b:00.0".into()));
-    assert_eq!(gpu0.attributes["resource.kubernetes.io/pcieRoot"], String("pci0000:15".into()));
+    assert_eq!(
+        gpu0.attributes["resource.kubernetes.io/pciBusID"],
+        String("0000:1b:00.0".into())
+    );
+    assert_eq!(
+        gpu0.attributes["resource.kubernetes.io/pcieRoot"],
+        String("pci0000:15".into())
+    );
     assert_eq!(gpu0.attributes["resource.kubernetes.io/numaNode"], Int(0));
     assert_eq!(gpu0.attributes["railyard.dev/nvlinkIsland"], Int(0));
     assert_eq!(gpu0.attributes["railyard.dev/rail"], Int(0));
@@ -123,11 +158,23 @@ fn device_names_and_attributes_follow_nvidia() {
     assert_eq!(mig.capacity["multiprocessors"].value.as_i64(), Some(16));
     // GPU 0 (MIG off) offers every (profile, placement) as a partitionable
     // device without a uuid, tied to the whole GPU by one counter set.
-    let dynamic: Vec<_> = pool.devices.iter().filter(|d| d.name.starts_with("gpu-0-mig-")).collect();
-    let placements: usize = railyard_core::mig::MigFamily::H100_80gb.profiles().map(|p| p.spec().placements.len()).sum();
+    let dynamic: Vec<_> = pool
+        .devices
+        .iter()
+        .filter(|d| d.name.starts_with("gpu-0-mig-"))
+        .collect();
+    let placements: usize = railyard_core::mig::MigFamily::H100_80gb
+        .profiles()
+        .map(|p| p.spec().placements.len())
+        .sum();
     assert_eq!(dynamic.len(), placements);
     assert!(dynamic.iter().all(|d| !d.attributes.contains_key("uuid")));
-    assert!(dynamic.iter().chain([&gpu0]).all(|d| d.consumes_counters[0].counter_set == "gpu-0-counter-set"));
+    assert!(
+        dynamic
+            .iter()
+            .chain([&gpu0])
+            .all(|d| d.consumes_counters[0].counter_set == "gpu-0-counter-set")
+    );
 }
 
 #[test]
@@ -151,7 +198,11 @@ fn shared_gpus_publish_consumable_memory_and_shares() {
     let policy = memory.request_policy.as_ref().unwrap();
     let profile = common::profile("dgx-h100");
     let mib = profile.gpu_memory_mib(&profile.gpus[0]) as i64;
-    assert_eq!(policy.default.as_ref().unwrap().as_i64(), Some(mib / 4 << 20), "a quarter, whole MiB");
+    assert_eq!(
+        policy.default.as_ref().unwrap().as_i64(),
+        Some(mib / 4 << 20),
+        "a quarter, whole MiB"
+    );
     assert_eq!(gpu.capacity["shares"].value.as_i64(), Some(4));
     assert!(gpu.consumes_counters.is_empty(), "shared GPUs are not partitioned");
     assert!(!pool.devices.iter().any(|d| d.name.contains("-mig-")));
@@ -160,15 +211,23 @@ fn shared_gpus_publish_consumable_memory_and_shares() {
 #[test]
 fn config_errors_name_the_field_and_value() {
     use railyard_dra::config::DraConfig;
-    let e = DraConfig::from_yaml("version: v1\nsharing: {shares: 0}\n").unwrap_err().to_string();
+    let e = DraConfig::from_yaml("version: v1\nsharing: {shares: 0}\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("sharing.shares") && e.contains('0'), "{e}");
-    let e = DraConfig::from_yaml("version: v1\nsharng: {}\n").unwrap_err().to_string();
+    let e = DraConfig::from_yaml("version: v1\nsharng: {}\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("sharng"), "{e}");
     let e = DraConfig::from_yaml("version: v2\n").unwrap_err().to_string();
     assert!(e.contains("version") && e.contains("v2"), "{e}");
-    let e = DraConfig::from_yaml("version: v1\ndriverName: GPU_NVIDIA\n").unwrap_err().to_string();
+    let e = DraConfig::from_yaml("version: v1\ndriverName: GPU_NVIDIA\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("driverName") && e.contains("GPU_NVIDIA"), "{e}");
-    let e = DraConfig::from_yaml("version: v1\nsharing: {shares: 2, memoryPerShare: 10Gx}\n").unwrap_err().to_string();
+    let e = DraConfig::from_yaml("version: v1\nsharing: {shares: 2, memoryPerShare: 10Gx}\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("sharing.memoryPerShare") && e.contains("10Gx"), "{e}");
 }
 

@@ -38,7 +38,9 @@ pub fn consumed(name: &str, cap: &Capacity, requested: Option<&Quantity>) -> Res
             } else if let Some(step) = step {
                 let over = r.checked_sub(min).ok_or_else(|| too_big(r))?;
                 let k = over.div_ceil(step).ok_or_else(|| too_big(r))?;
-                step.checked_mul(k).and_then(|s| min.checked_add(&s)).ok_or_else(|| too_big(r))?
+                step.checked_mul(k)
+                    .and_then(|s| min.checked_add(&s))
+                    .ok_or_else(|| too_big(r))?
             } else {
                 r.clone()
             };
@@ -57,7 +59,10 @@ pub fn consumed(name: &str, cap: &Capacity, requested: Option<&Quantity>) -> Res
 /// What an allocation of `device` for a request asking `requests`
 /// consumes (shareable devices), or whether it fits at all (others: each
 /// asked amount must be at most the device's).
-pub fn for_request(device: &Device, requests: &BTreeMap<String, Quantity>) -> Result<BTreeMap<String, Quantity>, CapacityMismatch> {
+pub fn for_request(
+    device: &Device,
+    requests: &BTreeMap<String, Quantity>,
+) -> Result<BTreeMap<String, Quantity>, CapacityMismatch> {
     for name in requests.keys() {
         if !device.capacity.contains_key(name) {
             return Err(CapacityMismatch(format!("device has no capacity {name}")));
@@ -69,7 +74,10 @@ pub fn for_request(device: &Device, requests: &BTreeMap<String, Quantity>) -> Re
         if device.allow_multiple_allocations {
             out.insert(name.clone(), consumed(name, cap, r)?);
         } else if let Some(r) = r.filter(|r| **r > cap.value) {
-            return Err(CapacityMismatch(format!("{name}: {r} is more than the device's {}", cap.value)));
+            return Err(CapacityMismatch(format!(
+                "{name}: {r} is more than the device's {}",
+                cap.value
+            )));
         }
     }
     Ok(out)

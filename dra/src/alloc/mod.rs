@@ -41,9 +41,14 @@ pub struct Allocation {
 pub enum Outcome {
     Allocated(Allocation),
     /// The first request that cannot be met, and why.
-    Unsatisfiable { request: String, reason: String },
+    Unsatisfiable {
+        request: String,
+        reason: String,
+    },
     /// The search hit [`MAX_STEPS`] first.
-    GaveUp { steps: u64 },
+    GaveUp {
+        steps: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,7 +70,12 @@ pub struct Allocator<'a> {
 
 impl<'a> Allocator<'a> {
     pub fn new(pools: &'a [Pool], classes: &'a BTreeMap<String, DeviceClass>, selectors: &'a SelectorCache) -> Self {
-        Allocator { pools, classes, selectors, max_steps: MAX_STEPS }
+        Allocator {
+            pools,
+            classes,
+            selectors,
+            max_steps: MAX_STEPS,
+        }
     }
 
     /// Allocates `claim` given what `taken` already holds.

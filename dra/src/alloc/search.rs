@@ -49,14 +49,24 @@ impl<'a, 'c> Search<'a, 'c> {
                 let mut candidates = Vec::new();
                 for (pi, pool) in alloc.pools.iter().enumerate() {
                     for (di, device) in pool.devices.iter().enumerate() {
-                        if !selected(alloc, &sub.name, pool, device, class.selectors.iter().chain(&sub.selectors))? {
+                        if !selected(
+                            alloc,
+                            &sub.name,
+                            pool,
+                            device,
+                            class.selectors.iter().chain(&sub.selectors),
+                        )? {
                             continue;
                         }
                         if !tolerated(sub, device) {
                             continue;
                         }
                         if let Ok(consumed) = capacity::for_request(device, &sub.capacity) {
-                            candidates.push(Candidate { pool: pi, device: di, consumed });
+                            candidates.push(Candidate {
+                                pool: pi,
+                                device: di,
+                                consumed,
+                            });
                         }
                     }
                 }
@@ -66,7 +76,15 @@ impl<'a, 'c> Search<'a, 'c> {
             }
             requests.push(alts);
         }
-        Ok(Search { alloc, claim, requests, initial: taken, work: taken.clone(), picks: Vec::new(), steps: 0 })
+        Ok(Search {
+            alloc,
+            claim,
+            requests,
+            initial: taken,
+            work: taken.clone(),
+            picks: Vec::new(),
+            steps: 0,
+        })
     }
 
     pub(super) fn run(mut self) -> Result<Outcome, AllocError> {
@@ -80,14 +98,22 @@ impl<'a, 'c> Search<'a, 'c> {
                         continue;
                     }
                     for c in &device.consumes_counters {
-                        let e = consumed_counters.entry((pool.name.clone(), c.counter_set.clone())).or_default();
+                        let e = consumed_counters
+                            .entry((pool.name.clone(), c.counter_set.clone()))
+                            .or_default();
                         for (k, v) in &c.counters {
-                            let sum = e.get(k).and_then(|s: &crate::quantity::Quantity| s.checked_add(v)).unwrap_or_else(|| v.clone());
+                            let sum = e
+                                .get(k)
+                                .and_then(|s: &crate::quantity::Quantity| s.checked_add(v))
+                                .unwrap_or_else(|| v.clone());
                             e.insert(k.clone(), sum);
                         }
                     }
                 }
-                Ok(Outcome::Allocated(Allocation { devices: self.picks.into_iter().map(|p| p.0).collect(), consumed_counters }))
+                Ok(Outcome::Allocated(Allocation {
+                    devices: self.picks.into_iter().map(|p| p.0).collect(),
+                    consumed_counters,
+                }))
             }
             Ok(false) => Ok(self.explain()),
         }
@@ -161,7 +187,11 @@ impl<'a, 'c> Search<'a, 'c> {
         let c = &alt.candidates[ci];
         let pool = &self.alloc.pools[c.pool];
         let device = &pool.devices[c.device];
-        let id = DeviceId { driver: pool.driver.clone(), pool: pool.name.clone(), device: device.name.clone() };
+        let id = DeviceId {
+            driver: pool.driver.clone(),
+            pool: pool.name.clone(),
+            device: device.name.clone(),
+        };
         if self.picks.iter().any(|(p, _, _)| p.id == id) {
             return Ok(false);
         }
@@ -175,7 +205,11 @@ impl<'a, 'c> Search<'a, 'c> {
             request: alt.sub.name.clone(),
             id,
             admin_access: alt.sub.admin_access,
-            consumed_capacity: if device.allow_multiple_allocations { c.consumed.clone() } else { BTreeMap::new() },
+            consumed_capacity: if device.allow_multiple_allocations {
+                c.consumed.clone()
+            } else {
+                BTreeMap::new()
+            },
             share_id: None,
         };
         self.work.book(pool, device, &a);
@@ -196,7 +230,9 @@ impl<'a, 'c> Search<'a, 'c> {
                 ConstraintKind::MatchAttribute(n) => (n, false),
                 ConstraintKind::DistinctAttribute(n) => (n, true),
             };
-            let Some(v) = device.attribute(&pool.driver, name) else { return false };
+            let Some(v) = device.attribute(&pool.driver, name) else {
+                return false;
+            };
             for (p, pi, di) in &self.picks {
                 if !c.applies_to(&p.request) {
                     continue;
@@ -226,7 +262,11 @@ impl<'a, 'c> Search<'a, 'c> {
                 for c in &alt.candidates {
                     let pool = &self.alloc.pools[c.pool];
                     let device = &pool.devices[c.device];
-                    let id = DeviceId { driver: pool.driver.clone(), pool: pool.name.clone(), device: device.name.clone() };
+                    let id = DeviceId {
+                        driver: pool.driver.clone(),
+                        pool: pool.name.clone(),
+                        device: device.name.clone(),
+                    };
                     match blocked(pool, device, &c.consumed, &id, self.initial).filter(|_| !alt.sub.admin_access) {
                         None => free += 1,
                         Some(r) => *why.entry(r).or_insert(0) += 1,
@@ -251,12 +291,16 @@ impl<'a, 'c> Search<'a, 'c> {
                 reasons.push(text);
             }
             if all_short {
-                return Outcome::Unsatisfiable { request: self.claim.requests[ri].name.clone(), reason: reasons.join("; ") };
+                return Outcome::Unsatisfiable {
+                    request: self.claim.requests[ri].name.clone(),
+                    reason: reasons.join("; "),
+                };
             }
         }
         Outcome::Unsatisfiable {
             request: self.claim.requests.first().map(|r| r.name.clone()).unwrap_or_default(),
-            reason: "every request has free devices, but no combination of them meets the claim's constraints together".into(),
+            reason: "every request has free devices, but no combination of them meets the claim's constraints together"
+                .into(),
         }
     }
 }
@@ -272,8 +316,15 @@ fn selected<'s>(
         if !ok {
             return Ok(false);
         }
-        let sel = alloc.selectors.get(expr).map_err(|source| AllocError::Selector { request: request.to_owned(), source })?;
-        sel.matches(&pool.driver, device).map_err(|source| AllocError::Selector { request: request.to_owned(), source })
+        let sel = alloc.selectors.get(expr).map_err(|source| AllocError::Selector {
+            request: request.to_owned(),
+            source,
+        })?;
+        sel.matches(&pool.driver, device)
+            .map_err(|source| AllocError::Selector {
+                request: request.to_owned(),
+                source,
+            })
     })
 }
 
@@ -296,7 +347,11 @@ fn blocked(
     if device.allow_multiple_allocations {
         for (name, v) in consumed {
             let cap = &device.capacity.get(name)?.value;
-            if taken.capacity_used(id, name).checked_add(v).is_none_or(|sum| sum > *cap) {
+            if taken
+                .capacity_used(id, name)
+                .checked_add(v)
+                .is_none_or(|sum| sum > *cap)
+            {
                 return Some("without enough capacity left");
             }
         }
@@ -309,7 +364,9 @@ fn blocked(
     for c in &device.consumes_counters {
         let set = pool.counter_sets.iter().find(|s| s.name == c.counter_set)?;
         for (name, v) in &c.counters {
-            let Some(total) = set.counters.get(name) else { return Some("consuming an unknown counter") };
+            let Some(total) = set.counters.get(name) else {
+                return Some("consuming an unknown counter");
+            };
             let used = taken.counter(&pool.driver, &pool.name, &c.counter_set, name);
             if used.checked_add(v).is_none_or(|sum| sum > *total) {
                 return Some("blocked by shared counters (their GPU or MIG placement is in use)");
@@ -322,7 +379,11 @@ fn blocked(
 /// Sorts `alt.candidates` into the preference order (module docs).
 fn order(alloc: &Allocator<'_>, alt: &mut Alternative<'_>, taken: &Taken) {
     let device = |c: &Candidate| (&alloc.pools[c.pool], &alloc.pools[c.pool].devices[c.device]);
-    let id = |pool: &Pool, d: &Device| DeviceId { driver: pool.driver.clone(), pool: pool.name.clone(), device: d.name.clone() };
+    let id = |pool: &Pool, d: &Device| DeviceId {
+        driver: pool.driver.clone(),
+        pool: pool.name.clone(),
+        device: d.name.clone(),
+    };
     let island = |pool: &Pool, d: &Device| match d.attribute(&pool.driver, ATTR_NVLINK_ISLAND) {
         Some(AttrValue::Int(i)) => Some(*i),
         _ => None,
@@ -344,7 +405,9 @@ fn order(alloc: &Allocator<'_>, alt: &mut Alternative<'_>, taken: &Taken) {
         .map(|c| {
             let (pool, d) = device(&c);
             let set_in_use = d.consumes_counters.iter().any(|cc| {
-                cc.counters.keys().any(|k| !taken.counter(&pool.driver, &pool.name, &cc.counter_set, k).is_zero())
+                cc.counters
+                    .keys()
+                    .any(|k| !taken.counter(&pool.driver, &pool.name, &cc.counter_set, k).is_zero())
             });
             let addable = addable_after(pool, d, taken);
             let group = free_in_island.get(&(c.pool, island(pool, d))).copied().unwrap_or(0);
@@ -355,7 +418,16 @@ fn order(alloc: &Allocator<'_>, alt: &mut Alternative<'_>, taken: &Taken) {
                 .and_then(|cap| cap.value.checked_sub(&taken.capacity_used(&id(pool, d), "memory")))
                 .map(|q| q.as_f64())
                 .unwrap_or(0.0);
-            let key = (!set_in_use, group < need, group, island(pool, d), std::cmp::Reverse(addable), OrdF64(left), c.pool, c.device);
+            let key = (
+                !set_in_use,
+                group < need,
+                group,
+                island(pool, d),
+                std::cmp::Reverse(addable),
+                OrdF64(left),
+                c.pool,
+                c.device,
+            );
             (key, c)
         })
         .collect();
@@ -365,11 +437,17 @@ fn order(alloc: &Allocator<'_>, alt: &mut Alternative<'_>, taken: &Taken) {
 
 /// Other devices of the same counter set still bookable once `d` is.
 fn addable_after(pool: &Pool, d: &Device, taken: &Taken) -> usize {
-    let Some(set) = d.consumes_counters.first().map(|c| &c.counter_set) else { return 0 };
+    let Some(set) = d.consumes_counters.first().map(|c| &c.counter_set) else {
+        return 0;
+    };
     let mut after = taken.clone();
     let a = AllocatedDevice {
         request: String::new(),
-        id: DeviceId { driver: pool.driver.clone(), pool: pool.name.clone(), device: d.name.clone() },
+        id: DeviceId {
+            driver: pool.driver.clone(),
+            pool: pool.name.clone(),
+            device: d.name.clone(),
+        },
         admin_access: false,
         consumed_capacity: BTreeMap::new(),
         share_id: None,
@@ -379,7 +457,11 @@ fn addable_after(pool: &Pool, d: &Device, taken: &Taken) -> usize {
         .iter()
         .filter(|o| o.name != d.name && o.consumes_counters.iter().any(|c| &c.counter_set == set))
         .filter(|o| {
-            let oid = DeviceId { driver: pool.driver.clone(), pool: pool.name.clone(), device: o.name.clone() };
+            let oid = DeviceId {
+                driver: pool.driver.clone(),
+                pool: pool.name.clone(),
+                device: o.name.clone(),
+            };
             blocked(pool, o, &BTreeMap::new(), &oid, &after).is_none()
         })
         .count()

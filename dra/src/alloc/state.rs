@@ -39,7 +39,11 @@ fn add<K: Ord>(map: &mut BTreeMap<K, Quantity>, key: K, v: &Quantity, sign: i64)
     // A zero entry is removed, so release restores the map exactly.
     let cur = map.remove(&key);
     let base = cur.unwrap_or_else(|| Quantity::from_i64(0));
-    let next = if sign >= 0 { base.checked_add(v) } else { base.checked_sub(v) };
+    let next = if sign >= 0 {
+        base.checked_add(v)
+    } else {
+        base.checked_sub(v)
+    };
     if let Some(n) = next.filter(|n| !n.is_zero()) {
         map.insert(key, n);
     }
@@ -49,7 +53,12 @@ impl Taken {
     fn counters_of(&mut self, pool: &Pool, device: &Device, sign: i64) {
         for c in &device.consumes_counters {
             for (name, v) in &c.counters {
-                let key = (pool.driver.clone(), pool.name.clone(), c.counter_set.clone(), name.clone());
+                let key = (
+                    pool.driver.clone(),
+                    pool.name.clone(),
+                    c.counter_set.clone(),
+                    name.clone(),
+                );
                 add(&mut self.counters, key, v, sign);
             }
         }
@@ -102,7 +111,10 @@ impl Taken {
     }
 
     pub fn capacity_used(&self, id: &DeviceId, name: &str) -> Quantity {
-        self.capacity.get(&(id.clone(), name.to_owned())).cloned().unwrap_or_else(|| Quantity::from_i64(0))
+        self.capacity
+            .get(&(id.clone(), name.to_owned()))
+            .cloned()
+            .unwrap_or_else(|| Quantity::from_i64(0))
     }
 
     pub fn is_exclusive(&self, id: &DeviceId) -> bool {

@@ -25,7 +25,10 @@ pub fn all_profiles() -> Vec<MachineProfile> {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     names.sort();
-    names.iter().map(|p| MachineProfile::from_yaml(&std::fs::read_to_string(p).unwrap()).unwrap()).collect()
+    names
+        .iter()
+        .map(|p| MachineProfile::from_yaml(&std::fs::read_to_string(p).unwrap()).unwrap())
+        .collect()
 }
 
 /// The default config and every file under configs/dra/ that is a driver config.
@@ -52,7 +55,8 @@ pub fn pool(profile_name: &str, config: &DraConfig) -> Pool {
 /// Only GPU `minor`'s devices and counter set.
 pub fn single_gpu(mut pool: Pool, minor: u32) -> Pool {
     let prefix = format!("gpu-{minor}");
-    pool.devices.retain(|d| d.name == prefix || d.name.starts_with(&format!("{prefix}-")));
+    pool.devices
+        .retain(|d| d.name == prefix || d.name.starts_with(&format!("{prefix}-")));
     pool.counter_sets.retain(|s| s.name == format!("{prefix}-counter-set"));
     pool
 }
