@@ -200,7 +200,7 @@ fn shared_gpus_publish_consumable_memory_and_shares() {
     let mib = profile.gpu_memory_mib(&profile.gpus[0]) as i64;
     assert_eq!(
         policy.default.as_ref().unwrap().as_i64(),
-        Some(mib / 4 << 20),
+        Some((mib / 4) << 20),
         "a quarter, whole MiB"
     );
     assert_eq!(gpu.capacity["shares"].value.as_i64(), Some(4));

@@ -30,6 +30,9 @@ use crate::quantity::Quantity;
 /// availability and constraint check, so a claim costs at most this many.
 pub const MAX_STEPS: u64 = 100_000;
 
+/// Stack of the thread an allocation runs on (see [`Allocator::allocate`]).
+pub const EVAL_STACK: usize = 64 << 20;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allocation {
     pub devices: Vec<AllocatedDevice>,
@@ -57,6 +60,8 @@ pub enum AllocError {
     UnknownClass { request: String, class: String },
     #[error("request {request}: {source}")]
     Selector { request: String, source: CelError },
+    #[error("allocator: {0}")]
+    Internal(&'static str),
 }
 
 /// The pools of one node (or of every node a claim may use).
@@ -79,8 +84,25 @@ impl<'a> Allocator<'a> {
     }
 
     /// Allocates `claim` given what `taken` already holds.
+    ///
+    /// Runs on a scoped thread with [`EVAL_STACK`] of stack: the CEL
+    /// interpreter recurses per expression level with large frames, and a
+    /// selector nested as deep as the parser allows must not overflow the
+    /// caller's (e.g. a 2 MiB tokio worker's) stack.
     pub fn allocate(&self, claim: &ClaimSpec, taken: &Taken) -> Result<Outcome, AllocError> {
-        search::Search::new(self, claim, taken)?.run()
+        std::thread::scope(|scope| {
+            let run = || search::Search::new(self, claim, taken)?.run();
+            match std::thread::Builder::new()
+                .name("dra-allocate".into())
+                .stack_size(EVAL_STACK)
+                .spawn_scoped(scope, run)
+            {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or(Err(AllocError::Internal("the allocator thread panicked"))),
+                Err(_) => Err(AllocError::Internal("no thread to allocate on")),
+            }
+        })
     }
 
     pub fn find(&self, id: &DeviceId) -> Option<(&'a Pool, &'a Device)> {

@@ -416,22 +416,22 @@ fn order(alloc: &Allocator<'_>, alt: &mut Alternative<'_>, taken: &Taken) {
                 .get("memory")
                 .filter(|_| d.allow_multiple_allocations)
                 .and_then(|cap| cap.value.checked_sub(&taken.capacity_used(&id(pool, d), "memory")))
-                .map(|q| q.as_f64())
-                .unwrap_or(0.0);
+                .and_then(|q| q.as_i64())
+                .unwrap_or(0);
             let key = (
                 !set_in_use,
                 group < need,
                 group,
                 island(pool, d),
                 std::cmp::Reverse(addable),
-                OrdF64(left),
+                left,
                 c.pool,
                 c.device,
             );
             (key, c)
         })
         .collect();
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed.sort_by_key(|k| k.0);
     alt.candidates = keyed.into_iter().map(|(_, c)| c).collect();
 }
 
@@ -465,13 +465,4 @@ fn addable_after(pool: &Pool, d: &Device, taken: &Taken) -> usize {
             blocked(pool, o, &BTreeMap::new(), &oid, &after).is_none()
         })
         .count()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
-struct OrdF64(f64);
-impl Eq for OrdF64 {}
-impl Ord for OrdF64 {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
-    }
 }

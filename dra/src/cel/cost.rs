@@ -126,3 +126,30 @@ fn walk(e: &IdedExpr, bound: &BTreeMap<String, u64>) -> Est {
         }
     }
 }
+
+/// Comprehensions (macros and `cel.bind`) nested in one another. The
+/// interpreter recurses per level with large frames, so the nesting is
+/// capped to keep evaluation within a 2 MiB thread stack.
+pub const MAX_COMPREHENSION_NESTING: usize = 6;
+
+/// The deepest nesting of comprehensions in `e`.
+pub fn comprehension_nesting(e: &IdedExpr) -> usize {
+    let max = |xs: &mut dyn Iterator<Item = &IdedExpr>| xs.map(comprehension_nesting).max().unwrap_or(0);
+    match &e.expr {
+        Expr::Comprehension(c) => {
+            1 + max(&mut [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result].into_iter())
+        }
+        Expr::Call(c) => max(&mut c.target.iter().map(|b| b.as_ref()).chain(&c.args)),
+        Expr::List(l) => max(&mut l.elements.iter()),
+        Expr::Map(m) => max(&mut m.entries.iter().flat_map(|x| match &x.expr {
+            EntryExpr::MapEntry(me) => vec![&me.key, &me.value],
+            EntryExpr::StructField(f) => vec![&f.value],
+        })),
+        Expr::Select(s) => comprehension_nesting(&s.operand),
+        Expr::Struct(s) => max(&mut s.entries.iter().filter_map(|x| match &x.expr {
+            EntryExpr::StructField(f) => Some(&f.value),
+            EntryExpr::MapEntry(_) => None,
+        })),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => 0,
+    }
+}

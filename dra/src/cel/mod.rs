@@ -32,7 +32,9 @@ pub const MAX_EXPRESSION_LEN: usize = 10 * 1024;
 /// The API's runtime cost limit per evaluation.
 pub const COST_LIMIT: u64 = 1_000_000;
 /// Parser nesting limit: deep enough for any real selector.
-const MAX_DEPTH: u16 = 64;
+const MAX_DEPTH: u16 = 32;
+/// Stack for compiling (see [`Selector::compile`]).
+const COMPILE_STACK: usize = 256 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CelError {
@@ -76,6 +78,9 @@ fn env() -> Env {
 }
 
 impl Selector {
+    /// Compiles on a thread of its own with a large stack: the ANTLR parser
+    /// recurses deeply per nesting level, and a hostile selector must not
+    /// overflow the caller's stack. Compiling happens once per expression.
     pub fn compile(expression: &str) -> Result<Selector, CelError> {
         if expression.len() > MAX_EXPRESSION_LEN {
             return Err(CelError::TooLong {
@@ -83,6 +88,22 @@ impl Selector {
                 limit: MAX_EXPRESSION_LEN,
             });
         }
+        let owned = expression.to_owned();
+        let spawned = std::thread::Builder::new()
+            .name("cel-compile".into())
+            .stack_size(COMPILE_STACK)
+            .spawn(move || Self::compile_here(&owned));
+        let internal = |message: &str| CelError::Compile {
+            expression: expression.to_owned(),
+            message: message.to_owned(),
+        };
+        match spawned {
+            Ok(handle) => handle.join().unwrap_or_else(|_| Err(internal("the parser failed"))),
+            Err(_) => Err(internal("no thread to compile on")),
+        }
+    }
+
+    fn compile_here(expression: &str) -> Result<Selector, CelError> {
         let env = env();
         let compile_err = |message: String| CelError::Compile {
             expression: expression.to_owned(),
@@ -93,6 +114,16 @@ impl Selector {
             .max_recursion_depth(MAX_DEPTH)
             .parse(expression)
             .map_err(|e| compile_err(e.to_string()))?;
+        let nesting = cost::comprehension_nesting(&ast);
+        if nesting > cost::MAX_COMPREHENSION_NESTING {
+            return Err(CelError::CostLimit {
+                expression: expression.to_owned(),
+                message: format!(
+                    "{nesting} nested comprehensions (macros or cel.bind), more than {}",
+                    cost::MAX_COMPREHENSION_NESTING
+                ),
+            });
+        }
         let estimate = cost::estimate(&ast);
         if estimate > COST_LIMIT {
             return Err(CelError::CostLimit {
