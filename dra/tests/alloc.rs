@@ -219,7 +219,7 @@ fn selector_errors_fail_the_allocation_with_a_clear_message() {
     let e = err("device.attributes['gpu.nvidia.com'].index == 0");
     let text = e.to_string();
     assert!(
-        matches!(e, CelError::Eval { .. }) && text.contains("index") && text.contains("productName") == false,
+        matches!(e, CelError::Eval { .. }) && text.contains("index") && !text.contains("productName"),
         "{text}"
     );
     assert!(

@@ -1,0 +1,129 @@
+//! The offline commands as a user runs them: real process, real files.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_railyard-dra-driver"))
+        .current_dir(repo())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn dry_run_prints_resource_slices_that_parse() {
+    for version in ["1.34", "1.35", "1.36"] {
+        let (code, out, err) = run(&[
+            "--dry-run",
+            "--machine",
+            "configs/machines/dgx-h100-mig.yaml",
+            "--server-version",
+            version,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let mut slices = 0;
+        for doc in serde_yaml::Deserializer::from_str(&out) {
+            let v = serde_yaml::Value::deserialize(doc).unwrap();
+            assert_eq!(v["apiVersion"].as_str(), Some("resource.k8s.io/v1"));
+            assert_eq!(v["kind"].as_str(), Some("ResourceSlice"));
+            let s: k8s_openapi::api::resource::v1::ResourceSlice = serde_yaml::from_value(v).unwrap();
+            assert_eq!(s.spec.driver, "gpu.nvidia.com");
+            slices += 1;
+        }
+        assert!(slices >= 2, "{version}: {slices}");
+    }
+}
+
+use serde::Deserialize;
+
+#[test]
+fn check_exit_codes_are_allocated_unsatisfiable_invalid() {
+    let (code, out, err) = run(&[
+        "check",
+        "--machine",
+        "configs/machines/dgx-h100.yaml",
+        "--claim",
+        "configs/dra/claims/h100-by-product.yaml",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("allocated: true") && out.contains("device: gpu-0"),
+        "{out}"
+    );
+    let (code, out, _) = run(&[
+        "check",
+        "--machine",
+        "configs/machines/t4-2x.yaml",
+        "--claim",
+        "configs/dra/claims/h100-by-product.yaml",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("allocated: false") && out.contains("request: gpu"),
+        "{out}"
+    );
+    let (code, _, err) = run(&[
+        "check",
+        "--machine",
+        "configs/machines/t4-2x.yaml",
+        "--claim",
+        "Cargo.toml",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("Cargo.toml"), "{err}");
+    let (code, _, err) = run(&[
+        "--dry-run",
+        "--machine",
+        "configs/machines/t4-2x.yaml",
+        "--server-version",
+        "2.0",
+    ]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn check_counts_already_allocated_claims() {
+    let dir = std::env::temp_dir().join(format!("railyard-dra-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut args = vec![
+        "check",
+        "--machine",
+        "configs/machines/dgx-h100.yaml",
+        "--claim",
+        "configs/dra/claims/h100-by-product.yaml",
+    ];
+    let mut files = Vec::new();
+    for i in 0..8 {
+        let f = dir.join(format!("a{i}.yaml"));
+        std::fs::write(
+            &f,
+            format!(
+                "apiVersion: resource.k8s.io/v1\nkind: ResourceClaim\nmetadata: {{name: a{i}, namespace: default}}\nspec: {{}}\nstatus:\n  allocation:\n    devices:\n      results:\n      - {{request: gpu, driver: gpu.nvidia.com, pool: dgx-h100, device: gpu-{i}}}\n"
+            ),
+        )
+        .unwrap();
+        files.push(f.to_string_lossy().into_owned());
+    }
+    for f in &files[..7] {
+        args.extend(["--allocated", f.as_str()]);
+    }
+    let (code, out, err) = run(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("device: gpu-7"), "{out}");
+    args.extend(["--allocated", files[7].as_str()]);
+    let (code, out, _) = run(&args);
+    assert_eq!(code, 1);
+    assert!(out.contains("allocated to other claims"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
