@@ -157,6 +157,7 @@ fn check(node: &NodeArgs, args: &CheckArgs) -> Result<(String, bool)> {
         let devices = read_allocated(p, &alloc)?;
         alloc.book(&mut taken, &devices);
     }
+    let configs = opaque_configs(&claim, &classes, &pools[0].driver)?;
     let outcome = alloc.allocate(&claim, &taken)?;
     let (report, ok) = match outcome {
         Outcome::Allocated(a) => {
@@ -187,7 +188,7 @@ fn check(node: &NodeArgs, args: &CheckArgs) -> Result<(String, bool)> {
                 })
                 .collect();
             (
-                json!({"allocated": true, "results": results, "consumedCounters": counters}),
+                json!({"allocated": true, "results": results, "consumedCounters": counters, "config": configs}),
                 true,
             )
         }
@@ -200,4 +201,56 @@ fn check(node: &NodeArgs, args: &CheckArgs) -> Result<(String, bool)> {
         ),
     };
     Ok((serde_yaml::to_string(&report)?, ok))
+}
+
+/// The opaque configs of the classes the claim uses, then of the claim,
+/// as `status.allocation.devices.config` lists them; this driver's are
+/// parsed strictly so a bad one fails here, as it would at Prepare.
+fn opaque_configs(claim: &ClaimSpec, classes: &BTreeMap<String, DeviceClass>, driver: &str) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut check = |path: String,
+                     o: &api::OpaqueDeviceConfiguration,
+                     source: &str,
+                     requests: Option<&Vec<String>>|
+     -> Result<()> {
+        if o.driver == driver {
+            railyard_dra::opaque::parse_config(&path, &o.parameters.0)?;
+        }
+        let mut v = json!({"source": source, "opaque": {"driver": o.driver, "parameters": o.parameters.0}});
+        if let Some(r) = requests.filter(|r| !r.is_empty()) {
+            v["requests"] = json!(r);
+        }
+        out.push(v);
+        Ok(())
+    };
+    let mut used = std::collections::BTreeSet::new();
+    for r in &claim.requests {
+        for alt in &r.alternatives {
+            used.insert(alt.class.clone());
+        }
+    }
+    for name in used {
+        let Some(class) = classes.get(&name) else { continue };
+        for (i, c) in class.config.iter().enumerate() {
+            if let Some(o) = &c.opaque {
+                check(
+                    format!("deviceclass {name}: spec.config[{i}].opaque.parameters"),
+                    o,
+                    "FromClass",
+                    None,
+                )?;
+            }
+        }
+    }
+    for (i, c) in claim.config.iter().enumerate() {
+        if let Some(o) = &c.opaque {
+            check(
+                format!("spec.devices.config[{i}].opaque.parameters"),
+                o,
+                "FromClaim",
+                c.requests.as_ref(),
+            )?;
+        }
+    }
+    Ok(out)
 }

@@ -127,3 +127,43 @@ fn check_counts_already_allocated_claims() {
     assert!(out.contains("allocated to other claims"), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn check_parses_nvidia_opaque_configs_strictly() {
+    let (code, out, err) = run(&[
+        "check",
+        "--machine",
+        "configs/machines/dgx-h100.yaml",
+        "--claim",
+        "configs/dra/claims/gpu-mps.yaml",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("source: FromClaim") && out.contains("strategy: MPS"),
+        "{out}"
+    );
+    let bad = std::env::temp_dir().join(format!("railyard-dra-bad-{}.yaml", std::process::id()));
+    let text = std::fs::read_to_string(repo().join("configs/dra/claims/gpu-mps.yaml")).unwrap();
+    std::fs::write(
+        &bad,
+        text.replace(
+            "defaultActiveThreadPercentage: 50",
+            "defaultActiveThreadPercentage: 150",
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run(&[
+        "check",
+        "--machine",
+        "configs/machines/dgx-h100.yaml",
+        "--claim",
+        bad.to_str().unwrap(),
+    ]);
+    std::fs::remove_file(&bad).unwrap();
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("spec.devices.config[0].opaque.parameters.sharing.mpsConfig.defaultActiveThreadPercentage")
+            && err.contains("150"),
+        "{err}"
+    );
+}

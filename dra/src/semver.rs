@@ -1,9 +1,15 @@
 //! Semantic versions (semver 2.0.0) as the Kubernetes CEL semver library
-//! treats them: strict parsing, an optional normalisation of loose input
-//! (`semver(s, true)`), and precedence ordering that ignores build metadata.
+//! treats them: strict parsing, an optional normalisation of loose input,
+//! and precedence ordering.
+//!
+//! Strict parsing follows `github.com/blang/semver/v4` `Parse`, which the
+//! library calls; normalisation follows the library's `normalizeAndParse`.
+//! As in blang, numeric parts (including numeric pre-release identifiers)
+//! must fit a u64.
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::str::FromStr;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid semver {text:?}: {reason}")]
@@ -21,91 +27,176 @@ pub struct Semver {
     pub build: Vec<String>,
 }
 
-fn numeric(id: &str) -> bool {
-    !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
+fn is_numeric(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn valid_ident(id: &str) -> bool {
-    !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+fn is_identifier(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// A major, minor or patch number: digits, no leading zero, fits u64.
+fn number(what: &str, s: &str) -> Result<u64, String> {
+    if !is_numeric(s) {
+        return Err(format!("{what} number {s:?} must be digits"));
+    }
+    if s.len() > 1 && s.starts_with('0') {
+        return Err(format!("{what} number {s:?} must not have leading zeros"));
+    }
+    s.parse()
+        .map_err(|_| format!("{what} number {s:?} does not fit in 64 bits"))
+}
+
+/// blang's `Parse`.
+fn parse_strict(s: &str) -> Result<Semver, String> {
+    if s.is_empty() {
+        return Err("empty string".into());
+    }
+    let mut parts = s.splitn(3, '.');
+    let (Some(major), Some(minor), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err("expected MAJOR.MINOR.PATCH".into());
+    };
+    let major = number("major", major)?;
+    let minor = number("minor", minor)?;
+    // Build metadata starts at the first '+', pre-release at the first '-'
+    // before it; both may contain '-' themselves.
+    let (rest, build) = match rest.split_once('+') {
+        Some((r, b)) => (r, Some(b)),
+        None => (rest, None),
+    };
+    let (patch, pre) = match rest.split_once('-') {
+        Some((p, pre)) => (p, Some(pre)),
+        None => (rest, None),
+    };
+    let patch = number("patch", patch)?;
+    let mut v = Semver {
+        major,
+        minor,
+        patch,
+        pre: Vec::new(),
+        build: Vec::new(),
+    };
+    for id in pre.into_iter().flat_map(|p| p.split('.')) {
+        if id.is_empty() {
+            return Err("empty pre-release identifier".into());
+        }
+        if is_numeric(id) {
+            if id.len() > 1 && id.starts_with('0') {
+                return Err(format!(
+                    "numeric pre-release identifier {id:?} must not have leading zeros"
+                ));
+            }
+            if id.parse::<u64>().is_err() {
+                return Err(format!("numeric pre-release identifier {id:?} does not fit in 64 bits"));
+            }
+        } else if !is_identifier(id) {
+            return Err(format!("pre-release identifier {id:?} may only hold [0-9A-Za-z-]"));
+        }
+        v.pre.push(id.to_owned());
+    }
+    for id in build.into_iter().flat_map(|b| b.split('.')) {
+        if id.is_empty() {
+            return Err("empty build metadata identifier".into());
+        }
+        if !is_identifier(id) {
+            return Err(format!("build metadata identifier {id:?} may only hold [0-9A-Za-z-]"));
+        }
+        v.build.push(id.to_owned());
+    }
+    Ok(v)
+}
+
+/// The CEL library's `normalizeAndParse`: drop one leading `v`, strip
+/// leading zeros from each of the (up to) three dot-separated parts (the
+/// third includes pre-release and build, so only its start is touched), pad
+/// a short version with `.0`, then parse strictly.
+fn parse_normalized(s: &str) -> Result<Semver, String> {
+    let s = s.strip_prefix('v').unwrap_or(s);
+    let mut parts: Vec<String> = s
+        .splitn(3, '.')
+        .map(|p| {
+            if p.len() <= 1 {
+                return p.to_owned();
+            }
+            let t = p.trim_start_matches('0');
+            if t.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+                t.to_owned()
+            } else {
+                format!("0{t}")
+            }
+        })
+        .collect();
+    if parts.len() < 3 {
+        if parts.last().is_some_and(|p| p.contains(['+', '-'])) {
+            return Err("a short version cannot have pre-release or build metadata".into());
+        }
+        parts.resize(3, "0".to_owned());
+    }
+    parse_strict(&parts.join("."))
+}
+
+/// Precedence of two pre-release identifiers (§11.4): numeric ones compare
+/// numerically and sort before alphanumeric ones, which compare in ASCII.
+fn cmp_identifier(a: &str, b: &str) -> Ordering {
+    match (is_numeric(a), is_numeric(b)) {
+        (true, true) => {
+            // By length then digits: exact for any size, even for values
+            // built by hand with leading zeros.
+            let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
+            a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+        }
+        (true, false) => Ordering::Less,
+        (false, true) => Ordering::Greater,
+        (false, false) => a.cmp(b),
+    }
 }
 
 impl Semver {
+    /// `MAJOR.MINOR.PATCH` with no pre-release or build.
+    pub fn new(major: u64, minor: u64, patch: u64) -> Semver {
+        Semver {
+            major,
+            minor,
+            patch,
+            pre: Vec::new(),
+            build: Vec::new(),
+        }
+    }
+
     /// Strict semver 2.0.0 (`1.2.3`, `1.2.3-rc.1+build`).
     pub fn parse(text: &str) -> Result<Semver, SemverError> {
         Self::parse_with(text, false)
     }
 
     /// With `normalize`, a leading `v` is stripped, missing minor/patch are
-    /// padded with 0 and leading zeros of the core numbers dropped, as
-    /// upstream's `normalizeVersion` does before parsing.
+    /// padded with 0 and leading zeros dropped, as `semver(s, true)`.
     pub fn parse_with(text: &str, normalize: bool) -> Result<Semver, SemverError> {
-        let err = |reason: &str| SemverError {
+        let parsed = if normalize {
+            parse_normalized(text)
+        } else {
+            parse_strict(text)
+        };
+        parsed.map_err(|reason| SemverError {
             text: text.to_owned(),
-            reason: reason.to_owned(),
-        };
-        if text.len() > 256 {
-            return Err(err("longer than 256 characters"));
-        }
-        let mut s = text;
-        if normalize {
-            s = s.strip_prefix('v').unwrap_or(s);
-        }
-        let (rest, build) = match s.split_once('+') {
-            Some((r, b)) => (r, Some(b)),
-            None => (s, None),
-        };
-        let (core, pre) = match rest.split_once('-') {
-            Some((c, p)) => (c, Some(p)),
-            None => (rest, None),
-        };
-        let mut parts: Vec<String> = core.split('.').map(str::to_owned).collect();
-        if normalize {
-            while parts.len() < 3 {
-                parts.push("0".into());
-            }
-            for p in &mut parts {
-                let trimmed = p.trim_start_matches('0');
-                *p = if trimmed.is_empty() && !p.is_empty() {
-                    "0".into()
-                } else {
-                    trimmed.to_owned()
-                };
-            }
-        }
-        if parts.len() != 3 {
-            return Err(err("expected MAJOR.MINOR.PATCH"));
-        }
-        let mut nums = [0u64; 3];
-        for (i, p) in parts.iter().enumerate() {
-            if !numeric(p) {
-                return Err(err("MAJOR, MINOR and PATCH must be numbers"));
-            }
-            if p.len() > 1 && p.starts_with('0') {
-                return Err(err("leading zero in a version number"));
-            }
-            nums[i] = p.parse().map_err(|_| err("version number too large"))?;
-        }
-        let ids = |s: Option<&str>, what: &str, check_zero: bool| -> Result<Vec<String>, SemverError> {
-            let Some(s) = s else { return Ok(Vec::new()) };
-            s.split('.')
-                .map(|id| {
-                    if !valid_ident(id) {
-                        return Err(err(&format!("invalid {what} identifier {id:?}")));
-                    }
-                    if check_zero && numeric(id) && id.len() > 1 && id.starts_with('0') {
-                        return Err(err(&format!("leading zero in {what} identifier {id:?}")));
-                    }
-                    Ok(id.to_owned())
-                })
-                .collect()
-        };
-        Ok(Semver {
-            major: nums[0],
-            minor: nums[1],
-            patch: nums[2],
-            pre: ids(pre, "pre-release", true)?,
-            build: ids(build, "build", false)?,
+            reason,
         })
+    }
+
+    /// -1, 0 or 1 as CEL's `compareTo`.
+    pub fn compare_to(&self, other: &Semver) -> i64 {
+        match self.cmp(other) {
+            Ordering::Less => -1,
+            Ordering::Equal => 0,
+            Ordering::Greater => 1,
+        }
+    }
+}
+
+impl FromStr for Semver {
+    type Err = SemverError;
+    /// Strict, as [`Semver::parse`].
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Semver::parse(text)
     }
 }
 
@@ -123,6 +214,7 @@ impl fmt::Display for Semver {
 }
 
 impl PartialEq for Semver {
+    /// blang's `Equals` is `Compare == 0`: build metadata is ignored.
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
     }
@@ -136,84 +228,25 @@ impl PartialOrd for Semver {
 impl Ord for Semver {
     /// Precedence as semver 2.0.0 §11; build metadata is ignored.
     fn cmp(&self, other: &Self) -> Ordering {
-        let core = (self.major, self.minor, self.patch).cmp(&(other.major, other.minor, other.patch));
-        if core != Ordering::Equal {
-            return core;
-        }
-        match (self.pre.is_empty(), other.pre.is_empty()) {
-            (true, true) => return Ordering::Equal,
-            (true, false) => return Ordering::Greater,
-            (false, true) => return Ordering::Less,
-            _ => {}
-        }
-        for (a, b) in self.pre.iter().zip(&other.pre) {
-            let o = match (numeric(a), numeric(b)) {
-                // Equal-length digit strings compare as numbers without overflow.
-                (true, true) => a.len().cmp(&b.len()).then_with(|| a.cmp(b)),
-                (true, false) => Ordering::Less,
-                (false, true) => Ordering::Greater,
-                (false, false) => a.cmp(b),
-            };
-            if o != Ordering::Equal {
-                return o;
-            }
-        }
-        self.pre.len().cmp(&other.pre.len())
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn precedence_follows_semver_2() {
-        let chain = [
-            "1.0.0-alpha",
-            "1.0.0-alpha.1",
-            "1.0.0-alpha.beta",
-            "1.0.0-beta",
-            "1.0.0-beta.2",
-            "1.0.0-beta.11",
-            "1.0.0-rc.1",
-            "1.0.0",
-            "1.0.1",
-            "1.10.0",
-            "2.0.0",
-        ];
-        for w in chain.windows(2) {
-            assert!(
-                Semver::parse(w[0]).unwrap() < Semver::parse(w[1]).unwrap(),
-                "{} < {}",
-                w[0],
-                w[1]
-            );
-        }
-        assert_eq!(Semver::parse("1.0.0+build.1").unwrap(), Semver::parse("1.0.0").unwrap());
-        assert_eq!(Semver::parse("1.2.3-rc.1+b").unwrap().to_string(), "1.2.3-rc.1+b");
-    }
-
-    #[test]
-    fn strict_parsing_rejects_and_normalise_repairs() {
-        for bad in [
-            "",
-            "1",
-            "1.2",
-            "v1.2.3",
-            "01.2.3",
-            "1.2.3-",
-            "1.2.3-01",
-            "1.2.3+",
-            "1.2.3-a..b",
-            "a.b.c",
-            "1.2.3.4",
-        ] {
-            let e = Semver::parse(bad).unwrap_err();
-            assert!(e.to_string().contains(&format!("{bad:?}")), "{bad}: {e}");
-        }
-        assert_eq!(Semver::parse_with("v1", true).unwrap().to_string(), "1.0.0");
-        assert_eq!(Semver::parse_with("01.02.03", true).unwrap().to_string(), "1.2.3");
-        assert_eq!(Semver::parse_with("v1.2-rc.1", true).unwrap().to_string(), "1.2.0-rc.1");
+        (self.major, self.minor, self.patch)
+            .cmp(&(other.major, other.minor, other.patch))
+            .then_with(|| {
+                match (self.pre.is_empty(), other.pre.is_empty()) {
+                    (true, true) => Ordering::Equal,
+                    // A pre-release sorts before its release.
+                    (true, false) => Ordering::Greater,
+                    (false, true) => Ordering::Less,
+                    (false, false) => {
+                        for (a, b) in self.pre.iter().zip(&other.pre) {
+                            let c = cmp_identifier(a, b);
+                            if c != Ordering::Equal {
+                                return c;
+                            }
+                        }
+                        // All shared identifiers equal: the longer set wins.
+                        self.pre.len().cmp(&other.pre.len())
+                    }
+                }
+            })
     }
 }
