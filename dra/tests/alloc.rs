@@ -277,6 +277,14 @@ fn quantity_semver_and_bind_work_in_selectors() {
         ),
         ("quantity('200M') == quantity('200M')", true),
         ("isQuantity('10Gx')", false),
+        (
+            "quantity('1Gi').add(1).isGreaterThan(quantity('1Gi')) && quantity('1').sub(quantity('250m')) == quantity('750m')",
+            true,
+        ),
+        (
+            "semver('1.2.3-rc.1') < semver('1.2.3') || semver('1.2.3-rc.1').isLessThan(semver('1.2.3'))",
+            true,
+        ),
         ("device.attributes['resource.kubernetes.io'].numaNode == 0", true),
     ] {
         let claim = common::claim(&format!(

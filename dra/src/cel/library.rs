@@ -203,14 +203,23 @@ pub fn add_functions(ctx: &mut ::cel::Context<'_, '_>) {
     let _ = ctx.add_function(
         "add",
         |This(a): This<Value>, b: Value| -> Result<Value, ExecutionError> {
-            let sum = quantity_of("add", &a)?.checked_add(&addend("add", &b)?);
+            let a = quantity_of("add", &a)?;
+            // An int operand follows upstream's Add(int): the receiver's format.
+            let sum = match &b {
+                Value::Int(i) => a.add_int(*i),
+                other => a.checked_add(&addend("add", other)?),
+            };
             sum.map(q).ok_or_else(|| fail("add", "overflow"))
         },
     );
     let _ = ctx.add_function(
         "sub",
         |This(a): This<Value>, b: Value| -> Result<Value, ExecutionError> {
-            let diff = quantity_of("sub", &a)?.checked_sub(&addend("sub", &b)?);
+            let a = quantity_of("sub", &a)?;
+            let diff = match &b {
+                Value::Int(i) => a.sub_int(*i),
+                other => a.checked_sub(&addend("sub", other)?),
+            };
             diff.map(q).ok_or_else(|| fail("sub", "overflow"))
         },
     );
