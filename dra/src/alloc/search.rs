@@ -312,6 +312,8 @@ fn selected<'s>(
     device: &Device,
     mut selectors: impl Iterator<Item = &'s String>,
 ) -> Result<bool, AllocError> {
+    // One view of the device serves the class's and the request's selectors.
+    let view = crate::cel::CelDevice::new(&pool.driver, device);
     selectors.try_fold(true, |ok, expr| {
         if !ok {
             return Ok(false);
@@ -320,11 +322,10 @@ fn selected<'s>(
             request: request.to_owned(),
             source,
         })?;
-        sel.matches(&pool.driver, device)
-            .map_err(|source| AllocError::Selector {
-                request: request.to_owned(),
-                source,
-            })
+        sel.matches_device(&view).map_err(|source| AllocError::Selector {
+            request: request.to_owned(),
+            source,
+        })
     })
 }
 
