@@ -170,6 +170,9 @@ fn check(node: &NodeArgs, args: &CheckArgs) -> Result<(String, bool)> {
                     if d.admin_access {
                         r["adminAccess"] = json!(true);
                     }
+                    if let Some(share) = &d.share_id {
+                        r["shareID"] = json!(share);
+                    }
                     if !d.consumed_capacity.is_empty() {
                         r["consumedCapacity"] = d
                             .consumed_capacity

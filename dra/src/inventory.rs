@@ -40,11 +40,26 @@ pub fn counter_set_name(minor: u32) -> String {
     format!("gpu-{minor}-counter-set")
 }
 
+/// NVIDIA's whole-GPU device name, `gpu-<minor>`.
+pub fn gpu_device_name(gpu: &GpuSpec) -> String {
+    format!("gpu-{}", gpu.minor.unwrap_or(gpu.index))
+}
+
 /// NVIDIA's MIG device name: `gpu-<minor>-mig-<profile without dots>-<GI
 /// profile id>-<placement start>`.
 pub fn mig_device_name(minor: u32, profile: &MigProfile, start: u8) -> String {
     let name: String = profile.name.chars().filter(|c| *c != '.' && *c != '+').collect();
     format!("gpu-{minor}-mig-{name}-{}-{start}", profile.spec().profile_id)
+}
+
+/// The topology the allocator ranks this machine's multi-GPU picks by.
+pub fn pool_topology(profile: &MachineProfile) -> Result<crate::alloc::PoolTopology, InventoryError> {
+    let topology = NodeTopology::from_profile(profile).map_err(|e| InventoryError::Profile {
+        name: profile.name.clone(),
+        message: e.to_string(),
+    })?;
+    let gpus = profile.gpus.iter().map(|g| (gpu_device_name(g), g.index)).collect();
+    Ok(crate::alloc::PoolTopology { topology, gpus })
 }
 
 /// Builds the pool `node_name` publishes.
@@ -89,7 +104,7 @@ pub fn build_pool(profile: &MachineProfile, config: &DraConfig, node_name: &str)
             .as_ref()
             .filter(|s| !gpu.mig_enabled && (s.gpus.is_empty() || s.gpus.contains(&gpu.index)));
         let mut whole = Device {
-            name: format!("gpu-{minor}"),
+            name: gpu_device_name(gpu),
             ..Device::default()
         };
         whole.attributes = common.clone();

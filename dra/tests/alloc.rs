@@ -129,6 +129,49 @@ fn whole_gpu_and_its_mig_devices_are_never_allocated_together() {
 }
 
 #[test]
+fn each_share_of_a_shared_gpu_gets_its_own_share_id_reused_only_after_release() {
+    let claim = common::claim_file("shared-10gi.yaml");
+    let cfg = DraConfig::from_yaml("version: v1\nsharing: {shares: 16}\n").unwrap();
+    let pool = common::single_gpu(common::pool("dgx-h100", &cfg), 0);
+    let classes = common::classes(&pool.driver);
+    let cache = SelectorCache::default();
+    let pools = [pool.clone()];
+    let alloc = Allocator::new(&pools, &classes, &cache);
+    let mut taken = Taken::default();
+    let mut shares = Vec::new();
+    while let Outcome::Allocated(a) = alloc.allocate(&claim, &taken).unwrap() {
+        alloc.book(&mut taken, &a.devices);
+        shares.push(a.devices);
+    }
+    let ids: Vec<String> = shares.iter().map(|d| d[0].share_id.clone().unwrap()).collect();
+    let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), 7, "{ids:?}");
+    // The API's shareID is a UUID: 8-4-4-4-12 lower-case hex.
+    for id in &ids {
+        let groups: Vec<usize> = id.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12], "{id}");
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase() || c == '-'),
+            "{id}"
+        );
+    }
+    // Release the third share: the next allocation takes its id, not one in use.
+    alloc.release(&mut taken, &shares[2]);
+    let Outcome::Allocated(again) = alloc.allocate(&claim, &taken).unwrap() else {
+        panic!("a released share is free again")
+    };
+    assert_eq!(again.devices[0].share_id.as_deref(), Some(ids[2].as_str()));
+    // Whole GPUs that are not shareable carry no share id.
+    let whole = common::claim_file("h100-by-product.yaml");
+    let plain = common::pool("dgx-h100", &DraConfig::default());
+    let Outcome::Allocated(a) = allocate(&plain, &whole, &Taken::default()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(a.devices[0].share_id, None);
+}
+
+#[test]
 fn memory_claim_gets_exactly_its_share_of_a_shared_gpu() {
     let claim = common::claim_file("shared-10gi.yaml");
     let cfg = DraConfig::from_yaml("version: v1\nsharing: {shares: 16}\n").unwrap();

@@ -5,20 +5,29 @@
 //! devices taken by other claims, admin access, taints and tolerations.
 //!
 //! It is deterministic: candidates are tried in one preference order
-//! ([`search`]): GPUs already partitioned before untouched ones (MIG
-//! packing), the MIG placement that leaves the most other placements
-//! addable, the smallest NVLink island that still fits the request,
-//! shareable devices with the least capacity left that fits, then publish
-//! order. It is bounded: at most [`MAX_STEPS`] candidate tries per claim;
-//! past that it answers [`Outcome::GaveUp`], never a wrong "unsatisfiable".
+//! ([`order`]): GPUs already partitioned before untouched ones (MIG
+//! packing), an NVLink island that fits the request, the GPUs the node's
+//! topology ranks best (where the allocator is given the node's
+//! [`PoolTopology`]), the MIG placement that leaves the most other
+//! placements addable, shareable devices with the least capacity left that
+//! fits, then publish order. Share ids are deterministic too. It is
+//! bounded: at most [`MAX_STEPS`] candidate tries per claim; past that it
+//! answers [`Outcome::GaveUp`], never a wrong "unsatisfiable".
+//!
+//! Evaluation runs on the caller's thread. Its deepest recursion is the CEL
+//! interpreter's, which the selector depth bound keeps within a 2 MiB stack
+//! (the default of spawned and tokio worker threads), debug builds included.
 
 mod capacity;
+mod dense;
+mod order;
 mod search;
 mod state;
 
 use std::collections::BTreeMap;
 
 pub use capacity::{CapacityMismatch, consumed};
+use railyard_core::topology::NodeTopology;
 pub use state::{AllocatedDevice, DeviceId, Taken};
 
 use crate::cel::{CelError, SelectorCache};
@@ -30,8 +39,16 @@ use crate::quantity::Quantity;
 /// availability and constraint check, so a claim costs at most this many.
 pub const MAX_STEPS: u64 = 100_000;
 
-/// Stack of the thread an allocation runs on (see [`Allocator::allocate`]).
-pub const EVAL_STACK: usize = 64 << 20;
+/// What Railyard knows of a node beyond its published attributes: the GPU
+/// graph its topology code ranks GPU sets on, and which whole-GPU device is
+/// which GPU. Built from the node's machine profile
+/// ([`crate::inventory::pool_topology`]).
+#[derive(Debug, Clone)]
+pub struct PoolTopology {
+    pub topology: NodeTopology,
+    /// Whole-GPU device name → GPU index in `topology`.
+    pub gpus: BTreeMap<String, u32>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allocation {
@@ -60,8 +77,6 @@ pub enum AllocError {
     UnknownClass { request: String, class: String },
     #[error("request {request}: {source}")]
     Selector { request: String, source: CelError },
-    #[error("allocator: {0}")]
-    Internal(&'static str),
 }
 
 /// The pools of one node (or of every node a claim may use).
@@ -71,6 +86,8 @@ pub struct Allocator<'a> {
     pub classes: &'a BTreeMap<String, DeviceClass>,
     pub selectors: &'a SelectorCache,
     pub max_steps: u64,
+    /// Known topologies, by pool name.
+    pub topologies: BTreeMap<String, &'a PoolTopology>,
 }
 
 impl<'a> Allocator<'a> {
@@ -80,29 +97,25 @@ impl<'a> Allocator<'a> {
             classes,
             selectors,
             max_steps: MAX_STEPS,
+            topologies: BTreeMap::new(),
         }
     }
 
-    /// Allocates `claim` given what `taken` already holds.
-    ///
-    /// Runs on a scoped thread with [`EVAL_STACK`] of stack: the CEL
-    /// interpreter recurses per expression level with large frames, and a
-    /// selector nested as deep as the parser allows must not overflow the
-    /// caller's (e.g. a 2 MiB tokio worker's) stack.
+    /// Ranks multi-GPU picks in pool `pool` by `topology`.
+    pub fn with_topology(mut self, pool: &str, topology: &'a PoolTopology) -> Self {
+        self.topologies.insert(pool.to_owned(), topology);
+        self
+    }
+
+    /// Allocates `claim` given what `taken` already holds; `taken` is not
+    /// changed (book the result with [`Allocator::book`]).
     pub fn allocate(&self, claim: &ClaimSpec, taken: &Taken) -> Result<Outcome, AllocError> {
-        std::thread::scope(|scope| {
-            let run = || search::Search::new(self, claim, taken)?.run();
-            match std::thread::Builder::new()
-                .name("dra-allocate".into())
-                .stack_size(EVAL_STACK)
-                .spawn_scoped(scope, run)
-            {
-                Ok(handle) => handle
-                    .join()
-                    .unwrap_or(Err(AllocError::Internal("the allocator thread panicked"))),
-                Err(_) => Err(AllocError::Internal("no thread to allocate on")),
-            }
-        })
+        search::Search::new(self, claim, taken)?.run()
+    }
+
+    fn at(&self, (pool, device): (usize, usize)) -> (&'a Pool, &'a Device) {
+        let pool = &self.pools[pool];
+        (pool, &pool.devices[device])
     }
 
     pub fn find(&self, id: &DeviceId) -> Option<(&'a Pool, &'a Device)> {

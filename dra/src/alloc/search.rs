@@ -2,33 +2,41 @@
 
 use std::collections::BTreeMap;
 
-use super::capacity;
+use super::dense::{At, Index, State};
+use super::order::order;
 use super::state::{AllocatedDevice, DeviceId, Taken};
-use super::{AllocError, Allocation, Allocator, Outcome};
+use super::{AllocError, Allocation, Allocator, Outcome, capacity};
 use crate::claim::{AllocationMode, ClaimSpec, ConstraintKind, SubRequest};
-use crate::device::{AttrValue, Device, Pool, TaintEffect};
-use crate::names::ATTR_NVLINK_ISLAND;
+use crate::device::{Device, Pool, TaintEffect};
+use crate::quantity::Quantity;
 
 /// A device that matches a subrequest, with what it would consume.
 #[derive(Debug, Clone)]
-struct Candidate {
-    pool: usize,
-    device: usize,
-    consumed: BTreeMap<String, crate::quantity::Quantity>,
+pub(super) struct Candidate {
+    pub(super) at: At,
+    pub(super) consumed: BTreeMap<String, Quantity>,
 }
 
-struct Alternative<'c> {
-    sub: &'c SubRequest,
-    candidates: Vec<Candidate>,
+pub(super) struct Alternative<'c> {
+    pub(super) sub: &'c SubRequest,
+    pub(super) candidates: Vec<Candidate>,
+}
+
+/// One booked device: its result and where it is.
+struct Pick {
+    result: AllocatedDevice,
+    at: At,
+    consumed: BTreeMap<String, Quantity>,
 }
 
 pub(super) struct Search<'a, 'c> {
     alloc: &'c Allocator<'a>,
     claim: &'c ClaimSpec,
     requests: Vec<Vec<Alternative<'c>>>,
-    initial: &'c Taken,
-    work: Taken,
-    picks: Vec<(AllocatedDevice, usize, usize)>,
+    index: Index,
+    /// What is taken: the caller's state plus the current picks.
+    work: State,
+    picks: Vec<Pick>,
     steps: u64,
 }
 
@@ -37,7 +45,9 @@ enum Stop {
 }
 
 impl<'a, 'c> Search<'a, 'c> {
-    pub(super) fn new(alloc: &'c Allocator<'a>, claim: &'c ClaimSpec, taken: &'c Taken) -> Result<Self, AllocError> {
+    pub(super) fn new(alloc: &'c Allocator<'a>, claim: &'c ClaimSpec, taken: &Taken) -> Result<Self, AllocError> {
+        let index = Index::new(alloc.pools);
+        let mut work = State::new(&index, alloc.pools, taken);
         let mut requests = Vec::new();
         for r in &claim.requests {
             let mut alts = Vec::new();
@@ -62,16 +72,12 @@ impl<'a, 'c> Search<'a, 'c> {
                             continue;
                         }
                         if let Ok(consumed) = capacity::for_request(device, &sub.capacity) {
-                            candidates.push(Candidate {
-                                pool: pi,
-                                device: di,
-                                consumed,
-                            });
+                            candidates.push(Candidate { at: (pi, di), consumed });
                         }
                     }
                 }
                 let mut alt = Alternative { sub, candidates };
-                order(alloc, &mut alt, taken);
+                order(alloc, &index, &mut work, &mut alt);
                 alts.push(alt);
             }
             requests.push(alts);
@@ -80,8 +86,8 @@ impl<'a, 'c> Search<'a, 'c> {
             alloc,
             claim,
             requests,
-            initial: taken,
-            work: taken.clone(),
+            index,
+            work,
             picks: Vec::new(),
             steps: 0,
         })
@@ -92,9 +98,9 @@ impl<'a, 'c> Search<'a, 'c> {
             Err(Stop::GaveUp) => Ok(Outcome::GaveUp { steps: self.steps }),
             Ok(true) => {
                 let mut consumed_counters: BTreeMap<(String, String), BTreeMap<String, _>> = BTreeMap::new();
-                for (a, pi, di) in &self.picks {
-                    let (pool, device) = (&self.alloc.pools[*pi], &self.alloc.pools[*pi].devices[*di]);
-                    if a.admin_access {
+                for p in &self.picks {
+                    let (pool, device) = self.alloc.at(p.at);
+                    if p.result.admin_access {
                         continue;
                     }
                     for c in &device.consumes_counters {
@@ -104,18 +110,21 @@ impl<'a, 'c> Search<'a, 'c> {
                         for (k, v) in &c.counters {
                             let sum = e
                                 .get(k)
-                                .and_then(|s: &crate::quantity::Quantity| s.checked_add(v))
+                                .and_then(|s: &Quantity| s.checked_add(v))
                                 .unwrap_or_else(|| v.clone());
                             e.insert(k.clone(), sum);
                         }
                     }
                 }
                 Ok(Outcome::Allocated(Allocation {
-                    devices: self.picks.into_iter().map(|p| p.0).collect(),
+                    devices: self.picks.into_iter().map(|p| p.result).collect(),
                     consumed_counters,
                 }))
             }
-            Ok(false) => Ok(self.explain()),
+            Ok(false) => {
+                debug_assert!(self.picks.is_empty(), "a failed search releases its picks");
+                Ok(self.explain())
+            }
         }
     }
 
@@ -185,23 +194,25 @@ impl<'a, 'c> Search<'a, 'c> {
         }
         let alt = &self.requests[ri][ai];
         let c = &alt.candidates[ci];
-        let pool = &self.alloc.pools[c.pool];
-        let device = &pool.devices[c.device];
-        let id = DeviceId {
-            driver: pool.driver.clone(),
-            pool: pool.name.clone(),
-            device: device.name.clone(),
-        };
-        if self.picks.iter().any(|(p, _, _)| p.id == id) {
+        let (pool, device) = self.alloc.at(c.at);
+        if self.picks.iter().any(|p| p.at == c.at) {
             return Ok(false);
         }
-        if !alt.sub.admin_access && blocked(pool, device, &c.consumed, &id, &self.work).is_some() {
+        if !alt.sub.admin_access && self.work.blocked(&self.index, device, c.at, &c.consumed).is_some() {
             return Ok(false);
         }
         if !self.constraints_ok(&alt.sub.name, pool, device) {
             return Ok(false);
         }
-        let a = AllocatedDevice {
+        let id = DeviceId {
+            driver: pool.driver.clone(),
+            pool: pool.name.clone(),
+            device: device.name.clone(),
+        };
+        let share_id = device
+            .allow_multiple_allocations
+            .then(|| self.work.next_share_id(&id, c.at));
+        let result = AllocatedDevice {
             request: alt.sub.name.clone(),
             id,
             admin_access: alt.sub.admin_access,
@@ -210,17 +221,27 @@ impl<'a, 'c> Search<'a, 'c> {
             } else {
                 BTreeMap::new()
             },
-            share_id: None,
+            share_id,
         };
-        self.work.book(pool, device, &a);
-        self.picks.push((a, c.pool, c.device));
+        if !result.admin_access {
+            let share = result.share_id.as_deref();
+            self.work.apply(&self.index, device, c.at, &c.consumed, share, 1);
+        }
+        self.picks.push(Pick {
+            at: c.at,
+            consumed: c.consumed.clone(),
+            result,
+        });
         Ok(true)
     }
 
     fn unpick(&mut self) {
-        if let Some((a, pi, di)) = self.picks.pop() {
-            let pool = &self.alloc.pools[pi];
-            self.work.release(pool, &pool.devices[di], &a);
+        if let Some(p) = self.picks.pop()
+            && !p.result.admin_access
+        {
+            let (_, device) = self.alloc.at(p.at);
+            let share = p.result.share_id.as_deref();
+            self.work.apply(&self.index, device, p.at, &p.consumed, share, -1);
         }
     }
 
@@ -233,12 +254,12 @@ impl<'a, 'c> Search<'a, 'c> {
             let Some(v) = device.attribute(&pool.driver, name) else {
                 return false;
             };
-            for (p, pi, di) in &self.picks {
-                if !c.applies_to(&p.request) {
+            for p in &self.picks {
+                if !c.applies_to(&p.result.request) {
                     continue;
                 }
-                let other_pool = &self.alloc.pools[*pi];
-                let other = other_pool.devices[*di].attribute(&other_pool.driver, name);
+                let (other_pool, other) = self.alloc.at(p.at);
+                let other = other.attribute(&other_pool.driver, name);
                 if distinct == (other == Some(v)) {
                     return false;
                 }
@@ -248,6 +269,8 @@ impl<'a, 'c> Search<'a, 'c> {
     }
 
     /// The first request that cannot be met alone, or the constraints.
+    /// Called once the search has failed and so has released every pick:
+    /// `work` is the caller's state again.
     fn explain(&self) -> Outcome {
         for (ri, alts) in self.requests.iter().enumerate() {
             let mut reasons = Vec::new();
@@ -260,14 +283,9 @@ impl<'a, 'c> Search<'a, 'c> {
                 let mut why: BTreeMap<&str, usize> = BTreeMap::new();
                 let mut free = 0;
                 for c in &alt.candidates {
-                    let pool = &self.alloc.pools[c.pool];
-                    let device = &pool.devices[c.device];
-                    let id = DeviceId {
-                        driver: pool.driver.clone(),
-                        pool: pool.name.clone(),
-                        device: device.name.clone(),
-                    };
-                    match blocked(pool, device, &c.consumed, &id, self.initial).filter(|_| !alt.sub.admin_access) {
+                    let (_, device) = self.alloc.at(c.at);
+                    match (self.work.blocked(&self.index, device, c.at, &c.consumed)).filter(|_| !alt.sub.admin_access)
+                    {
                         None => free += 1,
                         Some(r) => *why.entry(r).or_insert(0) += 1,
                     }
@@ -335,135 +353,4 @@ fn tolerated(sub: &SubRequest, device: &Device) -> bool {
         .iter()
         .filter(|t| t.effect != TaintEffect::None)
         .all(|t| sub.tolerations.iter().any(|tol| tol.tolerates(t)))
-}
-
-/// Why `device` cannot be booked now, or None if it can.
-fn blocked(
-    pool: &Pool,
-    device: &Device,
-    consumed: &BTreeMap<String, crate::quantity::Quantity>,
-    id: &DeviceId,
-    taken: &Taken,
-) -> Option<&'static str> {
-    if device.allow_multiple_allocations {
-        for (name, v) in consumed {
-            let cap = &device.capacity.get(name)?.value;
-            if taken
-                .capacity_used(id, name)
-                .checked_add(v)
-                .is_none_or(|sum| sum > *cap)
-            {
-                return Some("without enough capacity left");
-            }
-        }
-        if taken.is_shared_in_use(id) {
-            return None;
-        }
-    } else if taken.is_exclusive(id) {
-        return Some("allocated to other claims");
-    }
-    for c in &device.consumes_counters {
-        let set = pool.counter_sets.iter().find(|s| s.name == c.counter_set)?;
-        for (name, v) in &c.counters {
-            let Some(total) = set.counters.get(name) else {
-                return Some("consuming an unknown counter");
-            };
-            let used = taken.counter(&pool.driver, &pool.name, &c.counter_set, name);
-            if used.checked_add(v).is_none_or(|sum| sum > *total) {
-                return Some("blocked by shared counters (their GPU or MIG placement is in use)");
-            }
-        }
-    }
-    None
-}
-
-/// Sorts `alt.candidates` into the preference order (module docs).
-fn order(alloc: &Allocator<'_>, alt: &mut Alternative<'_>, taken: &Taken) {
-    let device = |c: &Candidate| (&alloc.pools[c.pool], &alloc.pools[c.pool].devices[c.device]);
-    let id = |pool: &Pool, d: &Device| DeviceId {
-        driver: pool.driver.clone(),
-        pool: pool.name.clone(),
-        device: d.name.clone(),
-    };
-    let island = |pool: &Pool, d: &Device| match d.attribute(&pool.driver, ATTR_NVLINK_ISLAND) {
-        Some(AttrValue::Int(i)) => Some(*i),
-        _ => None,
-    };
-    let need = match alt.sub.mode {
-        AllocationMode::ExactCount(n) => n as usize,
-        AllocationMode::All => 0,
-    };
-    let mut free_in_island: BTreeMap<(usize, Option<i64>), usize> = BTreeMap::new();
-    for c in &alt.candidates {
-        let (pool, d) = device(c);
-        if blocked(pool, d, &c.consumed, &id(pool, d), taken).is_none() {
-            *free_in_island.entry((c.pool, island(pool, d))).or_insert(0) += 1;
-        }
-    }
-    let mut keyed: Vec<_> = alt
-        .candidates
-        .drain(..)
-        .map(|c| {
-            let (pool, d) = device(&c);
-            let set_in_use = d.consumes_counters.iter().any(|cc| {
-                cc.counters
-                    .keys()
-                    .any(|k| !taken.counter(&pool.driver, &pool.name, &cc.counter_set, k).is_zero())
-            });
-            let addable = addable_after(pool, d, taken);
-            let group = free_in_island.get(&(c.pool, island(pool, d))).copied().unwrap_or(0);
-            let left = d
-                .capacity
-                .get("memory")
-                .filter(|_| d.allow_multiple_allocations)
-                .and_then(|cap| cap.value.checked_sub(&taken.capacity_used(&id(pool, d), "memory")))
-                .and_then(|q| q.as_i64())
-                .unwrap_or(0);
-            let key = (
-                !set_in_use,
-                group < need,
-                group,
-                island(pool, d),
-                std::cmp::Reverse(addable),
-                left,
-                c.pool,
-                c.device,
-            );
-            (key, c)
-        })
-        .collect();
-    keyed.sort_by_key(|k| k.0);
-    alt.candidates = keyed.into_iter().map(|(_, c)| c).collect();
-}
-
-/// Other devices of the same counter set still bookable once `d` is.
-fn addable_after(pool: &Pool, d: &Device, taken: &Taken) -> usize {
-    let Some(set) = d.consumes_counters.first().map(|c| &c.counter_set) else {
-        return 0;
-    };
-    let mut after = taken.clone();
-    let a = AllocatedDevice {
-        request: String::new(),
-        id: DeviceId {
-            driver: pool.driver.clone(),
-            pool: pool.name.clone(),
-            device: d.name.clone(),
-        },
-        admin_access: false,
-        consumed_capacity: BTreeMap::new(),
-        share_id: None,
-    };
-    after.book(pool, d, &a);
-    pool.devices
-        .iter()
-        .filter(|o| o.name != d.name && o.consumes_counters.iter().any(|c| &c.counter_set == set))
-        .filter(|o| {
-            let oid = DeviceId {
-                driver: pool.driver.clone(),
-                pool: pool.name.clone(),
-                device: o.name.clone(),
-            };
-            blocked(pool, o, &BTreeMap::new(), &oid, &after).is_none()
-        })
-        .count()
 }

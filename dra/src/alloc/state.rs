@@ -1,7 +1,7 @@
 //! What is already taken on the pools: exclusive devices, consumed
 //! capacity of shareable devices, and consumed shared counters.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::device::{Device, Pool};
 use crate::quantity::Quantity;
@@ -22,6 +22,8 @@ pub struct AllocatedDevice {
     pub admin_access: bool,
     /// For shareable devices: what this allocation consumes of each capacity.
     pub consumed_capacity: BTreeMap<String, Quantity>,
+    /// For shareable devices: which share of the device this is (the API's
+    /// `shareID`, a UUID unique among the device's current allocations).
     pub share_id: Option<String>,
 }
 
@@ -33,6 +35,8 @@ pub struct Taken {
     pub counters: BTreeMap<(String, String, String, String), Quantity>,
     /// Allocations per shareable device (counters are taken by the first).
     pub shared: BTreeMap<DeviceId, u32>,
+    /// Share ids in use per shareable device.
+    pub share_ids: BTreeMap<DeviceId, BTreeSet<String>>,
 }
 
 fn add<K: Ord>(map: &mut BTreeMap<K, Quantity>, key: K, v: &Quantity, sign: i64) {
@@ -83,6 +87,17 @@ impl Taken {
             for (name, v) in &a.consumed_capacity {
                 add(&mut self.capacity, (a.id.clone(), name.clone()), v, sign);
             }
+            if let Some(share) = &a.share_id {
+                let ids = self.share_ids.entry(a.id.clone()).or_default();
+                if sign > 0 {
+                    ids.insert(share.clone());
+                } else {
+                    ids.remove(share);
+                }
+                if ids.is_empty() {
+                    self.share_ids.remove(&a.id);
+                }
+            }
             let n = self.shared.entry(a.id.clone()).or_insert(0);
             let edge = if sign > 0 { *n == 0 } else { *n == 1 };
             *n = if sign > 0 { *n + 1 } else { n.saturating_sub(1) };
@@ -124,4 +139,58 @@ impl Taken {
     pub fn is_shared_in_use(&self, id: &DeviceId) -> bool {
         self.shared.contains_key(id)
     }
+
+    /// The share id the next allocation of shareable device `id` gets
+    /// ([`first_free_share_id`]).
+    pub fn next_share_id(&self, id: &DeviceId) -> String {
+        first_free_share_id(id, self.share_ids.get(id))
+    }
+}
+
+/// The first of a fixed sequence of UUIDs derived from the device's identity
+/// that is not in `used`. Upstream draws a random UUID; this one is
+/// deterministic, so the same inputs give the same allocation, and unique
+/// among the device's current shares as the API requires.
+pub(super) fn first_free_share_id(id: &DeviceId, used: Option<&BTreeSet<String>>) -> String {
+    (0u64..)
+        .map(|k| share_uuid(id, k))
+        .find(|u| used.is_none_or(|s| !s.contains(u)))
+        .unwrap_or_default()
+}
+
+/// A version-8 (custom) UUID from FNV-1a over the device id and `k`: stable
+/// across runs and builds, unlike std's hasher.
+fn share_uuid(id: &DeviceId, k: u64) -> String {
+    let fnv = |seed: u64| {
+        let mut h = seed;
+        for part in [
+            id.driver.as_bytes(),
+            b"/",
+            id.pool.as_bytes(),
+            b"/",
+            id.device.as_bytes(),
+            b"#",
+        ]
+        .into_iter()
+        .chain(std::iter::once(&k.to_be_bytes()[..]))
+        {
+            for b in part {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        h
+    };
+    let hi = fnv(0xcbf2_9ce4_8422_2325);
+    let lo = fnv(0x6c62_272e_07bb_0142);
+    let hi = (hi & !0xf000) | 0x8000; // version 8
+    let lo = (lo & !(0b11 << 62)) | (0b10 << 62); // RFC 9562 variant
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        hi >> 32,
+        (hi >> 16) & 0xffff,
+        hi & 0xffff,
+        lo >> 48,
+        lo & 0xffff_ffff_ffff
+    )
 }
