@@ -146,12 +146,12 @@ fn read_allocated(path: &Path, alloc: &Allocator<'_>) -> Result<Vec<AllocatedDev
 }
 
 fn check(node: &NodeArgs, args: &CheckArgs) -> Result<(String, bool)> {
-    let pool = node_pool(node)?;
+    let (pool, topology) = node_pool(node)?;
     let claim = read_claim(&args.claim)?;
     let classes = read_classes(args, &pool.driver)?;
     let pools = [pool];
     let cache = SelectorCache::default();
-    let alloc = Allocator::new(&pools, &classes, &cache);
+    let alloc = Allocator::new(&pools, &classes, &cache).with_topology(&pools[0].name, &topology);
     let mut taken = Taken::default();
     for p in &args.allocated {
         let devices = read_allocated(p, &alloc)?;

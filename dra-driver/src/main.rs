@@ -57,7 +57,8 @@ pub(crate) fn read(path: &Path) -> Result<String> {
 }
 
 /// The pool a node publishes.
-pub(crate) fn node_pool(node: &NodeArgs) -> Result<railyard_dra::device::Pool> {
+/// The pool the node publishes, and its topology for the allocator.
+pub(crate) fn node_pool(node: &NodeArgs) -> Result<(railyard_dra::device::Pool, railyard_dra::alloc::PoolTopology)> {
     let machine = node.machine.as_ref().context("--machine PROFILE is required")?;
     let profile =
         MachineProfile::from_yaml(&read(machine)?).with_context(|| format!("machine profile {}", machine.display()))?;
@@ -66,11 +67,14 @@ pub(crate) fn node_pool(node: &NodeArgs) -> Result<railyard_dra::device::Pool> {
         None => DraConfig::default(),
     };
     let node_name = node.node_name.clone().unwrap_or_else(|| profile.name.clone());
-    Ok(inventory::build_pool(&profile, &config, &node_name)?)
+    Ok((
+        inventory::build_pool(&profile, &config, &node_name)?,
+        inventory::pool_topology(&profile)?,
+    ))
 }
 
 fn dry_run(cli: &Cli) -> Result<()> {
-    let pool = node_pool(&cli.node)?;
+    let (pool, _) = node_pool(&cli.node)?;
     let slices = railyard_dra::api::pool_to_slices(&pool, cli.server_version, 1)?;
     let mut out = String::new();
     for s in &slices {

@@ -167,3 +167,49 @@ fn check_parses_nvidia_opaque_configs_strictly() {
         "{err}"
     );
 }
+
+#[test]
+fn check_reports_a_share_id_and_the_consumed_memory_of_a_shared_gpu() {
+    let base = [
+        "check",
+        "--machine",
+        "configs/machines/dgx-h100.yaml",
+        "--config",
+        "configs/dra/shared.yaml",
+        "--claim",
+        "configs/dra/claims/shared-10gi.yaml",
+    ];
+    let (code, out, err) = run(&base);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_yaml::from_str(&out).unwrap();
+    let r = &v["results"][0];
+    assert_eq!(r["consumedCapacity"]["memory"], "10Gi", "{out}");
+    let first = r["shareID"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no shareID: {out}"))
+        .to_owned();
+    // That share, as the API returns it, is taken: the next one differs.
+    let f = std::env::temp_dir().join(format!("railyard-dra-share-{}.yaml", std::process::id()));
+    std::fs::write(
+        &f,
+        format!(
+            "apiVersion: resource.k8s.io/v1\nkind: ResourceClaim\nmetadata: {{name: s0, namespace: default}}\nspec: {{}}\nstatus:\n  allocation:\n    devices:\n      results:\n      - {{request: {req}, driver: gpu.nvidia.com, pool: dgx-h100, device: {dev}, shareID: {first}, consumedCapacity: {{memory: 10Gi}}}}\n",
+            req = r["request"].as_str().unwrap(),
+            dev = r["device"].as_str().unwrap(),
+        ),
+    )
+    .unwrap();
+    let mut args = base.to_vec();
+    let path = f.to_string_lossy().into_owned();
+    args.extend(["--allocated", path.as_str()]);
+    let (code, out, err) = run(&args);
+    std::fs::remove_file(&f).unwrap();
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_yaml::from_str(&out).unwrap();
+    let second = v["results"][0]["shareID"].as_str().unwrap();
+    assert_eq!(
+        v["results"][0]["device"], r["device"],
+        "the same GPU packs the next share"
+    );
+    assert_ne!(second, first, "{out}");
+}

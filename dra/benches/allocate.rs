@@ -53,6 +53,20 @@ fn bench(c: &mut Criterion) {
             other => panic!("{other:?}"),
         })
     });
+    let topo = railyard_dra::inventory::pool_topology(&p).unwrap();
+    let plain = [railyard_dra::inventory::build_pool(&p, &DraConfig::default(), "node-0").unwrap()];
+    let four = Allocator::new(&plain, &classes, &cache).with_topology("node-0", &topo);
+    let gpus4: k8s_openapi::api::resource::v1::ResourceClaimSpec = serde_yaml::from_str(
+        "devices:\n  requests:\n  - name: r\n    exactly:\n      deviceClassName: gpu.nvidia.com\n      count: 4\n",
+    )
+    .unwrap();
+    let gpus4 = ClaimSpec::from_api("spec", &gpus4).unwrap();
+    c.bench_function("allocate one 4-GPU claim ranked by topology, 8x H100", |b| {
+        b.iter(|| match four.allocate(&gpus4, &Taken::default()).unwrap() {
+            Outcome::Allocated(a) => a,
+            other => panic!("{other:?}"),
+        })
+    });
     // 5,000 nodes, one pool each; the claim is checked on every node as the
     // scheduler's filter would, each node with its own (empty) state.
     let nodes: Vec<_> = (0..5000)

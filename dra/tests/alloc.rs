@@ -436,3 +436,92 @@ proptest! {
         prop_assert_eq!(taken, Taken::default());
     }
 }
+
+/// Whole-GPU claims for `n` GPUs.
+fn gpus_claim(n: u32) -> railyard_dra::claim::ClaimSpec {
+    common::claim(&format!(
+        "devices:\n  requests:\n  - name: gpus\n    exactly:\n      deviceClassName: gpu.nvidia.com\n      count: {n}\n"
+    ))
+}
+
+#[test]
+fn multi_gpu_claims_get_the_set_the_topology_ranks_best() {
+    use railyard_core::topology::Constraints;
+    // Every profile, 2..=4 GPUs, with each single GPU already taken: the
+    // allocation is exactly best_gpus over the free GPUs.
+    let mut differs_from_publish_order = 0;
+    for profile in common::all_profiles() {
+        let pool = railyard_dra::inventory::build_pool(&profile, &DraConfig::default(), "node-0").unwrap();
+        let topo = railyard_dra::inventory::pool_topology(&profile).unwrap();
+        let classes = common::classes(&pool.driver);
+        let cache = SelectorCache::default();
+        let pools = [pool.clone()];
+        let alloc = Allocator::new(&pools, &classes, &cache).with_topology("node-0", &topo);
+        // MIG-enabled GPUs are published as MIG devices only.
+        let publishable: BTreeSet<u32> = profile
+            .gpus
+            .iter()
+            .filter(|g| !g.mig_enabled)
+            .map(|g| g.index)
+            .collect();
+        for taken_gpu in publishable.iter().copied() {
+            let mut taken = Taken::default();
+            let name = topo.gpus.iter().find(|(_, g)| **g == taken_gpu).unwrap().0.clone();
+            let held = common::claim(&format!(
+                "devices:\n  requests:\n  - name: g\n    exactly:\n      deviceClassName: gpu.nvidia.com\n      selectors:\n      - cel: {{expression: \"device.attributes['gpu.nvidia.com'].uuid == '{}'\"}}\n",
+                profile.gpus.iter().find(|g| g.index == taken_gpu).unwrap().uuid
+            ));
+            let Outcome::Allocated(h) = alloc.allocate(&held, &taken).unwrap() else {
+                panic!("{} gpu {taken_gpu}", profile.name)
+            };
+            assert_eq!(h.devices[0].id.device, name);
+            alloc.book(&mut taken, &h.devices);
+            let free: BTreeSet<u32> = publishable.iter().copied().filter(|g| *g != taken_gpu).collect();
+            for n in 2..=4u32 {
+                if (n as usize) > free.len() {
+                    continue;
+                }
+                let Outcome::Allocated(a) = alloc.allocate(&gpus_claim(n), &taken).unwrap() else {
+                    panic!("{}: {n} GPUs with gpu {taken_gpu} taken", profile.name)
+                };
+                let got: BTreeSet<u32> = a.devices.iter().map(|d| topo.gpus[&d.id.device]).collect();
+                let want: BTreeSet<u32> = topo
+                    .topology
+                    .best_gpus(n as usize, &free, &Constraints::default())
+                    .unwrap()
+                    .into_iter()
+                    .collect();
+                assert_eq!(got, want, "{}: {n} GPUs with gpu {taken_gpu} taken", profile.name);
+                let first_free: BTreeSet<u32> = free.iter().copied().take(n as usize).collect();
+                differs_from_publish_order += usize::from(got != first_free);
+            }
+        }
+    }
+    // The ranking decides somewhere: otherwise this test would not notice
+    // it being ignored.
+    assert!(differs_from_publish_order > 0);
+}
+
+#[test]
+fn allocation_with_the_deepest_selectors_runs_on_a_2_mib_stack() {
+    use railyard_dra::cel::MAX_AST_DEPTH;
+    // The allocator evaluates on the caller's thread: a claim whose
+    // selectors are as deep as accepted must fit a spawned thread's default.
+    let chain = format!("1{} > 0", " + 1".repeat(MAX_AST_DEPTH - 3));
+    let nested = (0..MAX_AST_DEPTH / 2 - 2).fold("true".to_owned(), |body, i| format!("[{i}].all(x{i}, {body})"));
+    let claim = common::claim(&format!(
+        "devices:\n  requests:\n  - name: gpus\n    exactly:\n      deviceClassName: gpu.nvidia.com\n      count: 2\n      selectors:\n      - cel: {{expression: {chain:?}}}\n      - cel: {{expression: {nested:?}}}\n"
+    ));
+    let pool = common::pool("dgx-h100", &DraConfig::default());
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let Outcome::Allocated(a) = allocate(&pool, &claim, &Taken::default()).unwrap() else {
+                panic!("allocates")
+            };
+            assert_eq!(a.devices.len(), 2);
+        })
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+}
