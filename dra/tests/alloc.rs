@@ -525,3 +525,38 @@ fn allocation_with_the_deepest_selectors_runs_on_a_2_mib_stack() {
         .join()
         .expect("no stack overflow");
 }
+
+#[test]
+fn an_allocator_kept_across_claims_answers_as_a_fresh_one() {
+    // The allocator memoises selector verdicts per device: a sequence of
+    // different claims on one allocator must give what fresh allocators
+    // give, booking as it goes.
+    let cfg = DraConfig::from_yaml("version: v1\nsharing: {shares: 4, gpus: [6, 7]}\n").unwrap();
+    let pool = common::pool("dgx-h100", &cfg);
+    let classes = common::classes(&pool.driver);
+    let cache = SelectorCache::default();
+    let pools = [pool.clone()];
+    let kept = Allocator::new(&pools, &classes, &cache);
+    let claims: Vec<_> = [
+        "h100-by-product.yaml",
+        "mig-1g.yaml",
+        "shared-10gi.yaml",
+        "bridged-pair.yaml",
+    ]
+    .iter()
+    .map(|f| common::claim_file(f))
+    .chain([gpus_claim(2), gpus_claim(3)])
+    .collect();
+    let mut taken = Taken::default();
+    for round in 0..6 {
+        for (i, claim) in claims.iter().enumerate() {
+            let fresh_cache = SelectorCache::default();
+            let fresh = Allocator::new(&pools, &classes, &fresh_cache).allocate(claim, &taken);
+            let got = kept.allocate(claim, &taken);
+            assert_eq!(got, fresh, "round {round}, claim {i}");
+            if let Ok(Outcome::Allocated(a)) = got {
+                kept.book(&mut taken, &a.devices);
+            }
+        }
+    }
+}

@@ -12,15 +12,25 @@ use crate::quantity::Quantity;
 /// A device by position: (pool, device) indexes into the allocator's pools.
 pub(super) type At = (usize, usize);
 
-/// What one device consumes as (flat counter index, amount); `None` when it
-/// names a counter set or counter its pool does not publish.
-type Consumption = Option<Vec<(usize, Quantity)>>;
+/// What one device consumes as (flat counter index, amount in nano-units);
+/// `None` when it names a counter set or counter its pool does not publish,
+/// or an amount past [`nanos`]' range.
+type Consumption = Option<Vec<(usize, i128)>>;
+
+/// `q` exactly, in units of 10⁻⁹ (a quantity's finest scale): counters are
+/// compared and summed as integers in the search. Covers ±1.7·10²⁹ units.
+fn nanos(q: &Quantity) -> Option<i128> {
+    let (mantissa, scale) = q.mantissa_scale();
+    let shift = u32::try_from(scale.checked_add(9)?).ok()?;
+    10i128.checked_pow(shift).and_then(|p| mantissa.checked_mul(p))
+}
 
 /// Counter sets, counters and device consumption of the pools, by index.
 #[derive(Debug)]
-pub(super) struct Index {
-    /// Total of each counter, flat over every pool's counter sets.
-    total: Vec<Quantity>,
+pub(super) struct Index<'p> {
+    /// Total of each counter in nano-units, flat over every pool's counter
+    /// sets; a total past the range counts as unlimited.
+    total: Vec<i128>,
     /// Per pool, per device; an unknown counter makes the device
     /// unallocatable, as upstream.
     consumes: Vec<Vec<Consumption>>,
@@ -29,11 +39,11 @@ pub(super) struct Index {
     /// Per counter set: the devices (of its pool) consuming from it.
     members: Vec<Vec<usize>>,
     /// (pool, set name, counter name) → flat counter index.
-    counter_at: HashMap<(usize, String, String), usize>,
+    counter_at: HashMap<(usize, &'p str, &'p str), usize>,
 }
 
-impl Index {
-    pub(super) fn new(pools: &[Pool]) -> Index {
+impl<'p> Index<'p> {
+    pub(super) fn new(pools: &'p [Pool]) -> Index<'p> {
         let mut total = Vec::new();
         let mut counter_at = HashMap::new();
         let mut set_at: HashMap<(usize, &str), usize> = HashMap::new();
@@ -42,8 +52,8 @@ impl Index {
                 let next = set_at.len();
                 set_at.entry((pi, set.name.as_str())).or_insert(next);
                 for (name, v) in &set.counters {
-                    counter_at.insert((pi, set.name.clone(), name.clone()), total.len());
-                    total.push(v.clone());
+                    counter_at.insert((pi, set.name.as_str(), name.as_str()), total.len());
+                    total.push(nanos(v).unwrap_or(i128::MAX));
                 }
             }
         }
@@ -67,9 +77,8 @@ impl Index {
                         .iter()
                         .flat_map(|c| c.counters.iter().map(move |(name, v)| (&c.counter_set, name, v)))
                         .map(|(set, name, v)| {
-                            counter_at
-                                .get(&(pi, set.clone(), name.clone()))
-                                .map(|&i| (i, v.clone()))
+                            let i = *counter_at.get(&(pi, set.as_str(), name.as_str()))?;
+                            Some((i, nanos(v)?))
                         })
                         .collect::<Option<Vec<_>>>(),
                 );
@@ -101,7 +110,8 @@ pub(super) type Blocked = &'static str;
 /// What is taken, by position.
 #[derive(Debug, Clone)]
 pub(super) struct State {
-    used: Vec<Quantity>,
+    /// Used amount of each counter, in nano-units.
+    used: Vec<i128>,
     exclusive: Vec<Vec<u32>>,
     shared: Vec<Vec<u32>>,
     capacity: BTreeMap<At, BTreeMap<String, Quantity>>,
@@ -110,9 +120,9 @@ pub(super) struct State {
 
 impl State {
     /// `taken` as seen by these pools; entries for other pools are ignored.
-    pub(super) fn new(index: &Index, pools: &[Pool], taken: &Taken) -> State {
+    pub(super) fn new(index: &Index<'_>, pools: &[Pool], taken: &Taken) -> State {
         let mut s = State {
-            used: vec![Quantity::from_i64(0); index.total.len()],
+            used: vec![0; index.total.len()],
             exclusive: pools.iter().map(|p| vec![0; p.devices.len()]).collect(),
             shared: pools.iter().map(|p| vec![0; p.devices.len()]).collect(),
             capacity: BTreeMap::new(),
@@ -164,8 +174,8 @@ impl State {
             let Some(&pi) = pool_at.get(&(driver.as_str(), pool.as_str())) else {
                 continue;
             };
-            if let Some(&i) = index.counter_at.get(&(pi, set.clone(), name.clone())) {
-                s.used[i] = v.clone();
+            if let Some(&i) = index.counter_at.get(&(pi, set.as_str(), name.as_str())) {
+                s.used[i] = nanos(v).unwrap_or(i128::MAX);
             }
         }
         s
@@ -192,18 +202,18 @@ impl State {
     }
 
     /// Whether any counter `at` consumes is already partly used.
-    pub(super) fn set_in_use(&self, index: &Index, at: At) -> bool {
+    pub(super) fn set_in_use(&self, index: &Index<'_>, at: At) -> bool {
         index.consumes[at.0][at.1]
             .iter()
             .flatten()
-            .any(|(i, _)| !self.used[*i].is_zero())
+            .any(|(i, _)| self.used[*i] != 0)
     }
 
     /// Why `device` (at `at`) cannot take an allocation consuming
     /// `consumed` of its capacity, or None if it can.
     pub(super) fn blocked(
         &self,
-        index: &Index,
+        index: &Index<'_>,
         device: &Device,
         at: At,
         consumed: &BTreeMap<String, Quantity>,
@@ -228,15 +238,10 @@ impl State {
             return Some("allocated to other claims");
         }
         let Some(consumes) = &index.consumes[at.0][at.1] else {
-            return Some("consuming an unknown counter");
+            return Some("consuming a counter its pool does not publish, or one out of range");
         };
         for (i, v) in consumes {
-            let fits = if self.used[*i].is_zero() {
-                *v <= index.total[*i]
-            } else {
-                self.used[*i].checked_add(v).is_some_and(|sum| sum <= index.total[*i])
-            };
-            if !fits {
+            if self.used[*i].checked_add(*v).is_none_or(|sum| sum > index.total[*i]) {
                 return Some("blocked by shared counters (their GPU or MIG placement is in use)");
             }
         }
@@ -252,7 +257,7 @@ impl State {
     /// counters of a shareable device go with its first allocation.
     pub(super) fn apply(
         &mut self,
-        index: &Index,
+        index: &Index<'_>,
         device: &Device,
         at: At,
         consumed: &BTreeMap<String, Quantity>,
@@ -292,12 +297,12 @@ impl State {
         };
         if edge && let Some(consumes) = &index.consumes[at.0][at.1] {
             for (i, v) in consumes {
-                let next = if sign > 0 {
-                    self.used[*i].checked_add(v)
+                // Booked amounts passed `blocked`, so they stay in range.
+                self.used[*i] = if sign > 0 {
+                    self.used[*i].saturating_add(*v)
                 } else {
-                    self.used[*i].checked_sub(v)
+                    self.used[*i].saturating_sub(*v)
                 };
-                self.used[*i] = next.unwrap_or_else(|| Quantity::from_i64(0));
             }
         }
     }

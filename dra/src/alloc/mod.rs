@@ -24,13 +24,14 @@ mod order;
 mod search;
 mod state;
 
-use std::collections::BTreeMap;
+use std::cell::{OnceCell, RefCell};
+use std::collections::{BTreeMap, HashMap};
 
 pub use capacity::{CapacityMismatch, consumed};
 use railyard_core::topology::NodeTopology;
 pub use state::{AllocatedDevice, DeviceId, Taken};
 
-use crate::cel::{CelError, SelectorCache};
+use crate::cel::{CelDevice, CelError, SelectorCache};
 use crate::claim::{ClaimSpec, DeviceClass};
 use crate::device::{Device, Pool};
 use crate::quantity::Quantity;
@@ -79,7 +80,9 @@ pub enum AllocError {
     Selector { request: String, source: CelError },
 }
 
-/// The pools of one node (or of every node a claim may use).
+/// The pools of one node (or of every node a claim may use). Keep one per
+/// node across claims: the counter index and the devices' CEL views are
+/// built on first use and reused.
 #[derive(Debug)]
 pub struct Allocator<'a> {
     pub pools: &'a [Pool],
@@ -88,7 +91,17 @@ pub struct Allocator<'a> {
     pub max_steps: u64,
     /// Known topologies, by pool name.
     pub topologies: BTreeMap<String, &'a PoolTopology>,
+    index: OnceCell<dense::Index<'a>>,
+    /// Per pool, per device: the device as selectors see it.
+    views: OnceCell<Vec<Vec<CelDevice<'a>>>>,
+    /// Selector verdicts per expression, per pool, per device: the devices
+    /// cannot change under an allocator, so each is evaluated once.
+    verdicts: RefCell<HashMap<String, Vec<Vec<Option<bool>>>>>,
 }
+
+/// Expressions whose verdicts an [`Allocator`] keeps; past this the memo
+/// starts over, so a long-lived allocator stays bounded.
+pub const VERDICT_EXPRESSIONS: usize = 1024;
 
 impl<'a> Allocator<'a> {
     pub fn new(pools: &'a [Pool], classes: &'a BTreeMap<String, DeviceClass>, selectors: &'a SelectorCache) -> Self {
@@ -98,7 +111,77 @@ impl<'a> Allocator<'a> {
             selectors,
             max_steps: MAX_STEPS,
             topologies: BTreeMap::new(),
+            index: OnceCell::new(),
+            views: OnceCell::new(),
+            verdicts: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// The devices every one of `expressions` matches, in publish order.
+    /// Each expression is looked up once; a device is evaluated only
+    /// against the expressions it passed so far, as upstream short-circuits.
+    fn select<'s>(
+        &self,
+        request: &str,
+        expressions: impl Iterator<Item = &'s String>,
+    ) -> Result<Vec<(usize, usize)>, AllocError> {
+        let err = |source| AllocError::Selector {
+            request: request.to_owned(),
+            source,
+        };
+        let mut left: Vec<(usize, usize)> = self
+            .pools
+            .iter()
+            .enumerate()
+            .flat_map(|(pi, p)| (0..p.devices.len()).map(move |di| (pi, di)))
+            .collect();
+        for expression in expressions {
+            let mut memo = self.verdicts.borrow_mut();
+            if memo.len() >= VERDICT_EXPRESSIONS && !memo.contains_key(expression.as_str()) {
+                memo.clear();
+            }
+            let verdicts = match memo.get_mut(expression.as_str()) {
+                Some(v) => v,
+                None => memo
+                    .entry(expression.clone())
+                    .or_insert_with(|| self.pools.iter().map(|p| vec![None; p.devices.len()]).collect()),
+            };
+            let mut selector = None;
+            let mut kept = Vec::with_capacity(left.len());
+            for at in left {
+                let verdict = match verdicts[at.0][at.1] {
+                    Some(v) => v,
+                    None => {
+                        let sel = match &selector {
+                            Some(s) => s,
+                            None => selector.insert(self.selectors.get(expression).map_err(err)?),
+                        };
+                        let v = sel.matches_device(self.view(at)).map_err(err)?;
+                        verdicts[at.0][at.1] = Some(v);
+                        v
+                    }
+                };
+                if verdict {
+                    kept.push(at);
+                }
+            }
+            left = kept;
+        }
+        Ok(left)
+    }
+
+    fn index(&self) -> &dense::Index<'a> {
+        self.index.get_or_init(|| dense::Index::new(self.pools))
+    }
+
+    fn view(&self, (pool, device): (usize, usize)) -> &CelDevice<'a> {
+        let views = self.views.get_or_init(|| {
+            self.pools
+                .iter()
+                .map(|p| p.devices.iter().map(|d| CelDevice::new(&p.driver, d)).collect())
+                .collect()
+        });
+        &views[pool][device]
     }
 
     /// Ranks multi-GPU picks in pool `pool` by `topology`.

@@ -23,7 +23,7 @@ use crate::names::ATTR_NVLINK_ISLAND;
 /// 5. the MIG placement that leaves the most other placements addable;
 /// 6. the shareable device with the least memory left;
 /// 7. publish order.
-pub(super) fn order(alloc: &Allocator<'_>, index: &Index, state: &mut State, alt: &mut Alternative<'_>) {
+pub(super) fn order(alloc: &Allocator<'_>, index: &Index<'_>, state: &mut State, alt: &mut Alternative<'_>) {
     let island = |c: &Candidate| {
         let (pool, d) = alloc.at(c.at);
         match d.attribute(&pool.driver, ATTR_NVLINK_ISLAND) {
@@ -104,7 +104,7 @@ fn best_by_topology(
 
 /// Other devices of `c`'s counter set still bookable once `c` is: books
 /// `c` into `state`, counts, and releases it again.
-fn addable_after(alloc: &Allocator<'_>, index: &Index, state: &mut State, c: &Candidate) -> usize {
+fn addable_after(alloc: &Allocator<'_>, index: &Index<'_>, state: &mut State, c: &Candidate) -> usize {
     let d = alloc.at(c.at).1;
     if d.consumes_counters.is_empty() {
         return 0;

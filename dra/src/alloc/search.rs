@@ -33,7 +33,7 @@ pub(super) struct Search<'a, 'c> {
     alloc: &'c Allocator<'a>,
     claim: &'c ClaimSpec,
     requests: Vec<Vec<Alternative<'c>>>,
-    index: Index,
+    index: &'c Index<'a>,
     /// What is taken: the caller's state plus the current picks.
     work: State,
     picks: Vec<Pick>,
@@ -46,8 +46,8 @@ enum Stop {
 
 impl<'a, 'c> Search<'a, 'c> {
     pub(super) fn new(alloc: &'c Allocator<'a>, claim: &'c ClaimSpec, taken: &Taken) -> Result<Self, AllocError> {
-        let index = Index::new(alloc.pools);
-        let mut work = State::new(&index, alloc.pools, taken);
+        let index = alloc.index();
+        let mut work = State::new(index, alloc.pools, taken);
         let mut requests = Vec::new();
         for r in &claim.requests {
             let mut alts = Vec::new();
@@ -57,27 +57,17 @@ impl<'a, 'c> Search<'a, 'c> {
                     class: sub.class.clone(),
                 })?;
                 let mut candidates = Vec::new();
-                for (pi, pool) in alloc.pools.iter().enumerate() {
-                    for (di, device) in pool.devices.iter().enumerate() {
-                        if !selected(
-                            alloc,
-                            &sub.name,
-                            pool,
-                            device,
-                            class.selectors.iter().chain(&sub.selectors),
-                        )? {
-                            continue;
-                        }
-                        if !tolerated(sub, device) {
-                            continue;
-                        }
-                        if let Ok(consumed) = capacity::for_request(device, &sub.capacity) {
-                            candidates.push(Candidate { at: (pi, di), consumed });
-                        }
+                for at in alloc.select(&sub.name, class.selectors.iter().chain(&sub.selectors))? {
+                    let device = alloc.at(at).1;
+                    if !tolerated(sub, device) {
+                        continue;
+                    }
+                    if let Ok(consumed) = capacity::for_request(device, &sub.capacity) {
+                        candidates.push(Candidate { at, consumed });
                     }
                 }
                 let mut alt = Alternative { sub, candidates };
-                order(alloc, &index, &mut work, &mut alt);
+                order(alloc, index, &mut work, &mut alt);
                 alts.push(alt);
             }
             requests.push(alts);
@@ -198,7 +188,7 @@ impl<'a, 'c> Search<'a, 'c> {
         if self.picks.iter().any(|p| p.at == c.at) {
             return Ok(false);
         }
-        if !alt.sub.admin_access && self.work.blocked(&self.index, device, c.at, &c.consumed).is_some() {
+        if !alt.sub.admin_access && self.work.blocked(self.index, device, c.at, &c.consumed).is_some() {
             return Ok(false);
         }
         if !self.constraints_ok(&alt.sub.name, pool, device) {
@@ -225,7 +215,7 @@ impl<'a, 'c> Search<'a, 'c> {
         };
         if !result.admin_access {
             let share = result.share_id.as_deref();
-            self.work.apply(&self.index, device, c.at, &c.consumed, share, 1);
+            self.work.apply(self.index, device, c.at, &c.consumed, share, 1);
         }
         self.picks.push(Pick {
             at: c.at,
@@ -241,7 +231,7 @@ impl<'a, 'c> Search<'a, 'c> {
         {
             let (_, device) = self.alloc.at(p.at);
             let share = p.result.share_id.as_deref();
-            self.work.apply(&self.index, device, p.at, &p.consumed, share, -1);
+            self.work.apply(self.index, device, p.at, &p.consumed, share, -1);
         }
     }
 
@@ -284,8 +274,7 @@ impl<'a, 'c> Search<'a, 'c> {
                 let mut free = 0;
                 for c in &alt.candidates {
                     let (_, device) = self.alloc.at(c.at);
-                    match (self.work.blocked(&self.index, device, c.at, &c.consumed)).filter(|_| !alt.sub.admin_access)
-                    {
+                    match (self.work.blocked(self.index, device, c.at, &c.consumed)).filter(|_| !alt.sub.admin_access) {
                         None => free += 1,
                         Some(r) => *why.entry(r).or_insert(0) += 1,
                     }
@@ -321,30 +310,6 @@ impl<'a, 'c> Search<'a, 'c> {
                 .into(),
         }
     }
-}
-
-fn selected<'s>(
-    alloc: &Allocator<'_>,
-    request: &str,
-    pool: &Pool,
-    device: &Device,
-    mut selectors: impl Iterator<Item = &'s String>,
-) -> Result<bool, AllocError> {
-    // One view of the device serves the class's and the request's selectors.
-    let view = crate::cel::CelDevice::new(&pool.driver, device);
-    selectors.try_fold(true, |ok, expr| {
-        if !ok {
-            return Ok(false);
-        }
-        let sel = alloc.selectors.get(expr).map_err(|source| AllocError::Selector {
-            request: request.to_owned(),
-            source,
-        })?;
-        sel.matches_device(&view).map_err(|source| AllocError::Selector {
-            request: request.to_owned(),
-            source,
-        })
-    })
 }
 
 fn tolerated(sub: &SubRequest, device: &Device) -> bool {
