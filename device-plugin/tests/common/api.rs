@@ -1,22 +1,15 @@
-//! A mocked API server for the pod side (kube's tower-test pattern): pods
-//! bound to `node-a` served to a watcher (list, then watches answered with
-//! every event after the asked resourceVersion), and pod merge patches
-//! applied to the pods, recorded for the test and echoed as watch events,
-//! as the API server does.
+//! The pod side of the API for the device plugin's tests: the shared
+//! stateful fake API server (`railyard-test-util`), with the pods these
+//! tests bind and the write-backs they check.
 #![allow(clippy::unwrap_used, dead_code)]
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Method, Request, Response, StatusCode};
-use kube::client::Body;
+use railyard_test_util::FakeApiServer;
 use serde_json::{Value, json};
-use tokio::sync::watch;
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-/// A pod PATCH as the mock received it.
+/// A pod PATCH as the server received it.
 #[derive(Debug, Clone)]
 pub struct PatchRecord {
     pub path: String,
@@ -37,45 +30,16 @@ impl PatchRecord {
     }
 }
 
-#[derive(Default)]
-struct State {
-    rv: u64,
-    pods: BTreeMap<(String, String), Value>,
-    /// (resourceVersion, type, object)
-    events: Vec<(u64, &'static str, Value)>,
-    patches: Vec<PatchRecord>,
-    /// Patches still to answer with 500.
-    fail_patches: u32,
-    unexpected: Vec<String>,
-}
-
 #[derive(Clone)]
 pub struct FakeApi {
-    state: Arc<Mutex<State>>,
-    rv: watch::Sender<u64>,
+    server: Arc<FakeApiServer>,
 }
 
-/// A client over the mock and the mock's controls.
-pub fn fake_api() -> (kube::Client, FakeApi) {
-    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let api = FakeApi {
-        state: Arc::new(Mutex::new(State::default())),
-        rv: watch::channel(0).0,
-    };
-    tokio::spawn(serve(handle, api.clone()));
-    (kube::Client::new(svc, "default"), api)
-}
-
-fn respond(status: StatusCode, body: &Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(body).unwrap()))
-        .unwrap()
-}
-
-fn status(code: u16, reason: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "message": reason, "code": code})
+/// A client of a fresh fake API server, and the server's controls.
+pub async fn fake_api() -> (kube::Client, FakeApi) {
+    let server = FakeApiServer::start().await.unwrap();
+    let client = server.client().unwrap();
+    (client, FakeApi { server: Arc::new(server) })
 }
 
 /// A pod bound to `node-a` asking for `count` of `resource` in container
@@ -97,52 +61,17 @@ pub fn gpu_pod(name: &str, resource: &str, count: u32, record: Option<&str>) -> 
 }
 
 impl FakeApi {
-    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
-        f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    fn event(&self, s: &mut State, kind: &'static str, mut pod: Value) {
-        s.rv += 1;
-        pod["metadata"]["resourceVersion"] = json!(s.rv.to_string());
-        let key = (
-            pod["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
-            pod["metadata"]["name"].as_str().unwrap_or_default().to_string(),
-        );
-        if kind == "DELETED" {
-            s.pods.remove(&key);
-        } else {
-            s.pods.insert(key, pod.clone());
-        }
-        s.events.push((s.rv, kind, pod));
-        self.rv.send_replace(s.rv);
-    }
-
     /// Adds (or replaces) a pod.
     pub fn put_pod(&self, pod: Value) {
-        self.with(|s| {
-            let kind = if s
-                .pods
-                .keys()
-                .any(|k| Some(k.1.as_str()) == pod["metadata"]["name"].as_str())
-            {
-                "MODIFIED"
-            } else {
-                "ADDED"
-            };
-            self.event(s, kind, pod)
-        });
+        self.server.put(pod).unwrap();
     }
 
     pub fn delete_pod(&self, name: &str) {
-        self.with(|s| {
-            if let Some(p) = s.pods.get(&("ml".to_string(), name.to_string())).cloned() {
-                self.event(s, "DELETED", p);
-            }
-        });
+        let _ = self.server.delete("v1", "Pod", "ml", name);
     }
 
     pub fn pod(&self, name: &str) -> Option<Value> {
-        self.with(|s| s.pods.get(&("ml".to_string(), name.to_string())).cloned())
+        self.server.get("v1", "Pod", "ml", name)
     }
 
     /// The pod's `railyard.dev/allocated-gpus`, as the API holds it.
@@ -153,22 +82,44 @@ impl FakeApi {
     }
 
     pub fn patches(&self) -> Vec<PatchRecord> {
-        self.with(|s| s.patches.clone())
+        self.server
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PATCH")
+            .map(|r| PatchRecord {
+                path: r.path,
+                query: r.query,
+                content_type: r.content_type.unwrap_or_default(),
+                body: r.body.unwrap_or_default(),
+            })
+            .collect()
     }
 
-    /// The next `n` patches are answered 500.
+    /// The next `n` pod patches are answered 500.
     pub fn fail_patches(&self, n: u32) {
-        self.with(|s| s.fail_patches = n);
+        self.server.fail_next("PATCH", "/pods/", 500, n);
     }
 
-    /// Requests the mock did not expect.
+    /// Requests the plugin should not make: anything but pod patches and
+    /// the pod list/watch, which must select this node.
     pub fn unexpected(&self) -> Vec<String> {
-        self.with(|s| s.unexpected.clone())
+        self.server
+            .requests()
+            .into_iter()
+            .filter(|r| {
+                let pod_patch = r.method == "PATCH" && r.path.starts_with("/api/v1/namespaces/") && r.path.contains("/pods/");
+                let pod_watch = r.method == "GET"
+                    && r.path == "/api/v1/pods"
+                    && r.query.contains("fieldSelector=spec.nodeName%3Dnode-a");
+                !(pod_patch || pod_watch)
+            })
+            .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
+            .collect()
     }
 
     /// Waits until `name` has a write-back; generous timeout.
     pub async fn wait_allocated(&self, name: &str, timeout: Duration) -> Option<String> {
-        let mut rx = self.rv.subscribe();
+        let mut rx = self.server.changes();
         let check = async {
             loop {
                 if let Some(v) = self.allocated(name) {
@@ -181,96 +132,4 @@ impl FakeApi {
         };
         tokio::time::timeout(timeout, check).await.ok()
     }
-}
-
-fn param<'a>(q: &'a str, key: &str) -> Option<&'a str> {
-    q.split('&').find_map(|p| p.strip_prefix(key)?.strip_prefix('='))
-}
-
-async fn serve(mut handle: Handle, api: FakeApi) {
-    while let Some((req, send)) = handle.next_request().await {
-        let api = api.clone();
-        tokio::spawn(async move {
-            let resp = answer(&api, req).await;
-            send.send_response(resp);
-        });
-    }
-}
-
-async fn answer(api: &FakeApi, req: Request<Body>) -> Response<Body> {
-    let path = req.uri().path().to_string();
-    let query = req.uri().query().unwrap_or_default().to_string();
-    if req.method() == Method::GET && path == "/api/v1/pods" {
-        assert!(
-            query.contains("fieldSelector=spec.nodeName%3Dnode-a"),
-            "the pod watch must select this node: {query}"
-        );
-        if param(&query, "watch") != Some("true") {
-            let (rv, items) = api.with(|s| (s.rv, s.pods.values().cloned().collect::<Vec<_>>()));
-            return respond(
-                StatusCode::OK,
-                &json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
-            );
-        }
-        let from: u64 = param(&query, "resourceVersion")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut rx = api.rv.subscribe();
-        let _ = rx.wait_for(|v| *v > from).await;
-        let mut body = Vec::new();
-        api.with(|s| {
-            for (rv, kind, obj) in s.events.iter().filter(|e| e.0 > from) {
-                let _ = rv;
-                body.extend(serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap());
-                body.push(b'\n');
-            }
-        });
-        return Response::builder()
-            .status(StatusCode::OK)
-            .header("content-type", "application/json")
-            .body(Body::from(body))
-            .unwrap();
-    }
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    if req.method() == Method::PATCH
-        && let ["api", "v1", "namespaces", ns, "pods", name] = parts.as_slice()
-    {
-        let (ns, name) = (ns.to_string(), name.to_string());
-        let content_type = req
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        let bytes = req.into_body().collect_bytes().await.unwrap();
-        let body: Value = serde_json::from_slice(&bytes).unwrap();
-        return api.with(|s| {
-            s.patches.push(PatchRecord {
-                path: path.clone(),
-                query: query.clone(),
-                content_type,
-                body: body.clone(),
-            });
-            if s.fail_patches > 0 {
-                s.fail_patches -= 1;
-                return respond(StatusCode::INTERNAL_SERVER_ERROR, &status(500, "InternalError"));
-            }
-            let Some(mut pod) = s.pods.get(&(ns, name)).cloned() else {
-                return respond(StatusCode::NOT_FOUND, &status(404, "NotFound"));
-            };
-            if let Some(a) = body["metadata"]["annotations"].as_object() {
-                for (k, v) in a {
-                    pod["metadata"]["annotations"][k] = v.clone();
-                }
-            }
-            api.event(s, "MODIFIED", pod.clone());
-            let meta = s.events.last().map(|e| e.2["metadata"].clone()).unwrap_or_default();
-            respond(
-                StatusCode::OK,
-                &json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": meta}),
-            )
-        });
-    }
-    api.with(|s| s.unexpected.push(format!("{} {path}?{query}", req.method())));
-    respond(StatusCode::NOT_FOUND, &status(404, "NotFound"))
 }

@@ -40,7 +40,7 @@ pub async fn node(config: &str, follow: bool, reconcile: Duration) -> Node {
 /// `pod_resources` false: the plugin's PodResources socket does not exist
 /// (it matches calls from the pod watch alone and cannot reconcile).
 pub async fn node_with(config: &str, follow: bool, reconcile: Duration, pod_resources: bool) -> Node {
-    let (client, api) = fake_api();
+    let (client, api) = fake_api().await;
     let pr_dir = TempDir::new("railyard-dp-pr").unwrap();
     let pr = FakePodResources::start(&pr_dir.path().join("kubelet.sock")).unwrap();
     let m = machine("dgx-h100");

@@ -234,11 +234,15 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or_default().to_owned();
-    let content_type = req
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let (content_type, metadata_only) = {
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        // kube's *_metadata calls ask for PartialObjectMetadata(List).
+        let accept = header("accept");
+        (
+            header("content-type"),
+            accept.is_some_and(|a| a.contains("as=PartialObjectMetadata")),
+        )
+    };
     let bytes = match to_bytes(req.into_body(), MAX_BODY).await {
         Ok(b) => b,
         Err(e) => return error(&ApiError::new(413, "RequestEntityTooLarge", e.to_string())),
@@ -300,10 +304,24 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             if method != "GET" {
                 shared.tick();
             }
-            respond(code, &v)
+            respond(code, &if metadata_only { partial(v) } else { v })
         }
-        Ok(Reply::Watch(w)) => watch::serve(shared.clone(), w),
+        Ok(Reply::Watch(w)) => watch::serve(shared.clone(), w, metadata_only),
         Err(e) => error(&e),
+    }
+}
+
+/// An object (or list) as `PartialObjectMetadata(List)`.
+pub(super) fn partial(v: Value) -> Value {
+    let one =
+        |o: &Value| json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": o["metadata"]});
+    match v.get("items").and_then(Value::as_array) {
+        Some(items) => json!({
+            "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+            "metadata": v["metadata"], "items": items.iter().map(one).collect::<Vec<_>>(),
+        }),
+        None if v.get("kind").and_then(Value::as_str) == Some("Status") => v,
+        None => one(&v),
     }
 }
 

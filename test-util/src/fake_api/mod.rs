@@ -220,22 +220,71 @@ impl FakeApiServer {
             .ok_or_else(|| ApiError::new(404, "NotFound", format!("no resource for {api_version} {kind}")))
     }
 
-    /// Creates `obj` as a POST would (the test's way to seed state).
+    /// Creates `obj` as a POST would (the test's way to seed state), except
+    /// that a uid it carries is kept, so fixtures can name it.
     pub fn create(&self, obj: Value) -> Result<Value, ApiError> {
-        let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_owned();
-        let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
+        self.write(&obj, |store, ri, ns, name| {
+            let _ = name;
+            store.create_with(ri, ns, obj.clone(), &http::now(), true)
+        })
+    }
+
+    /// Creates `obj`, or replaces the stored one unconditionally (as a PUT
+    /// without resourceVersion); status is written too.
+    pub fn put(&self, obj: Value) -> Result<Value, ApiError> {
+        self.write(&obj, |store, ri, ns, name| {
+            if store.get(ri, ns, name).is_err() {
+                return store.create_with(ri, ns, obj.clone(), &http::now(), true);
+            }
+            let mut next = obj.clone();
+            if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("resourceVersion");
+            }
+            let status = next.get("status").cloned();
+            let out = store.update(ri, ns, name, next.clone(), store::Part::Main)?;
+            match status {
+                Some(_) if store.resources[ri].has_status() => store.update(ri, ns, name, next, store::Part::Status),
+                _ => Ok(out),
+            }
+        })
+    }
+
+    /// Deletes as a DELETE would (finalizers hold the object).
+    pub fn delete(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Result<Value, ApiError> {
+        let obj = serde_json::json!({"apiVersion": api_version, "kind": kind, "metadata": {"namespace": namespace, "name": name}});
+        self.write(&obj, |store, ri, ns, name| {
+            store.delete(ri, ns, name, None, &http::now())
+        })
+    }
+
+    fn write(
+        &self,
+        obj: &Value,
+        f: impl FnOnce(&mut Store, usize, &str, &str) -> Result<Value, ApiError>,
+    ) -> Result<Value, ApiError> {
+        let api_version = obj["apiVersion"].as_str().unwrap_or_default();
+        let kind = obj["kind"].as_str().unwrap_or_default();
         let ns = obj
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
-            .unwrap_or("default")
-            .to_owned();
+            .unwrap_or("default");
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let out = {
             let mut store = self.shared.store();
-            let ri = Self::resource_of(&store, &api_version, &kind)?;
-            store.create(ri, &ns, obj, &http::now())
+            let ri = Self::resource_of(&store, api_version, kind)?;
+            f(&mut store, ri, ns, name)
         };
         self.shared.tick();
         out
+    }
+
+    /// Ticks on every write and control action: wait on it instead of
+    /// sleeping.
+    pub fn changes(&self) -> tick::Receiver<u64> {
+        self.shared.ticks.subscribe()
     }
 
     /// The stored object, if any (`namespace` is ignored for cluster-scoped

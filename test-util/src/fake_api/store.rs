@@ -197,7 +197,20 @@ impl Store {
     }
 
     /// POST: create, naming from `generateName` where there is no name.
-    pub fn create(&mut self, ri: usize, ns: &str, mut obj: Value, now: &str) -> Result<Value, ApiError> {
+    pub fn create(&mut self, ri: usize, ns: &str, obj: Value, now: &str) -> Result<Value, ApiError> {
+        self.create_with(ri, ns, obj, now, false)
+    }
+
+    /// [`Store::create`]; `keep_uid`: a uid the object carries stays (test
+    /// seeding; the HTTP path always assigns one).
+    pub fn create_with(
+        &mut self,
+        ri: usize,
+        ns: &str,
+        mut obj: Value,
+        now: &str,
+        keep_uid: bool,
+    ) -> Result<Value, ApiError> {
         let rt = self.resources[ri].clone();
         if !obj.get("metadata").is_some_and(Value::is_object) {
             return Err(ApiError::new(400, "BadRequest", "metadata: Required value"));
@@ -250,7 +263,13 @@ impl Store {
         }
         self.validate(ri, &obj, &name)?;
         self.rv += 1;
-        let uid = self.next_uid();
+        let given = meta(&obj, "uid")
+            .filter(|u| keep_uid && !u.is_empty())
+            .map(str::to_owned);
+        let uid = match given {
+            Some(u) => u,
+            None => self.next_uid(),
+        };
         set_meta(&mut obj, "uid", json!(uid));
         set_meta(&mut obj, "resourceVersion", json!(self.rv.to_string()));
         set_meta(&mut obj, "creationTimestamp", json!(now));

@@ -94,9 +94,9 @@ impl WatchRequest {
     }
 }
 
-pub(super) fn serve(shared: Arc<Shared>, w: WatchRequest) -> Response {
+pub(super) fn serve(shared: Arc<Shared>, w: WatchRequest, metadata_only: bool) -> Response {
     let (tx, rx) = mpsc::channel::<Result<String, Infallible>>(256);
-    tokio::spawn(run(shared, w, tx));
+    tokio::spawn(run(shared, w, tx, metadata_only));
     Response::builder()
         .status(200)
         .header("content-type", "application/json")
@@ -104,7 +104,14 @@ pub(super) fn serve(shared: Arc<Shared>, w: WatchRequest) -> Response {
         .unwrap_or_default()
 }
 
-async fn run(shared: Arc<Shared>, w: WatchRequest, tx: mpsc::Sender<Result<String, Infallible>>) {
+async fn run(shared: Arc<Shared>, w: WatchRequest, tx: mpsc::Sender<Result<String, Infallible>>, metadata_only: bool) {
+    let line = |kind: &str, object: &Value| {
+        if metadata_only && kind != "ERROR" && kind != "BOOKMARK" {
+            line(kind, &super::http::partial(object.clone()))
+        } else {
+            line(kind, object)
+        }
+    };
     let mut ticks = shared.ticks.subscribe();
     let deadline = w.timeout.map(|t| tokio::time::Instant::now() + t);
     let (mut bookmarks_seen, closes_seen) = {
