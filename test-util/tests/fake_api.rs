@@ -263,7 +263,7 @@ async fn delete_honours_finalizers_and_binding_sets_the_node_once() {
     pods.create(&PostParams::default(), &pod("b", json!({}), None))
         .await
         .unwrap();
-    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "b"}, "target": {"kind": "Node", "name": "n7"}});
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "b", "annotations": {"railyard.dev/gpus": "0,1"}}, "target": {"kind": "Node", "name": "n7"}});
     pods.create_subresource::<Value, Value>("binding", "b", &PostParams::default(), &binding)
         .await
         .unwrap();

@@ -39,7 +39,12 @@ pub struct FakeApi {
 pub async fn fake_api() -> (kube::Client, FakeApi) {
     let server = FakeApiServer::start().await.unwrap();
     let client = server.client().unwrap();
-    (client, FakeApi { server: Arc::new(server) })
+    (
+        client,
+        FakeApi {
+            server: Arc::new(server),
+        },
+    )
 }
 
 /// A pod bound to `node-a` asking for `count` of `resource` in container
@@ -61,6 +66,10 @@ pub fn gpu_pod(name: &str, resource: &str, count: u32, record: Option<&str>) -> 
 }
 
 impl FakeApi {
+    pub fn server(&self) -> &FakeApiServer {
+        &self.server
+    }
+
     /// Adds (or replaces) a pod.
     pub fn put_pod(&self, pod: Value) {
         self.server.put(pod).unwrap();
@@ -107,7 +116,8 @@ impl FakeApi {
             .requests()
             .into_iter()
             .filter(|r| {
-                let pod_patch = r.method == "PATCH" && r.path.starts_with("/api/v1/namespaces/") && r.path.contains("/pods/");
+                let pod_patch =
+                    r.method == "PATCH" && r.path.starts_with("/api/v1/namespaces/") && r.path.contains("/pods/");
                 let pod_watch = r.method == "GET"
                     && r.path == "/api/v1/pods"
                     && r.query.contains("fieldSelector=spec.nodeName%3Dnode-a");

@@ -40,7 +40,24 @@ pub async fn node(config: &str, follow: bool, reconcile: Duration) -> Node {
 /// `pod_resources` false: the plugin's PodResources socket does not exist
 /// (it matches calls from the pod watch alone and cannot reconcile).
 pub async fn node_with(config: &str, follow: bool, reconcile: Duration, pod_resources: bool) -> Node {
+    node_full(config, follow, reconcile, pod_resources, false).await
+}
+
+/// A following node whose plugin also writes its topology annotation on the
+/// `node-a` Node object in the API, as `main` does with API access.
+pub async fn node_publishing_topology(config: &str) -> Node {
+    node_full(config, true, HOUR, true, true).await
+}
+
+async fn node_full(config: &str, follow: bool, reconcile: Duration, pod_resources: bool, kube_node: bool) -> Node {
     let (client, api) = fake_api().await;
+    let annotator: Option<Arc<dyn railyard_device_plugin::topology::NodeAnnotator>> = kube_node.then(|| {
+        api.server().create(node_object("node-a", 8)).unwrap();
+        Arc::new(railyard_device_plugin::kubeapi::KubeAnnotator::new(
+            client.clone(),
+            "node-a",
+        )) as _
+    });
     let pr_dir = TempDir::new("railyard-dp-pr").unwrap();
     let pr = FakePodResources::start(&pr_dir.path().join("kubelet.sock")).unwrap();
     let m = machine("dgx-h100");
@@ -55,6 +72,7 @@ pub async fn node_with(config: &str, follow: bool, reconcile: Duration, pod_reso
         config,
         Api {
             pods: Some(client),
+            annotator,
             ..Api::default()
         },
         |o, _| {
@@ -76,6 +94,15 @@ pub async fn node_with(config: &str, follow: bool, reconcile: Duration, pod_reso
         config: config.to_string(),
         _pr_dir: pr_dir,
     }
+}
+
+/// A Node as kubelet registers it, with `gpus` whole GPUs allocatable.
+pub fn node_object(name: &str, gpus: u32) -> serde_json::Value {
+    let resources = serde_json::json!({"cpu": "224", "memory": "2Ti", "pods": "110", GPU: gpus.to_string()});
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+        "status": {"capacity": resources, "allocatable": resources},
+    })
 }
 
 impl Node {

@@ -507,6 +507,18 @@ impl Store {
             ));
         }
         pod["spec"]["nodeName"] = json!(node);
+        // The API server copies the Binding's annotations onto the pod.
+        if let Some(extra) = binding.pointer("/metadata/annotations").and_then(Value::as_object) {
+            let meta = pod["metadata"].as_object_mut();
+            if let Some(m) = meta {
+                let a = m.entry("annotations").or_insert_with(|| json!({}));
+                if let Some(a) = a.as_object_mut() {
+                    for (k, v) in extra {
+                        a.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
         if let Some(m) = pod.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("resourceVersion");
         }
