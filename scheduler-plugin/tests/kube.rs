@@ -7,34 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::mock::*;
 use common::*;
-use http::{Request, Response, StatusCode};
-use kube::client::Body;
+use http::StatusCode;
 use railyard_core::extender::PodState;
 use railyard_scheduler::app::{BindRequest, Binder};
 use railyard_scheduler::binder::KubeBinder;
 use railyard_scheduler::watch;
 use serde_json::json;
-
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-fn mock() -> (kube::Client, Handle) {
-    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (kube::Client::new(svc, "default"), handle)
-}
-
-fn respond(status: StatusCode, body: serde_json::Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(&body).expect("json")))
-        .expect("response")
-}
-
-async fn body_json(req: Request<Body>) -> serde_json::Value {
-    let bytes = req.into_body().collect_bytes().await.expect("body");
-    serde_json::from_slice(&bytes).expect("json body")
-}
 
 #[tokio::test]
 async fn kube_binder_posts_the_binding_with_the_decision() {

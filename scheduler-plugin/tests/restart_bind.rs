@@ -8,8 +8,9 @@ mod common;
 use std::sync::Arc;
 
 use axum::body::Body as AxumBody;
+use common::mock::*;
 use common::*;
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use kube::client::Body;
 use prometheus_client::registry::Registry;
 use railyard_core::extender::{PodState, ViewConfig};
@@ -20,33 +21,8 @@ use railyard_scheduler::{AppState, Config, app};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
 const GROUP: &str = "scheduling.x-k8s.io/pod-group";
 const INDEX: &str = "batch.kubernetes.io/job-completion-index";
-
-fn mock() -> (kube::Client, Handle) {
-    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (kube::Client::new(svc, "default"), handle)
-}
-
-fn respond(status: StatusCode, body: Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(&body).expect("json")))
-        .expect("response")
-}
-
-fn status(code: u16, reason: &str, message: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
-           "message": message, "code": code})
-}
-
-async fn body_json(req: Request<Body>) -> Value {
-    let bytes = req.into_body().collect_bytes().await.expect("body");
-    serde_json::from_slice(&bytes).expect("json body")
-}
 
 /// A fresh extender (nothing filtered) binding through `binder`, with one
 /// DGX node in its view.

@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::mock::*;
 use common::*;
 use http::{Request, Response, StatusCode};
 use kube::client::Body;
@@ -21,22 +22,6 @@ use railyard_scheduler::AppState;
 use railyard_scheduler::k8s::{self, LeanPod};
 use railyard_scheduler::watch::{self, GangKind, Served};
 use serde_json::{Value, json};
-
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-type Send = tower_test::mock::SendResponse<Response<Body>>;
-
-fn mock() -> (kube::Client, Handle) {
-    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (kube::Client::new(svc, "default"), handle)
-}
-
-fn respond(status: StatusCode, body: &Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(body).expect("json")))
-        .expect("response")
-}
 
 /// What kube-apiserver answers for a group-version it does not serve.
 fn not_served() -> Response<Body> {
@@ -73,7 +58,7 @@ fn events(evs: &[(&str, Value)]) -> Response<Body> {
         .expect("response")
 }
 
-async fn next(handle: &mut Handle) -> (Request<Body>, Send) {
+async fn next(handle: &mut Handle) -> (Request<Body>, Reply) {
     handle.next_request().await.expect("another request")
 }
 

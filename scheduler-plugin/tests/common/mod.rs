@@ -1,6 +1,8 @@
 //! Fixture cluster state and HTTP helpers shared by the tests.
 #![allow(dead_code)]
 
+pub mod mock;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
