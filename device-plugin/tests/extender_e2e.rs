@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use common::T;
-use common::node::{GPU, node_publishing_topology};
+use common::node::{GPU, Node, SHARED, node_publishing_topology};
+use common::{T, dp_config};
 use http::Request;
 use railyard_core::extender::ViewConfig;
 use railyard_scheduler::app::{AppState, Config, app};
@@ -42,13 +42,10 @@ async fn until(state: &Arc<AppState>, what: &str, cond: impl Fn(&AppState) -> bo
     assert!(tokio::time::timeout(T, poll).await.is_ok(), "never: {what}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_extender_places_by_the_published_topology_and_the_plugin_allocates_its_decision() {
-    let n = node_publishing_topology("version: v1\n").await;
-    n.env.devices(GPU, 8).await;
-    let server = n.api.server();
-    let client = server.client().unwrap();
-    // The extender, with its real watch and binder on the same API.
+/// The extender, with its real watch and binder on the node's API; returns
+/// once its view has the topology the plugin published.
+async fn extender(n: &Node) -> (Arc<AppState>, tokio::task::JoinHandle<()>) {
+    let client = n.api.server().client().unwrap();
     let state = Arc::new(AppState::new(
         Config {
             url_prefix: PREFIX.into(),
@@ -58,73 +55,101 @@ async fn the_extender_places_by_the_published_topology_and_the_plugin_allocates_
         prometheus_client::registry::Registry::default(),
     ));
     let watch = tokio::spawn(railyard_scheduler::watch::run(client, state.clone()));
-    // The plugin's annotation is on the Node, and the extender's view has
-    // the machine it describes.
     until(&state, "the extender knows node-a's topology", |s| {
         s.view().machine_count() == 1 && s.view().free_gpus("node-a").is_some_and(|g| g.len() == 8)
     })
     .await;
-    let node = server.get("v1", "Node", "", "node-a").unwrap();
-    assert!(
-        node["metadata"]["annotations"]
-            .as_object()
-            .is_some_and(|a| a.keys().any(|k| k.starts_with("railyard.dev/"))),
-        "{node}"
-    );
-    // A pending 4-GPU pod, as a user creates it.
+    (state, watch)
+}
+
+/// A pending pod asking `count` of `resource`, as a user creates it; then
+/// kube-scheduler's part of the extender protocol (filter, prioritize,
+/// bind on node-a). Returns the decision the bind wrote on the pod.
+async fn schedule(n: &Node, state: &Arc<AppState>, name: &str, resource: &str, count: u32) -> String {
+    let server = n.api.server();
     let pod = server
         .create(json!({
             "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "train", "namespace": "ml"},
+            "metadata": {"name": name, "namespace": "ml"},
             "spec": {"schedulerName": "default-scheduler", "containers": [
-                {"name": "main", "image": "cuda", "resources": {"limits": {GPU: "4"}, "requests": {GPU: "4"}}}
+                {"name": "main", "image": "cuda", "resources": {"limits": {resource: count.to_string()}}}
             ]},
             "status": {"phase": "Pending"},
         }))
         .unwrap();
-    // kube-scheduler's part of the extender protocol.
     let nodes = json!(["node-a"]);
-    let f = post(
-        &state,
-        "filter",
-        &json!({"Pod": pod, "Nodes": null, "NodeNames": nodes}),
-    )
-    .await;
+    let f = post(state, "filter", &json!({"Pod": pod, "Nodes": null, "NodeNames": nodes})).await;
     assert_eq!(f["NodeNames"], nodes, "{f}");
     let p = post(
-        &state,
+        state,
         "prioritize",
         &json!({"Pod": pod, "Nodes": null, "NodeNames": nodes}),
     )
     .await;
     assert_eq!(p[0]["Host"], "node-a", "{p}");
     let b = post(
-        &state,
+        state,
         "bind",
-        &json!({"PodName": "train", "PodNamespace": "ml", "PodUID": pod["metadata"]["uid"], "Node": "node-a"}),
+        &json!({"PodName": name, "PodNamespace": "ml", "PodUID": pod["metadata"]["uid"], "Node": "node-a"}),
     )
     .await;
     assert_eq!(b["Error"].as_str().unwrap_or(""), "", "{b}");
     // The binding went through the API: node and decision are on the pod.
-    let bound = server.get("v1", "Pod", "ml", "train").unwrap();
+    let bound = server.get("v1", "Pod", "ml", name).unwrap();
     assert_eq!(bound["spec"]["nodeName"], "node-a");
     let decision = bound["metadata"]["annotations"]["railyard.dev/gpus"]
         .as_str()
         .unwrap_or_else(|| panic!("no decision on the pod: {bound}"))
         .to_owned();
-    let chosen: Vec<u32> = decision.split(',').map(|g| g.parse().unwrap()).collect();
+    assert!(
+        n.follower().wait_for(T, |s| s.by_name("ml", name).is_some()).await,
+        "the plugin's watch never delivered the bound pod"
+    );
+    decision
+}
+
+fn gpus_of(decision: &str) -> Vec<u32> {
+    decision.split(',').map(|g| g.parse().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_extender_places_by_the_published_topology_and_the_plugin_allocates_its_decision() {
+    let n = node_publishing_topology("version: v1\n", &[(GPU, 8)]).await;
+    n.env.devices(GPU, 8).await;
+    let (state, watch) = extender(&n).await;
+    let node = n.api.server().get("v1", "Node", "", "node-a").unwrap();
+    assert!(
+        node["metadata"]["annotations"]
+            .as_object()
+            .is_some_and(|a| a.keys().any(|k| k.starts_with("railyard.dev/"))),
+        "{node}"
+    );
+    let decision = schedule(&n, &state, "train", GPU, 4).await;
+    let chosen = gpus_of(&decision);
     assert_eq!(chosen.len(), 4, "{decision}");
     // The kubelet admits it: the plugin follows the decision, and writes
     // back what it allocated.
-    assert!(
-        n.follower().wait_for(T, |s| s.by_name("ml", "train").is_some()).await,
-        "the plugin's watch never delivered the bound pod"
-    );
     let a = n.admit("train", GPU, 4).await;
     assert_eq!(n.gpus(&a.devices), chosen);
     assert_eq!(
         n.api.wait_allocated("train", T).await.as_deref(),
         Some(decision.as_str())
     );
+    watch.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_gpu_pods_get_the_replicas_of_the_gpu_the_extender_chose() {
+    let n = node_publishing_topology(&dp_config("time-slicing-4"), &[(SHARED, 32)]).await;
+    n.env.devices(SHARED, 32).await;
+    let (state, watch) = extender(&n).await;
+    for (i, name) in ["nb-1", "nb-2", "nb-3"].iter().enumerate() {
+        let decision = schedule(&n, &state, name, SHARED, 1).await;
+        let chosen = gpus_of(&decision);
+        assert_eq!(chosen.len(), 1, "{decision}");
+        let a = n.admit(name, SHARED, 1).await;
+        assert_eq!(n.gpus(&a.devices), chosen, "pod {i}");
+        assert_eq!(n.api.wait_allocated(name, T).await.as_deref(), Some(decision.as_str()));
+    }
     watch.abort();
 }

@@ -40,19 +40,26 @@ pub async fn node(config: &str, follow: bool, reconcile: Duration) -> Node {
 /// `pod_resources` false: the plugin's PodResources socket does not exist
 /// (it matches calls from the pod watch alone and cannot reconcile).
 pub async fn node_with(config: &str, follow: bool, reconcile: Duration, pod_resources: bool) -> Node {
-    node_full(config, follow, reconcile, pod_resources, false).await
+    node_full(config, follow, reconcile, pod_resources, None).await
 }
 
 /// A following node whose plugin also writes its topology annotation on the
-/// `node-a` Node object in the API, as `main` does with API access.
-pub async fn node_publishing_topology(config: &str) -> Node {
-    node_full(config, true, HOUR, true, true).await
+/// `node-a` Node object in the API, as `main` does with API access; the
+/// Node carries `allocatable` as kubelet would report it.
+pub async fn node_publishing_topology(config: &str, allocatable: &[(&str, u32)]) -> Node {
+    node_full(config, true, HOUR, true, Some(allocatable)).await
 }
 
-async fn node_full(config: &str, follow: bool, reconcile: Duration, pod_resources: bool, kube_node: bool) -> Node {
+async fn node_full(
+    config: &str,
+    follow: bool,
+    reconcile: Duration,
+    pod_resources: bool,
+    kube_node: Option<&[(&str, u32)]>,
+) -> Node {
     let (client, api) = fake_api().await;
-    let annotator: Option<Arc<dyn railyard_device_plugin::topology::NodeAnnotator>> = kube_node.then(|| {
-        api.server().create(node_object("node-a", 8)).unwrap();
+    let annotator: Option<Arc<dyn railyard_device_plugin::topology::NodeAnnotator>> = kube_node.map(|allocatable| {
+        api.server().create(node_object("node-a", allocatable)).unwrap();
         Arc::new(railyard_device_plugin::kubeapi::KubeAnnotator::new(
             client.clone(),
             "node-a",
@@ -96,9 +103,13 @@ async fn node_full(config: &str, follow: bool, reconcile: Duration, pod_resource
     }
 }
 
-/// A Node as kubelet registers it, with `gpus` whole GPUs allocatable.
-pub fn node_object(name: &str, gpus: u32) -> serde_json::Value {
-    let resources = serde_json::json!({"cpu": "224", "memory": "2Ti", "pods": "110", GPU: gpus.to_string()});
+/// A Node as kubelet registers it, with the device plugin's resources
+/// allocatable.
+pub fn node_object(name: &str, allocatable: &[(&str, u32)]) -> serde_json::Value {
+    let mut resources = serde_json::json!({"cpu": "224", "memory": "2Ti", "pods": "110"});
+    for (r, n) in allocatable {
+        resources[*r] = serde_json::json!(n.to_string());
+    }
     serde_json::json!({
         "apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
         "status": {"capacity": resources, "allocatable": resources},
