@@ -5,9 +5,11 @@
 //! `start:size` in memory slices, as `nvidia-smi mig -lgipp` prints it.
 
 mod layout;
+mod plan;
 mod profiles;
 
 pub use layout::{LayoutError, MigInstance, MigLayout, enumerate_maximal_layouts};
+pub use plan::{GpuGoal, GpuMigState, GpuPlan, InstanceRef, MigStep, MigTarget, Plan, PlanError, WantedInstance, plan};
 pub use profiles::{Engines, MigFamily, MigProfile, ProfileKind, ProfileSpec, UNVERIFIED};
 
 pub const MEMORY_SLICES: u8 = 8;
