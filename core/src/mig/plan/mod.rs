@@ -480,11 +480,7 @@ fn check_current(g: &GpuMigState) -> Result<(), PlanError> {
 fn plan_gpu(geo: &Geometry, state: &GpuMigState, busy: u32, goal: &GpuGoal) -> Result<GpuPlan, PlanError> {
     let gpu = state.index;
     let cur = geo.mask_of(&state.instances);
-    let items = match goal {
-        GpuGoal::Disabled => None,
-        GpuGoal::Enabled(items) => Some(items),
-    };
-    let Some(items) = items else {
+    let GpuGoal::Enabled(items) = goal else {
         return Ok(plan_disable(geo, state, cur, busy));
     };
     let family = state.family.ok_or(PlanError::NotMigCapable { gpu })?;
