@@ -4,6 +4,8 @@
 //! through the API, and the plugin allocates exactly those GPUs when the
 //! kubelet admits the pod.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;

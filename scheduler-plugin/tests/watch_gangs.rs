@@ -151,14 +151,14 @@ async fn detect_reports_what_is_served_and_survives_what_is_not() {
                 "/apis/scheduling.k8s.io/v1alpha1",
                 respond(
                     StatusCode::OK,
-                    &resources("scheduling.k8s.io/v1alpha1", &[("priorityclasses", "PriorityClass")]),
+                    resources("scheduling.k8s.io/v1alpha1", &[("priorityclasses", "PriorityClass")]),
                 ),
             ),
             (
                 "/apis/scheduling.k8s.io/v1alpha2",
                 respond(
                     StatusCode::OK,
-                    &resources(
+                    resources(
                         "scheduling.k8s.io/v1alpha2",
                         &[("workloads", "Workload"), ("podgroups", "PodGroup")],
                     ),
@@ -193,13 +193,13 @@ async fn detect_reports_what_is_served_and_survives_what_is_not() {
         assert_eq!(req.uri().path(), "/apis/scheduling.x-k8s.io/v1alpha1");
         send.send_response(respond(
             StatusCode::OK,
-            &resources("scheduling.x-k8s.io/v1alpha1", &[("podgroups", "PodGroup")]),
+            resources("scheduling.x-k8s.io/v1alpha1", &[("podgroups", "PodGroup")]),
         ));
         let (req, send) = next(&mut handle).await;
         assert_eq!(req.uri().path(), "/apis/scheduling.k8s.io/v1alpha1");
         send.send_response(respond(
             StatusCode::OK,
-            &resources("scheduling.k8s.io/v1alpha1", &[("workloads", "Workload")]),
+            resources("scheduling.k8s.io/v1alpha1", &[("workloads", "Workload")]),
         ));
         let (req, send) = next(&mut handle).await;
         assert_eq!(req.uri().path(), "/apis/scheduling.k8s.io/v1alpha2");
@@ -220,7 +220,7 @@ async fn detect_reports_what_is_served_and_survives_what_is_not() {
             } else {
                 send.send_response(respond(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                             "reason": "ServiceUnavailable", "code": 503}),
                 ));
             }
@@ -251,7 +251,7 @@ async fn workloads_from_list_and_watch_land_in_the_gang_index() {
     expect_list(&req, PATH);
     send.send_response(respond(
         StatusCode::OK,
-        &list(
+        list(
             "scheduling.k8s.io/v1alpha1",
             "WorkloadList",
             "10",
@@ -308,7 +308,7 @@ async fn workloads_from_list_and_watch_land_in_the_gang_index() {
     // `infer` was deleted while the watch was down; `serve` is new.
     send.send_response(respond(
         StatusCode::OK,
-        &list(
+        list(
             "scheduling.k8s.io/v1alpha1",
             "WorkloadList",
             "40",
@@ -341,7 +341,7 @@ async fn upstream_pod_groups_from_list_and_watch_land_in_the_gang_index() {
     expect_list(&req, PATH);
     send.send_response(respond(
         StatusCode::OK,
-        &list(
+        list(
             "scheduling.k8s.io/v1alpha2",
             "PodGroupList",
             "7",
@@ -417,7 +417,7 @@ async fn without_gang_apis_the_view_is_still_watched_and_a_late_crd_is_picked_up
                     if crd_installed {
                         respond(
                             StatusCode::OK,
-                            &resources("scheduling.x-k8s.io/v1alpha1", &[("podgroups", "PodGroup")]),
+                            resources("scheduling.x-k8s.io/v1alpha1", &[("podgroups", "PodGroup")]),
                         )
                     } else {
                         not_served()
@@ -426,11 +426,11 @@ async fn without_gang_apis_the_view_is_still_watched_and_a_late_crd_is_picked_up
                 "/apis/scheduling.k8s.io/v1alpha1"
                 | "/apis/scheduling.k8s.io/v1alpha2"
                 | "/apis/scheduling.k8s.io/v1beta1" => not_served(),
-                "/api/v1/nodes" => respond(StatusCode::OK, &list("v1", "NodeList", "10", vec![dgx.clone()])),
-                "/api/v1/pods" => respond(StatusCode::OK, &list("v1", "PodList", "10", vec![running.clone()])),
+                "/api/v1/nodes" => respond(StatusCode::OK, list("v1", "NodeList", "10", vec![dgx.clone()])),
+                "/api/v1/pods" => respond(StatusCode::OK, list("v1", "PodList", "10", vec![running.clone()])),
                 "/apis/scheduling.x-k8s.io/v1alpha1/podgroups" => respond(
                     StatusCode::OK,
-                    &list(
+                    list(
                         "scheduling.x-k8s.io/v1alpha1",
                         "PodGroupList",
                         "11",
@@ -481,14 +481,14 @@ async fn v1beta1_pod_groups_are_detected_and_watched_in_place_of_v1alpha2() {
                 "/apis/scheduling.k8s.io/v1alpha2",
                 respond(
                     StatusCode::OK,
-                    &resources("scheduling.k8s.io/v1alpha2", &[("podgroups", "PodGroup")]),
+                    resources("scheduling.k8s.io/v1alpha2", &[("podgroups", "PodGroup")]),
                 ),
             ),
             (
                 "/apis/scheduling.k8s.io/v1beta1",
                 respond(
                     StatusCode::OK,
-                    &resources(
+                    resources(
                         "scheduling.k8s.io/v1beta1",
                         &[("workloads", "Workload"), ("podgroups", "PodGroup")],
                     ),
@@ -530,7 +530,7 @@ async fn v1beta1_pod_groups_are_detected_and_watched_in_place_of_v1alpha2() {
     expect_list(&req, PATH);
     send.send_response(respond(
         StatusCode::OK,
-        &list(
+        list(
             "scheduling.k8s.io/v1beta1",
             "PodGroupList",
             "3",
@@ -567,7 +567,7 @@ async fn not_ready_until_nodes_and_pods_are_listed() {
         }
         match path.as_str() {
             "/api/v1/nodes" => node_list = Some(send),
-            "/api/v1/pods" => send.send_response(respond(StatusCode::OK, &list("v1", "PodList", "5", vec![]))),
+            "/api/v1/pods" => send.send_response(respond(StatusCode::OK, list("v1", "PodList", "5", vec![]))),
             p if p.starts_with("/apis/") && !p.ends_with("podgroups") && !p.ends_with("workloads") => {
                 send.send_response(not_served())
             }
@@ -582,7 +582,7 @@ async fn not_ready_until_nodes_and_pods_are_listed() {
     let dgx = node("dgx0", &[("nvidia.com/gpu", "8")], &[], Some(&topo));
     node_list
         .expect("node list requested")
-        .send_response(respond(StatusCode::OK, &list("v1", "NodeList", "6", vec![dgx])));
+        .send_response(respond(StatusCode::OK, list("v1", "NodeList", "6", vec![dgx])));
     // The node watch follows its list; by then the list is applied.
     loop {
         let (req, send) = next(&mut handle).await;
