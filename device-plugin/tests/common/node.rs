@@ -46,8 +46,8 @@ pub async fn node_with(config: &str, follow: bool, reconcile: Duration, pod_reso
 /// A following node whose plugin also writes its topology annotation on the
 /// `node-a` Node object in the API, as `main` does with API access; the
 /// Node carries `allocatable` as kubelet would report it.
-pub async fn node_publishing_topology(config: &str, allocatable: &[(&str, u32)]) -> Node {
-    node_full(config, true, HOUR, true, Some(allocatable)).await
+pub async fn node_publishing_topology(config: &str, machine_name: &str, allocatable: &[(&str, u32)]) -> Node {
+    node_full(config, true, HOUR, true, Some((machine_name, allocatable))).await
 }
 
 async fn node_full(
@@ -55,19 +55,20 @@ async fn node_full(
     follow: bool,
     reconcile: Duration,
     pod_resources: bool,
-    kube_node: Option<&[(&str, u32)]>,
+    kube_node: Option<(&str, &[(&str, u32)])>,
 ) -> Node {
     let (client, api) = fake_api().await;
-    let annotator: Option<Arc<dyn railyard_device_plugin::topology::NodeAnnotator>> = kube_node.map(|allocatable| {
-        api.server().create(node_object("node-a", allocatable)).unwrap();
-        Arc::new(railyard_device_plugin::kubeapi::KubeAnnotator::new(
-            client.clone(),
-            "node-a",
-        )) as _
-    });
+    let annotator: Option<Arc<dyn railyard_device_plugin::topology::NodeAnnotator>> =
+        kube_node.map(|(_, allocatable)| {
+            api.server().create(node_object("node-a", allocatable)).unwrap();
+            Arc::new(railyard_device_plugin::kubeapi::KubeAnnotator::new(
+                client.clone(),
+                "node-a",
+            )) as _
+        });
     let pr_dir = TempDir::new("railyard-dp-pr").unwrap();
     let pr = FakePodResources::start(&pr_dir.path().join("kubelet.sock")).unwrap();
-    let m = machine("dgx-h100");
+    let m = machine(kube_node.map_or("dgx-h100", |(name, _)| name));
     let pr_path = if pod_resources {
         pr.path().to_path_buf()
     } else {
