@@ -15,19 +15,13 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use railyard_core::catalog::MODELS;
 use railyard_core::mig::{
-    GpuGoal, GpuMigState, InstanceRef, MigFamily, MigInstance, MigTarget, Placement, ProfileKind, WantedInstance, plan,
+    GpuGoal, GpuMigState, InstanceRef, MigFamily, MigInstance, MigTarget, ProfileKind, WantedInstance, plan,
 };
 
 const GPUS: u32 = 8;
 
 fn inst(kind: ProfileKind, start: u8) -> MigInstance {
-    MigInstance {
-        kind,
-        placement: Placement {
-            start,
-            size: kind.spec().memory_slices,
-        },
-    }
+    MigInstance::at(kind, start)
 }
 
 fn all(family: MigFamily, layout: &[MigInstance]) -> Vec<GpuMigState> {

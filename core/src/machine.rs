@@ -455,7 +455,7 @@ impl MachineProfile {
 
     /// The MIG layout a GPU starts with.
     pub fn mig_layout(&self, g: &GpuSpec) -> Result<crate::mig::MigLayout, crate::mig::LayoutError> {
-        use crate::mig::{LayoutError, MigInstance, MigLayout, Placement};
+        use crate::mig::{LayoutError, MigInstance, MigLayout};
         let family = self
             .gpu_model(g)
             .mig_family()
@@ -473,13 +473,7 @@ impl MachineProfile {
                     family,
                     available: family.profile_names().join(", "),
                 })?;
-            instances.push(MigInstance {
-                kind: p.kind,
-                placement: Placement {
-                    start: m.start,
-                    size: p.spec().memory_slices,
-                },
-            });
+            instances.push(MigInstance::at(p.kind, m.start));
         }
         let layout = MigLayout::new(family, instances);
         layout.validate()?;

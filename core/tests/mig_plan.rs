@@ -177,13 +177,7 @@ fn demand(entries: &Entries) -> ([u8; 7], u32) {
     for &(k, start) in entries {
         want[k as usize] += 1;
         if let Some(s) = start {
-            placed.push(MigInstance {
-                kind: k,
-                placement: Placement {
-                    start: s,
-                    size: k.spec().memory_slices,
-                },
-            });
+            placed.push(MigInstance::at(k, s));
         }
     }
     (want, mask(&placed))

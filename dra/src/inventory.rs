@@ -405,13 +405,7 @@ pub fn layout_of(family: MigFamily, devices: &[(MigProfile, u8)]) -> MigLayout {
         family,
         devices
             .iter()
-            .map(|(p, start)| MigInstance {
-                kind: p.kind,
-                placement: Placement {
-                    start: *start,
-                    size: p.spec().memory_slices,
-                },
-            })
+            .map(|(p, start)| MigInstance::at(p.kind, *start))
             .collect(),
     )
 }

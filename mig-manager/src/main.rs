@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use railyard_core::config::MigPartedConfig;
 use railyard_core::machine::MachineProfile;
-use railyard_core::mig::{GpuMigState, InstanceRef, MigInstance, MigTarget, Placement, plan};
+use railyard_core::mig::{GpuMigState, InstanceRef, MigInstance, MigTarget, plan};
 
 #[derive(Debug, Parser)]
 #[command(name = "railyard-mig-manager", version, about)]
@@ -66,13 +66,7 @@ fn parse_busy(text: &str, gpus: &[GpuMigState]) -> Result<InstanceRef> {
     })?;
     Ok(InstanceRef {
         gpu,
-        instance: MigInstance {
-            kind: p.kind,
-            placement: Placement {
-                start,
-                size: p.spec().memory_slices,
-            },
-        },
+        instance: MigInstance::at(p.kind, start),
     })
 }
 

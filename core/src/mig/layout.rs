@@ -17,6 +17,19 @@ pub struct MigInstance {
     pub placement: Placement,
 }
 
+impl MigInstance {
+    /// `kind` starting at memory slice `start`, with the kind's size.
+    pub fn at(kind: ProfileKind, start: u8) -> MigInstance {
+        MigInstance {
+            kind,
+            placement: Placement {
+                start,
+                size: kind.spec().memory_slices,
+            },
+        }
+    }
+}
+
 /// The GPU instances on one GPU of a given MIG family.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigLayout {
@@ -267,13 +280,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn inst(kind: ProfileKind, start: u8) -> MigInstance {
-        MigInstance {
-            kind,
-            placement: Placement {
-                start,
-                size: kind.spec().memory_slices,
-            },
-        }
+        MigInstance::at(kind, start)
     }
 
     fn has_layout(all: &[MigLayout], want: &[(ProfileKind, u32)]) -> bool {

@@ -598,13 +598,7 @@ fn resolve(geo: &Geometry, gpu: u32, family: MigFamily, items: &[WantedInstance]
         family,
         placed_at
             .iter()
-            .map(|&i| MigInstance {
-                kind: kinds[i],
-                placement: Placement {
-                    start: items[i].start.unwrap_or(0),
-                    size: kinds[i].spec().memory_slices,
-                },
-            })
+            .map(|&i| MigInstance::at(kinds[i], items[i].start.unwrap_or(0)))
             .collect(),
     );
     placed.validate().map_err(|e| invalid(renumber(e, &placed_at)))?;
@@ -634,13 +628,7 @@ fn resolve(geo: &Geometry, gpu: u32, family: MigFamily, items: &[WantedInstance]
         match item.start {
             None => want.unplaced[k] += 1,
             Some(start) => {
-                let inst = MigInstance {
-                    kind,
-                    placement: Placement {
-                        start,
-                        size: spec.memory_slices,
-                    },
-                };
+                let inst = MigInstance::at(kind, start);
                 // Validated above, so it is a candidate.
                 if let Some(c) = geo.index_of(inst) {
                     want.placed |= 1 << c;
