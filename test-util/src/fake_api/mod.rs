@@ -223,8 +223,7 @@ impl FakeApiServer {
     /// Creates `obj` as a POST would (the test's way to seed state), except
     /// that a uid it carries is kept, so fixtures can name it.
     pub fn create(&self, obj: Value) -> Result<Value, ApiError> {
-        self.write(&obj, |store, ri, ns, name| {
-            let _ = name;
+        self.write(&obj, |store, ri, ns, _| {
             store.create_with(ri, ns, obj.clone(), &http::now(), true)
         })
     }

@@ -63,14 +63,9 @@ fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<(), String> {
 fn builtin(api_version: &str, kind: &str, plural: &str, namespaced: bool, validate: Validate) -> ResourceType {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     ResourceType {
-        group: group.to_owned(),
-        version: version.to_owned(),
-        kind: kind.to_owned(),
-        plural: plural.to_owned(),
-        namespaced,
         subresources: Vec::new(),
-        fields: Vec::new(),
         validate: Some(validate),
+        ..ResourceType::custom(group, version, kind, plural, namespaced)
     }
 }
 

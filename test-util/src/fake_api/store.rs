@@ -300,11 +300,7 @@ impl Store {
     pub fn update(&mut self, ri: usize, ns: &str, name: &str, mut obj: Value, part: Part) -> Result<Value, ApiError> {
         let rt = self.resources[ri].clone();
         let key = self.key(ri, ns, name);
-        let current = self
-            .objects
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&rt, name))?;
+        let current = self.get(ri, ns, name)?;
         if let Some(rv) = meta(&obj, "resourceVersion").filter(|rv| !rv.is_empty())
             && Some(rv) != meta(&current, "resourceVersion")
         {
@@ -433,13 +429,8 @@ impl Store {
 
     /// DELETE: with finalizers the object only gets its deletionTimestamp.
     pub fn delete(&mut self, ri: usize, ns: &str, name: &str, uid: Option<&str>, now: &str) -> Result<Value, ApiError> {
-        let rt = self.resources[ri].clone();
         let key = self.key(ri, ns, name);
-        let current = self
-            .objects
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&rt, name))?;
+        let current = self.get(ri, ns, name)?;
         if let Some(uid) = uid
             && Some(uid) != meta(&current, "uid")
         {
@@ -456,13 +447,13 @@ impl Store {
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
             .is_some_and(|f| !f.is_empty());
-        self.rv += 1;
         let mut obj = current;
+        if has_finalizers && obj.pointer("/metadata/deletionTimestamp").is_some() {
+            // Already terminating: nothing changes.
+            return Ok(obj);
+        }
+        self.rv += 1;
         if has_finalizers {
-            if obj.pointer("/metadata/deletionTimestamp").is_some() {
-                self.rv -= 1;
-                return Ok(obj);
-            }
             set_meta(&mut obj, "deletionTimestamp", json!(now));
             set_meta(&mut obj, "deletionGracePeriodSeconds", json!(0));
             set_meta(&mut obj, "resourceVersion", json!(self.rv.to_string()));
