@@ -125,6 +125,8 @@ pub struct GangIndex {
     /// launcher). They count toward `minMember` but are never sent to the
     /// extender, so the planner places that many fewer GPU members.
     pub gpuless_members: HashMap<String, HashSet<String>>,
+    /// Owner objects gangs are inferred from (Jobs, JobSets, …).
+    pub owners: crate::owners::OwnerIndex,
 }
 
 impl GangIndex {
@@ -182,6 +184,7 @@ impl GangIndex {
                 .scheduling_groups
                 .get(id)
                 .ok_or_else(|| format!("waiting for PodGroup {id} (scheduling.k8s.io)"))?,
+            GangRef::Owner(o) => self.owners.size(o)?,
         };
         Ok(min.filter(|&m| m > 1))
     }
@@ -598,16 +601,16 @@ impl AppState {
             (0..names.len()).map(|i| (i, r.clone())).collect::<Vec<_>>()
         };
         let mut plain = true;
-        let spec = k8s::gang_spec(&pod, &ask, &self.gang_index());
-        match spec {
+        let member = k8s::gang_member(&pod, &ask, &self.gang_index());
+        match member {
             Err(wait) => {
                 plain = false;
                 self.metrics.decision("filter", "gang_wait");
                 answer.failed = all(&wait);
             }
-            Ok(Some(spec)) => {
+            Ok(Some((spec, rank))) => {
                 let now = self.now();
-                let decided = self.view_mut().gang_filter(&spec, &uid, k8s::rank(&pod), now);
+                let decided = self.view_mut().gang_filter(&spec, &uid, rank, now);
                 match decided {
                     Err(e) => {
                         self.metrics.decision("filter", "error");

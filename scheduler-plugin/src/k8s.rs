@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::{GangIndex, PREFERRED_LEVEL_ANNOTATION, REQUIRED_LEVEL_ANNOTATION};
 use crate::decision::{Decision, DecisionKey, SIGNATURE_ANNOTATION};
+use crate::owners::{self, OwnerRef};
 
 /// Node annotation written by the device plugin: the machine profile as JSON.
 pub const TOPOLOGY_ANNOTATION: &str = "railyard.dev/gpu-topology";
@@ -497,7 +498,7 @@ fn trusted_plan(
     if plan.slots.len() > MAX_PLAN_SLOTS || plan.slots.iter().any(|s| s.gpus.len() > max_gpus) {
         return Err(PlanRejected::Malformed);
     }
-    if gang_ref(pod).map(|r| r.id()).as_deref() != Some(plan.gang.as_str()) {
+    if !gang_ref(pod).is_some_and(|r| r.is(&plan.gang)) {
         return Err(PlanRejected::NotAMember);
     }
     let GpuAsk::Whole(k) = ask.gpu else {
@@ -601,6 +602,9 @@ pub enum GangRef {
     },
     /// Upstream PodGroup (1.36): `<ns>/<name>`.
     SchedulingGroup(String),
+    /// No group object: the gang is inferred from the workload that owns
+    /// the pod (`crate::owners`), `<ns>/<Kind>:<name>…`.
+    Owner(OwnerRef),
 }
 
 impl GangRef {
@@ -622,10 +626,23 @@ impl GangRef {
                 pod_group,
                 replica: Some(key),
             } => format!("{workload}/{pod_group}/{key}"),
+            GangRef::Owner(o) => o.ids().swap_remove(0),
+        }
+    }
+
+    /// Whether `id` is this pod's gang. Only an inferred JobSet gang has
+    /// two possible ids (the whole set, or the pod's replicated job, as
+    /// the JobSet chooses), both the pod's own.
+    pub fn is(&self, id: &str) -> bool {
+        match self {
+            GangRef::Owner(o) => o.ids().iter().any(|i| i == id),
+            _ => self.id() == id,
         }
     }
 }
 
+/// The pod's gang: an explicit PodGroup label, Workload reference or
+/// scheduling group first, else the owner its labels name.
 pub fn gang_ref(pod: &LeanPod) -> Option<GangRef> {
     let ns = namespace(pod);
     if let Some(g) = pod.metadata.labels.as_ref().and_then(|l| l.get(POD_GROUP_LABEL))
@@ -633,7 +650,9 @@ pub fn gang_ref(pod: &LeanPod) -> Option<GangRef> {
     {
         return Some(GangRef::PodGroup(format!("{ns}/{g}")));
     }
-    let spec = pod.spec.as_ref()?;
+    let Some(spec) = pod.spec.as_ref() else {
+        return owners::owner_of(pod).map(GangRef::Owner);
+    };
     if let Some(w) = &spec.workload_ref {
         return Some(GangRef::Workload {
             workload: format!("{ns}/{}", w.name),
@@ -643,35 +662,60 @@ pub fn gang_ref(pod: &LeanPod) -> Option<GangRef> {
             replica: w.pod_group_replica_key.clone().filter(|k| !k.is_empty()),
         });
     }
-    spec.scheduling_group
-        .as_ref()
-        .map(|s| GangRef::SchedulingGroup(format!("{ns}/{}", s.pod_group_name)))
+    if let Some(s) = &spec.scheduling_group {
+        return Some(GangRef::SchedulingGroup(format!("{ns}/{}", s.pod_group_name)));
+    }
+    // No explicit group: the workload that owns the pod, if any.
+    owners::owner_of(pod).map(GangRef::Owner)
 }
 
 /// The gang spec of a pod (`Ok(None)`: it is scheduled alone), or why it
 /// waits (its group object is not known yet).
 pub fn gang_spec(pod: &LeanPod, ask: &PodAsk, index: &GangIndex) -> Result<Option<GangSpec>, String> {
+    gang_member(pod, ask, index).map(|m| m.map(|(spec, _)| spec))
+}
+
+/// [`gang_spec`] and the member's rank in it: from its owner for an
+/// inferred gang, else from the [`RANK_LABELS`].
+pub fn gang_member(pod: &LeanPod, ask: &PodAsk, index: &GangIndex) -> Result<Option<(GangSpec, Option<u32>)>, String> {
     let Some(r) = gang_ref(pod) else { return Ok(None) };
     let GpuAsk::Whole(k) = ask.gpu else {
         // The planner places whole-GPU members; others go alone.
         return Ok(None);
     };
-    let Some(min) = index.resolve(&r)? else {
-        return Ok(None);
+    let level = |key: &str| annotation(pod, key).map(str::to_string);
+    let (id, min, rank, required, preferred) = match &r {
+        GangRef::Owner(o) => {
+            let Some(m) = index.owners.resolve(o, pod)? else {
+                return Ok(None);
+            };
+            // Members without GPUs are left out of an inferred gang by its
+            // owner's pod templates, so they are not subtracted again.
+            (m.id, m.size, Some(m.rank), m.required, m.preferred)
+        }
+        _ => {
+            let Some(min) = index.resolve(&r)? else {
+                return Ok(None);
+            };
+            let id = r.id();
+            let min = index.gpu_members(&id, min);
+            (id, min, rank(pod), None, None)
+        }
     };
-    let id = r.id();
-    let min = index.gpu_members(&id, min);
     if min <= 1 {
         return Ok(None);
     }
-    let level = |key: &str| annotation(pod, key).map(str::to_string);
-    Ok(Some(GangSpec {
-        id,
-        min_members: min,
-        gpus_per_member: k,
-        required: level(REQUIRED_LEVEL_ANNOTATION),
-        preferred: level(PREFERRED_LEVEL_ANNOTATION),
-    }))
+    // The pod's own annotation wins over its owner's.
+    Ok(Some((
+        GangSpec {
+            id,
+            min_members: min,
+            gpus_per_member: k,
+            required: level(REQUIRED_LEVEL_ANNOTATION).or(required),
+            preferred: level(PREFERRED_LEVEL_ANNOTATION).or(preferred),
+        },
+        rank,
+    )))
 }
 
 /// The member's rank (its index in the job), if a known label gives it.

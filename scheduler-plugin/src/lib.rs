@@ -14,6 +14,7 @@ pub mod binder;
 pub mod decision;
 pub mod k8s;
 pub mod metrics;
+pub mod owners;
 pub mod serve;
 #[cfg(feature = "rustls-tls")]
 pub mod tls;

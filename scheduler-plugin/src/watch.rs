@@ -2,7 +2,8 @@
 //! relists handled as a reflector does) over Nodes, Pods, scheduler-plugins
 //! PodGroups and, where the cluster serves them, the upstream Workload API
 //! (`scheduling.k8s.io/v1alpha1` Workloads, `v1alpha2` PodGroups, and
-//! `v1beta1` PodGroups, preferred where served). Groups
+//! `v1beta1` PodGroups, preferred where served), and the workloads gangs
+//! are inferred from (`crate::owners::watch`). Groups
 //! that are not served are skipped, never fatal, and asked about again
 //! every [`REPROBE`]. Each watch is its own function over a `Client`, so
 //! tests drive it against a mocked API server.
@@ -41,6 +42,11 @@ pub struct Served {
 /// plain `false`; other errors are logged, and also `false`.
 pub async fn serves(client: &Client, kind: GangKind) -> bool {
     let (group_version, plural) = kind.discovery();
+    serves_resource(client, group_version, plural).await
+}
+
+/// Whether the API serves `plural` in `group_version` (as [`serves`]).
+pub async fn serves_resource(client: &Client, group_version: &str, plural: &str) -> bool {
     match client.list_api_group_resources(group_version).await {
         Ok(list) => list.resources.iter().any(|r| r.name == plural),
         Err(kube::Error::Api(s)) if s.is_not_found() => false,
@@ -172,6 +178,11 @@ pub fn apply_pod(state: &AppState, ev: Event<LeanPod>, seen: &mut Option<HashSet
 /// extender.
 fn note_gang_member(state: &AppState, p: &LeanPod, uid: &str, present: bool) {
     let Some(r) = k8s::gang_ref(p) else { return };
+    if matches!(r, k8s::GangRef::Owner(_)) {
+        // An inferred gang leaves GPU-less members out by its owner's
+        // pod templates (`owners`).
+        return;
+    }
     let finished = p
         .status
         .as_ref()
@@ -439,5 +450,6 @@ pub async fn run(client: Client, state: Arc<AppState>) {
         _ = watch_nodes(client.clone(), state.clone()) => tracing::error!("node watch ended"),
         _ = watch_pods(client.clone(), state.clone()) => tracing::error!("pod watch ended"),
         _ = gangs => tracing::error!("gang watches ended"),
+        _ = crate::owners::watch::run(client.clone(), state.clone()) => tracing::error!("owner watches ended"),
     }
 }

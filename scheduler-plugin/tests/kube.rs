@@ -129,9 +129,15 @@ async fn watches_build_the_view_from_the_api() {
                            "resources": [{"name": "podgroups", "singularName": "podgroup", "namespaced": true,
                                           "kind": "PodGroup", "verbs": ["list", "watch"]}]}),
                 ),
+                // Owner kinds gangs are inferred from: none served here.
                 "/apis/scheduling.k8s.io/v1alpha1"
                 | "/apis/scheduling.k8s.io/v1alpha2"
-                | "/apis/scheduling.k8s.io/v1beta1" => respond(
+                | "/apis/scheduling.k8s.io/v1beta1"
+                | "/apis/batch/v1"
+                | "/apis/jobset.x-k8s.io/v1alpha2"
+                | "/apis/kubeflow.org/v1"
+                | "/apis/kubeflow.org/v2beta1"
+                | "/apis/leaderworkerset.x-k8s.io/v1" => respond(
                     StatusCode::NOT_FOUND,
                     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
                 ),

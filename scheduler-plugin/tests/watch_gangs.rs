@@ -423,9 +423,15 @@ async fn without_gang_apis_the_view_is_still_watched_and_a_late_crd_is_picked_up
                         not_served()
                     }
                 }
+                // Nor any owner kind gangs are inferred from.
                 "/apis/scheduling.k8s.io/v1alpha1"
                 | "/apis/scheduling.k8s.io/v1alpha2"
-                | "/apis/scheduling.k8s.io/v1beta1" => not_served(),
+                | "/apis/scheduling.k8s.io/v1beta1"
+                | "/apis/batch/v1"
+                | "/apis/jobset.x-k8s.io/v1alpha2"
+                | "/apis/kubeflow.org/v1"
+                | "/apis/kubeflow.org/v2beta1"
+                | "/apis/leaderworkerset.x-k8s.io/v1" => not_served(),
                 "/api/v1/nodes" => respond(StatusCode::OK, list("v1", "NodeList", "10", vec![dgx.clone()])),
                 "/api/v1/pods" => respond(StatusCode::OK, list("v1", "PodList", "10", vec![running.clone()])),
                 "/apis/scheduling.x-k8s.io/v1alpha1/podgroups" => respond(
