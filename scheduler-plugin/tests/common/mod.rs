@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod mock;
+pub mod training;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
