@@ -128,14 +128,16 @@ impl AppState {
         // The pod's real UID, the one the pod watch will report it under.
         let uid = k8s::pod_uid(&pod);
         let ask = k8s::pod_ask(&pod).map_err(|e| format!("pod {namespace}/{name}: {e}"))?;
-        let spec = {
+        let member = {
             let index = self.gangs.read().unwrap_or_else(|e| e.into_inner());
-            k8s::gang_spec(&pod, &ask, &index)
+            k8s::gang_member(&pod, &ask, &index)
         };
-        let spec = spec.map_err(|wait| format!("pod {namespace}/{name}: {wait}"))?;
-        let Some(spec) = spec else { return Ok((uid, ask)) };
+        let member = member.map_err(|wait| format!("pod {namespace}/{name}: {wait}"))?;
+        let Some((spec, rank)) = member else {
+            return Ok((uid, ask));
+        };
         let now = self.now();
-        let decided = self.view_mut().gang_filter(&spec, &uid, k8s::rank(&pod), now);
+        let decided = self.view_mut().gang_filter(&spec, &uid, rank, now);
         match decided {
             Err(e) => Err(format!("gang {}: {e}", spec.id)),
             Ok(GangFilter::Plain) => Ok((uid, ask)),

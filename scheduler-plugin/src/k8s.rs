@@ -37,7 +37,9 @@ pub const GANG_PLAN_ANNOTATION: &str = "railyard.dev/gang-plan";
 pub const GANG_SLOT_ANNOTATION: &str = "railyard.dev/gang-slot";
 /// scheduler-plugins Coscheduling: the pod's PodGroup.
 pub const POD_GROUP_LABEL: &str = "scheduling.x-k8s.io/pod-group";
-/// Labels giving a member's rank, first found wins.
+/// Labels giving a member's rank in an explicit group (PodGroup, Workload),
+/// first found wins. An inferred gang's ranks come from its owner
+/// (`crate::owners`).
 pub const RANK_LABELS: [&str; 3] = [
     "batch.kubernetes.io/job-completion-index",
     "training.kubeflow.org/replica-index",

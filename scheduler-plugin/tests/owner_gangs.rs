@@ -413,6 +413,42 @@ async fn an_owner_deleted_mid_gang_places_no_further_member() {
     }
 }
 
+/// An owner deleted while the extender's watch is down (the API server
+/// restarted, its history compacted): the relist drops it, the rest of its
+/// members are told it was deleted, and an owner that stayed is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_deleted_while_the_watch_was_down_goes_at_the_relist() {
+    let c = cluster(with_all_crds(), 8).await;
+    let job = c.submit("indexed-job.yaml", OwnerKind::Job).await;
+    c.submit("pytorchjob.yaml", OwnerKind::PyTorchJob).await;
+    let pods: Vec<Value> = indexed_job_pods(&job, &json!({}))
+        .into_iter()
+        .map(|p| c.create(p))
+        .collect();
+    // Every later request to the Job watch fails until the history is gone.
+    c.api.fail_next("GET", "/apis/batch/v1/jobs", 503, 3);
+    c.api.close_watches();
+    c.api.delete("batch/v1", "Job", "ml", "llama-finetune").expect("delete");
+    c.api.compact();
+    c.until("the relist dropped the Job", |s| {
+        s.gangs
+            .read()
+            .unwrap()
+            .owners
+            .get(OwnerKind::Job, "ml/llama-finetune")
+            .is_none()
+    })
+    .await;
+    let f = c.schedule(&pods[0]).await.expect_err("not placed");
+    assert!(
+        f["FailedNodes"]["dgx0"].as_str().unwrap().contains("was deleted"),
+        "{f}"
+    );
+    let g = c.state.gangs.read().unwrap();
+    assert!(g.owners.get(OwnerKind::PyTorchJob, "ml/resnet-ddp").is_some());
+    assert_eq!(g.owners.watched(OwnerKind::Job), Watched::Synced);
+}
+
 /// A cluster without the CRDs: the extender runs (ready, nodes watched);
 /// pods naming an owner kind it cannot watch are placed one by one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -456,3 +456,44 @@ async fn an_extender_restart_mid_gang_rebuilds_an_inferred_gang() {
         assert_eq!(node, plan.slots[i].node, "rank {i}");
     }
 }
+
+/// A bind for a member this extender never filtered (it restarted between
+/// kube-scheduler's filter and bind) claims the slot of the member's rank
+/// from its owner, as filter would have.
+#[tokio::test]
+async fn an_unfiltered_bind_claims_the_slot_of_the_owner_rank() {
+    let f = fixture(8);
+    // worker-0: rank 1 (the master is 0), though its replica index is 0.
+    let pj = submit(&f, OwnerApi::PyTorchJob, example("pytorchjob.yaml"));
+    let p = with_uid(pytorchjob_pods(&pj).remove(1));
+    let name = p["metadata"]["name"].as_str().unwrap().to_string();
+    f.binder.pods.lock().unwrap().insert(format!("ml/{name}"), lean(&p));
+    let bind =
+        |node: &str| json!({"PodName": name, "PodNamespace": "ml", "PodUID": p["metadata"]["uid"], "Node": node});
+    let first = f.post_json("bind", &bind("dgx0")).await;
+    let plan = f
+        .state
+        .view()
+        .reservation("ml/PyTorchJob:resnet-ddp")
+        .expect("planned at bind")
+        .plan
+        .clone();
+    let slot = plan.slots[1].node.clone();
+    if slot == "dgx0" {
+        assert_eq!(first["Error"].as_str().unwrap_or(""), "", "{first}");
+    } else {
+        assert!(
+            first["Error"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("reserved on {slot}")),
+            "{first}"
+        );
+        let again = f.post_json("bind", &bind(&slot)).await;
+        assert_eq!(again["Error"].as_str().unwrap_or(""), "", "{again}");
+    }
+    let bound = f.binder.bound.lock().unwrap().clone();
+    assert_eq!(bound.len(), 1);
+    assert_eq!(bound[0].node, slot, "rank 1 in slot 1");
+    assert_eq!(bound[0].annotations["railyard.dev/gang-slot"], "1");
+}

@@ -602,3 +602,70 @@ async fn not_ready_until_nodes_and_pods_are_listed() {
     assert!(state.view().has_node("dgx0"));
     task.abort();
 }
+
+/// Discovery of the owner kinds gangs are inferred from: one request per
+/// API version, in order; CRDs not installed (404) are not served, and an
+/// MPIJob `v1` is not watched where `v2beta1` serves the same objects.
+#[tokio::test]
+async fn owner_apis_are_detected_by_discovery() {
+    use railyard_scheduler::owners::watch::{self as owners, OwnerApi};
+    let (client, mut handle) = mock();
+    let server = tokio::spawn(async move {
+        for (path, resp) in [
+            (
+                "/apis/batch/v1",
+                respond(
+                    StatusCode::OK,
+                    resources("batch/v1", &[("jobs", "Job"), ("cronjobs", "CronJob")]),
+                ),
+            ),
+            ("/apis/jobset.x-k8s.io/v1alpha2", not_served()),
+            (
+                "/apis/kubeflow.org/v1",
+                respond(
+                    StatusCode::OK,
+                    resources("kubeflow.org/v1", &[("pytorchjobs", "PyTorchJob")]),
+                ),
+            ),
+            (
+                "/apis/kubeflow.org/v2beta1",
+                respond(
+                    StatusCode::OK,
+                    resources("kubeflow.org/v2beta1", &[("mpijobs", "MPIJob")]),
+                ),
+            ),
+            (
+                "/apis/kubeflow.org/v1",
+                respond(
+                    StatusCode::OK,
+                    resources("kubeflow.org/v1", &[("pytorchjobs", "PyTorchJob")]),
+                ),
+            ),
+            ("/apis/leaderworkerset.x-k8s.io/v1", not_served()),
+        ] {
+            let (req, send) = next(&mut handle).await;
+            assert_eq!(req.method(), http::Method::GET);
+            assert_eq!(req.uri().path(), path);
+            send.send_response(resp);
+        }
+    });
+    let served = owners::detect(&client).await;
+    server.await.expect("server checks");
+    assert_eq!(
+        served,
+        vec![
+            (OwnerApi::Job, true),
+            (OwnerApi::JobSet, false),
+            (OwnerApi::PyTorchJob, true),
+            (OwnerApi::MpiJobV2beta1, true),
+            (OwnerApi::MpiJobV1, false),
+            (OwnerApi::LeaderWorkerSet, false),
+        ]
+    );
+    let watched: Vec<OwnerApi> = owners::to_watch(&served).into_iter().map(|(a, _)| a).collect();
+    assert!(!watched.contains(&OwnerApi::MpiJobV1), "{watched:?}");
+    assert!(
+        watched.contains(&OwnerApi::JobSet),
+        "asked about again later: {watched:?}"
+    );
+}
