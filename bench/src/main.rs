@@ -1,4 +1,4 @@
-//! `railyard-bench replay`: see bench/README.md.
+//! `railyard-bench replay`, `gang`, `load` and `cluster`: see bench/README.md.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -157,6 +157,10 @@ enum Command {
     /// Drive the scheduler extender over HTTP (filter + prioritize pairs):
     /// p50/p99 latency and throughput at 1,000 / 5,000 / 10,000 nodes.
     Load(railyard_bench::load::LoadArgs),
+    /// The whole system in one process: simulated nodes running the real
+    /// device plugin against fake kubelets, the real extender over HTTP and
+    /// a kube-scheduler loop on a fake API server, through a scripted mix.
+    Cluster(railyard_cluster::cli::ClusterArgs),
 }
 
 fn data_dir() -> PathBuf {
@@ -188,6 +192,7 @@ fn main() -> Result<()> {
         Command::Replay(args) => args,
         Command::Gang(args) => return railyard_bench::gang::cli::run(args),
         Command::Load(args) => return railyard_bench::load::run(args),
+        Command::Cluster(args) => return railyard_cluster::cli::main(args),
     };
     let started = Instant::now();
 
