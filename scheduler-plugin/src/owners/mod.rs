@@ -474,6 +474,14 @@ impl OwnerIndex {
         if size <= 1 {
             return Ok(None);
         }
+        // A recorded plan of more slots is refused when read back, so such
+        // a gang could never be rebuilt after a restart.
+        if size as usize > k8s::MAX_PLAN_SLOTS {
+            return Err(format!(
+                "{what}: a gang of {size} members is more than the {} a gang plan may hold",
+                k8s::MAX_PLAN_SLOTS
+            ));
+        }
         Ok(Some(Member {
             id: r.id(per_part || r.kind == OwnerKind::LeaderWorkerSet),
             size,
@@ -557,6 +565,28 @@ mod tests {
     }
 
     #[test]
+    fn a_gang_larger_than_a_plan_may_hold_is_refused() {
+        let mut idx = OwnerIndex::default();
+        idx.watched.insert(OwnerKind::Job, Watched::Synced);
+        let owner = Owner {
+            uid: None,
+            shape: Shape::Classes(vec![class("indexes", 100_000, Some(8))]),
+            enabled: Ok(true),
+            per_part: Ok(false),
+            required: None,
+            preferred: None,
+        };
+        idx.insert(OwnerKind::Job, "ns/big".into(), owner);
+        let pod: LeanPod = serde_json::from_value(json!({"metadata": {"namespace": "ns", "name": "big-7",
+            "labels": {"batch.kubernetes.io/job-completion-index": "7"},
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "big", "uid": "u", "controller": true}]}}))
+        .expect("pod");
+        let r = owner_of(&pod).expect("an owner");
+        let e = idx.resolve(&r, &pod).expect_err("refused");
+        assert!(e.contains("100000 members"), "{e}");
+    }
+
+    #[test]
     fn gpu_less_classes_are_not_members_and_ranks_skip_them() {
         let mut idx = OwnerIndex::default();
         idx.watched.insert(OwnerKind::MpiJob, Watched::Synced);
@@ -587,5 +617,112 @@ mod tests {
         // A kind that is not served: alone.
         idx.watched.insert(OwnerKind::MpiJob, Watched::No);
         assert_eq!(idx.resolve(&r, &pod), Ok(None));
+    }
+
+    mod untrusted {
+        use super::super::*;
+        use proptest::prelude::*;
+        use serde_json::{Value, json};
+
+        /// Leaves an object could hold where a count, a name or a template
+        /// is expected.
+        fn leaf() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                (0u64..6).prop_map(Value::from),
+                any::<f64>().prop_map(|f| json!(f)),
+                "[a-zA-Z0-9-]{0,6}".prop_map(Value::from),
+                Just(
+                    json!({"spec": {"containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "8"}}}]}})
+                ),
+                Just(json!({"spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": "NaN"}}}]}})),
+                Just(json!([])),
+                Just(json!({})),
+            ]
+        }
+
+        fn label_value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                (0u32..8).prop_map(|i| i.to_string()),
+                Just("-1".to_string()),
+                Just("4294967296".to_string()),
+                Just(String::new()),
+                "[a-z0-9.-]{0,5}",
+            ]
+        }
+
+        fn spec(kind: OwnerKind, l: Vec<Value>) -> Value {
+            let t = |i: usize| l[i % l.len()].clone();
+            match kind {
+                OwnerKind::Job => json!({"completionMode": if t(0).is_null() { json!("Indexed") } else { t(0) },
+                                          "parallelism": t(1), "completions": t(2), "template": t(3)}),
+                OwnerKind::JobSet => json!({"replicatedJobs": [
+                    {"name": t(4), "replicas": t(1), "template": {"spec": {"parallelism": t(2), "completions": t(5), "template": t(3)}}},
+                    {"name": "w", "replicas": t(6), "template": {"spec": {"parallelism": t(1), "template": t(7)}}},
+                ]}),
+                OwnerKind::PyTorchJob => json!({"pytorchReplicaSpecs": {"Master": {"replicas": t(1), "template": t(3)},
+                                                                          "Worker": {"replicas": t(2), "template": t(7)}}}),
+                OwnerKind::MpiJob => json!({"launcherCreationPolicy": t(4), "mpiReplicaSpecs": {
+                    "Launcher": {"replicas": t(1), "template": t(3)}, "Worker": {"replicas": t(2), "template": t(7)}}}),
+                OwnerKind::LeaderWorkerSet => json!({"startupPolicy": t(4), "leaderWorkerTemplate": {
+                    "size": t(1), "leaderTemplate": t(5), "workerTemplate": t(3)}}),
+            }
+        }
+
+        proptest! {
+            /// Whatever owner object and pod labels arrive, resolving a
+            /// member never panics, and a refusal says why.
+            #[test]
+            fn any_owner_and_labels_resolve_without_panic(
+                k in 0usize..5,
+                leaves in proptest::collection::vec(leaf(), 8),
+                labels in proptest::collection::vec(label_value(), 8),
+                annotation in prop_oneof![Just(None), Just(Some("false".to_string())), Just(Some("x".to_string()))],
+            ) {
+                let kind = OwnerKind::ALL[k];
+                let mut meta = json!({"name": "o", "namespace": "ns", "uid": "u"});
+                if let Some(a) = &annotation {
+                    meta["annotations"] = json!({GANG_ANNOTATION: a, GANG_SCOPE_ANNOTATION: labels[7]});
+                }
+                let o: DynamicObject = serde_json::from_value(json!({"apiVersion": "x/v1", "kind": kind.name(),
+                    "metadata": meta, "spec": spec(kind, leaves)})).expect("object");
+                let mut idx = OwnerIndex::default();
+                idx.watched.insert(kind, Watched::Synced);
+                idx.insert(kind, "ns/o".into(), Owner::from_object(kind, &o));
+                let keys = [
+                    job::COMPLETION_INDEX, jobset::JOB_INDEX, jobset::REPLICATED_JOB_NAME, jobset::RESTART_ATTEMPT,
+                    kubeflow::REPLICA_TYPE, kubeflow::REPLICA_INDEX, lws::GROUP_INDEX, lws::WORKER_INDEX,
+                ];
+                let mut l: serde_json::Map<String, Value> = keys.iter().zip(&labels).map(|(k, v)| (k.to_string(), json!(v))).collect();
+                let owner_label = match kind {
+                    OwnerKind::JobSet => Some((jobset::JOBSET_NAME, "o")),
+                    OwnerKind::PyTorchJob => Some((kubeflow::OPERATOR_NAME, "pytorchjob-controller")),
+                    OwnerKind::MpiJob => Some((kubeflow::OPERATOR_NAME, "mpi-operator")),
+                    OwnerKind::LeaderWorkerSet => Some((lws::NAME, "o")),
+                    OwnerKind::Job => None,
+                };
+                if let Some((key, v)) = owner_label {
+                    l.insert(key.into(), json!(v));
+                }
+                if matches!(kind, OwnerKind::PyTorchJob | OwnerKind::MpiJob) {
+                    l.insert(kubeflow::JOB_NAME.into(), json!("o"));
+                }
+                let pod: LeanPod = serde_json::from_value(json!({"metadata": {"namespace": "ns", "name": "p", "labels": l,
+                    "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "o", "uid": "u", "controller": true}]}}))
+                    .expect("pod");
+                let r = owner_of(&pod).expect("an owner");
+                prop_assert_eq!(r.kind, kind);
+                match idx.resolve(&r, &pod) {
+                    Ok(Some(m)) => {
+                        prop_assert!(m.size > 1 && m.rank < m.size, "{:?}", m);
+                    }
+                    Ok(None) => {}
+                    Err(e) => prop_assert!(!e.is_empty()),
+                }
+                let _ = idx.size(&r);
+            }
+        }
     }
 }
