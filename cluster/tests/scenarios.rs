@@ -215,7 +215,10 @@ async fn an_extender_restarted_mid_gang_recovers_the_plan_from_the_api() {
         c.extender.state().view().reservation("ml/train").is_some()
     })
     .await
-    .unwrap();
+    .unwrap_or_else(|e| {
+        let pods: Vec<_> = (0..4).map(|i| c.pod(NAMESPACE, &format!("train-{i}"))).collect();
+        panic!("{e}: {pods:#?}")
+    });
     assert_eq!(c.extender.state().view().reservation("ml/train").unwrap().plan, plan);
     drive(&c, "every member bound", |c| {
         if (0..4).all(|i| bound(c, &format!("train-{i}"))) {

@@ -393,6 +393,18 @@ pub async fn watch_pods(client: Client, state: Arc<AppState>) {
     .await;
 }
 
+/// [`watch_pods`] once the node watch has listed every node. A bound gang
+/// member rebuilds its gang's reservation from its recorded plan only when
+/// its node is known: pods listed first (a restart where the pod list
+/// answers before the node list) would leave the rest of the gang's plan
+/// unheld, free for other pods to take.
+pub async fn watch_pods_after_nodes(client: Client, state: Arc<AppState>) {
+    while !state.listed[0].load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    watch_pods(client, state).await;
+}
+
 /// Watches one gang API's objects into the gang index.
 pub async fn watch_gang_objects(client: Client, state: Arc<AppState>, kind: GangKind) {
     let mut seen = None;
@@ -448,7 +460,7 @@ pub async fn run(client: Client, state: Arc<AppState>) {
     );
     tokio::select! {
         _ = watch_nodes(client.clone(), state.clone()) => tracing::error!("node watch ended"),
-        _ = watch_pods(client.clone(), state.clone()) => tracing::error!("pod watch ended"),
+        _ = watch_pods_after_nodes(client.clone(), state.clone()) => tracing::error!("pod watch ended"),
         _ = gangs => tracing::error!("gang watches ended"),
         _ = crate::owners::watch::run(client.clone(), state.clone()) => tracing::error!("owner watches ended"),
     }
