@@ -6,7 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
 use railyard_core::machine::MachineProfile;
 use railyard_test_util::FakeApiServer;
 use railyard_test_util::fake_api::ResourceType;
@@ -100,12 +102,13 @@ pub fn fleet(dir: &Path, n: usize) -> Result<Vec<NodeSpec>> {
 
 /// A running cluster.
 pub struct Cluster {
-    pub api: FakeApiServer,
-    pub client: Client,
+    // Dropped in this order: the components stop before the API they use.
     pub nodes: Vec<SimNode>,
     pub extender: Extender,
     pub scheduler: Scheduler,
     scheduler_task: Option<JoinHandle<()>>,
+    pub client: Client,
+    pub api: FakeApiServer,
 }
 
 impl Cluster {
@@ -193,6 +196,24 @@ impl Cluster {
             .delete("v1", "Pod", namespace, name)
             .map(|_| ())
             .map_err(|e| anyhow::anyhow!("delete pod {namespace}/{name}: {}", e.status()))
+    }
+
+    /// The pod's containers exit 0: its kubelet writes `Succeeded` (and
+    /// gives the devices back when it sees the phase), as when a training
+    /// job's workers finish.
+    pub async fn finish_pod(&self, namespace: &str, name: &str) -> Result<()> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let params = PatchParams {
+            field_manager: Some("kubelet".into()),
+            ..PatchParams::default()
+        };
+        let patch = serde_json::json!({"status": {"phase": "Succeeded", "conditions": [
+            {"type": "Ready", "status": "False", "reason": "PodCompleted"},
+        ]}});
+        api.patch_status(name, &params, &Patch::Merge(&patch))
+            .await
+            .with_context(|| format!("finishing pod {namespace}/{name}"))?;
+        Ok(())
     }
 
     pub fn pod(&self, namespace: &str, name: &str) -> Option<Value> {

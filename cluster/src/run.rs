@@ -164,7 +164,7 @@ pub async fn run(opts: &RunOptions, out: &mut dyn std::io::Write) -> Result<Summ
             }
             Step::Finish { pods, .. } => {
                 for p in pods {
-                    c.delete_pod(NAMESPACE, p)?;
+                    c.finish_pod(NAMESPACE, p).await?;
                 }
             }
         }

@@ -23,7 +23,7 @@ pub const INDEX_LABEL: &str = "batch.kubernetes.io/job-completion-index";
 pub enum Step {
     /// Objects a user creates (pods, PodGroups), in order.
     Submit { title: String, objects: Vec<Value> },
-    /// Jobs that end: their pods are deleted.
+    /// Jobs that end: their pods' containers exit 0 (`Succeeded`).
     Finish { title: String, pods: Vec<String> },
 }
 

@@ -715,6 +715,12 @@ pub fn gang_member(pod: &LeanPod, ask: &PodAsk, index: &GangIndex) -> Result<Opt
             gpus_per_member: k,
             required: level(REQUIRED_LEVEL_ANNOTATION).or(required),
             preferred: level(PREFERRED_LEVEL_ANNOTATION).or(preferred),
+            node_selector: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_selector.clone())
+                .unwrap_or_default(),
+            products: ask.products.clone(),
         },
         rank,
     )))

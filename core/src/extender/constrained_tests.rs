@@ -97,3 +97,85 @@ fn a_new_model_rebuilds_the_classes() {
         .collect();
     assert!(s["a100-0"] > s["t4-0"], "{s:?}");
 }
+
+const H100: &str = "NVIDIA-H100-80GB-HBM3";
+
+/// 8-GPU nodes (name, product, `pool` label) on one leaf.
+fn pools(nodes: &[(&str, &str, &str)]) -> ClusterView {
+    let mut v = ClusterView::new(ViewConfig::default());
+    for (name, product, pool) in nodes {
+        v.upsert_node(node(
+            name,
+            &[("nvidia.com/gpu", 8)],
+            &[
+                (GPU_PRODUCT_LABEL, product),
+                ("fabric.topograph.run/tier-0", "leaf0"),
+                ("pool", pool),
+            ],
+            Some(super::tests::profile("dgx-h100")),
+        ));
+    }
+    v
+}
+
+fn gang_of_two(id: &str, products: GpuProducts, selector: &[(&str, &str)]) -> GangSpec {
+    GangSpec {
+        id: id.into(),
+        min_members: 2,
+        gpus_per_member: 8,
+        node_selector: selector.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        products,
+        ..GangSpec::default()
+    }
+}
+
+/// The nodes of the plan the gang's first member gets.
+fn planned(v: &mut ClusterView, s: &GangSpec) -> Vec<String> {
+    let f = v.gang_filter(s, &format!("{}-0", s.id), Some(0), 0).unwrap();
+    assert!(matches!(f, GangFilter::Slot { .. }), "{}: {f:?}", s.id);
+    let mut n: Vec<String> = v
+        .reservation(&s.id)
+        .unwrap()
+        .plan
+        .slots
+        .iter()
+        .map(|s| s.node.clone())
+        .collect();
+    n.sort();
+    n
+}
+
+/// A gang whose members select a product (or a node label) gets slots only
+/// on nodes kube-scheduler lets them onto: a slot elsewhere would never
+/// fill and leave the gang half placed.
+#[test]
+fn a_gang_is_planned_only_on_nodes_its_members_may_go_to() {
+    let mut v = pools(&[
+        ("a100-0", A100, "train"),
+        ("h100-0", H100, "train"),
+        ("a100-1", A100, "train"),
+        ("h100-1", H100, "batch"),
+    ]);
+    assert_eq!(
+        planned(&mut v, &gang_of_two("ns/h100", only(H100), &[])),
+        ["h100-0", "h100-1"]
+    );
+    assert_eq!(
+        planned(&mut v, &gang_of_two("ns/a100", only(A100), &[])),
+        ["a100-0", "a100-1"]
+    );
+
+    let mut v = pools(&[
+        ("a100-0", A100, "train"),
+        ("h100-0", H100, "train"),
+        ("h100-1", H100, "batch"),
+    ]);
+    // H100 in pool "train" is one node: the gang of two is not planned,
+    // though two H100 nodes are free.
+    let s = gang_of_two("ns/h100-train", only(H100), &[("pool", "train")]);
+    let f = v.gang_filter(&s, "m", Some(0), 0).unwrap();
+    assert!(matches!(f, GangFilter::Wait(_) | GangFilter::Never(_)), "{f:?}");
+    assert!(v.reservation("ns/h100-train").is_none());
+    let any_train = gang_of_two("ns/any-train", GpuProducts::ANY, &[("pool", "train")]);
+    assert_eq!(planned(&mut v, &any_train), ["a100-0", "h100-0"]);
+}

@@ -21,7 +21,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::ask::{GpuAsk, PodAsk};
+use super::ask::{GPU_PRODUCT_LABEL, GpuAsk, PodAsk};
+use super::products::GpuProducts;
 use super::view::{ClusterView, PodRecord, PodState, first_bits};
 use super::writeback::Placement;
 use crate::fabric::{Fabric, LabelOptions};
@@ -30,7 +31,7 @@ use crate::packing::MILLI;
 
 /// A gang as the API describes it (PodGroup `minMember`, Workload gang
 /// `minCount`), with the members' GPU size.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GangSpec {
     /// `<namespace>/<name>`.
     pub id: String,
@@ -40,6 +41,19 @@ pub struct GangSpec {
     /// should stay within.
     pub required: Option<String>,
     pub preferred: Option<String>,
+    /// The members' `spec.nodeSelector`, and the GPU products their node
+    /// selector and affinity allow. kube-scheduler keeps a member off every
+    /// other node, so a plan with a slot there would never fill.
+    pub node_selector: BTreeMap<String, String>,
+    pub products: GpuProducts,
+}
+
+impl GangSpec {
+    /// Whether kube-scheduler would let a member onto a node with `labels`.
+    pub fn admits(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.node_selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+            && self.products.allows(labels.get(GPU_PRODUCT_LABEL).map(String::as_str))
+    }
 }
 
 /// One member's planned place.
@@ -305,7 +319,7 @@ impl ClusterView {
                 continue;
             };
             let n = &self.nodes[i];
-            let keep = if n.input.unschedulable {
+            let keep = if n.input.unschedulable || !spec.admits(&n.input.labels) {
                 0
             } else {
                 n.free_mask() & first_bits(n.free_mask(), n.whole_alloc.saturating_sub(n.whole_used))

@@ -194,6 +194,7 @@ fn spec(members: u32, k: u32) -> GangSpec {
         gpus_per_member: k,
         required: None,
         preferred: None,
+        ..GangSpec::default()
     }
 }
 

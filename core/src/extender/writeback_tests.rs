@@ -180,6 +180,7 @@ fn a_held_gang_slot_moves_off_kubelets_gpu() {
         gpus_per_member: 2,
         required: None,
         preferred: None,
+        ..GangSpec::default()
     };
     let GangFilter::Slot { node: at, slot } = v.gang_filter(&spec, "m0", Some(0), 0).expect("plans") else {
         panic!("no slot");
