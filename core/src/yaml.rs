@@ -56,7 +56,13 @@ pub fn from_yaml<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, Confi
 /// A deserialization error as a [`ConfigError::Parse`] naming the path.
 pub(crate) fn parse_error(what: &str, e: serde_path_to_error::Error<serde_yaml::Error>) -> ConfigError {
     let path = e.path().to_string();
-    let path = if path == "." { "(document)".to_string() } else { path };
+    let path = match path.as_str() {
+        "." => "(document)".to_string(),
+        // A key that is the empty string (`"": 1`, or `:` at the top level):
+        // quoted, so the message still says where.
+        "" => "\"\"".to_string(),
+        _ => path,
+    };
     let message = e.into_inner().to_string();
     // serde_yaml sometimes prefixes the path itself; say it once.
     let message = message
@@ -100,6 +106,15 @@ mod tests {
         );
         let e = from_yaml::<Outer>("test config", "inner: []\nextra: 1\n").unwrap_err();
         assert!(e.to_string().contains("unknown field `extra`"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_key_is_named_quoted() {
+        for text in ["\"\": 1\n", "inner: []\n\"\": 1\n"] {
+            let e = from_yaml::<Outer>("test config", text).unwrap_err();
+            assert_eq!(e.path(), "\"\"", "{text:?}: {e}");
+            assert!(e.to_string().starts_with("test config: \"\": "), "{e}");
+        }
     }
 
     #[test]
