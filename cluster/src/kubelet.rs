@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher::{self, Event};
-use railyard_kubelet_api::fake::{AdmissionError, FakeKubelet, PodRef, PodResourcesHandle};
+use railyard_kubelet_api::fake::{AdmissionError, FakeKubelet, PodRef, PodResourcesHandle, is_extended_resource_name};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -136,7 +136,7 @@ fn extended_asks(container: &Value) -> Vec<(String, usize)> {
     for part in ["requests", "limits"] {
         let Some(m) = r[part].as_object() else { continue };
         for (name, q) in m {
-            if !is_extended(name) {
+            if !is_extended_resource_name(name) {
                 continue;
             }
             let n = q
@@ -149,17 +149,6 @@ fn extended_asks(container: &Value) -> Vec<(String, usize)> {
         }
     }
     out.into_iter().collect()
-}
-
-/// An extended resource (kubelet's `IsExtendedResourceName`): a domain
-/// outside `kubernetes.io`, and not a `requests.` quota name.
-fn is_extended(name: &str) -> bool {
-    match name.split_once('/') {
-        Some((domain, _)) => {
-            domain != "kubernetes.io" && !domain.ends_with(".kubernetes.io") && !name.starts_with("requests.")
-        }
-        None => false,
-    }
 }
 
 /// One node's kubelet toward the API.
@@ -360,8 +349,8 @@ mod tests {
             extended_asks(&c),
             vec![("example.com/foo".to_string(), 3), ("nvidia.com/gpu".to_string(), 2)]
         );
-        assert!(!is_extended("kubernetes.io/foo"));
-        assert!(!is_extended("requests.nvidia.com/gpu"));
-        assert!(!is_extended("node.kubernetes.io/x"));
+        assert!(!is_extended_resource_name("kubernetes.io/foo"));
+        assert!(!is_extended_resource_name("requests.nvidia.com/gpu"));
+        assert!(!is_extended_resource_name("node.kubernetes.io/x"));
     }
 }

@@ -49,12 +49,28 @@ pub struct Summary {
     pub usage: Vec<Usage>,
 }
 
+fn is_bound(pod: &Value) -> bool {
+    pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty())
+}
+
+fn key_of(pod: &Value) -> String {
+    format!("{NAMESPACE}/{}", pod["metadata"]["name"].as_str().unwrap_or_default())
+}
+
+/// kube-scheduler's message for a pod it could not place.
+fn why_pending<'a>(outcomes: &'a BTreeMap<String, Outcome>, key: &str) -> Option<&'a str> {
+    match outcomes.get(key) {
+        Some(Outcome::Unschedulable(m) | Outcome::Error(m)) => Some(m),
+        _ => None,
+    }
+}
+
 /// Whether some pod is bound but its kubelet has not written a phase yet.
 fn admitting(c: &Cluster) -> bool {
-    c.api.list("v1", "Pod").iter().any(|p| {
-        p["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty())
-            && p["status"]["phase"].as_str().unwrap_or("Pending") == "Pending"
-    })
+    c.api
+        .list("v1", "Pod")
+        .iter()
+        .any(|p| is_bound(p) && p["status"]["phase"].as_str().unwrap_or("Pending") == "Pending")
 }
 
 /// Waits until the step's effects are over: every bound pod admitted, and
@@ -77,7 +93,7 @@ fn members_by_gang(pods: &[Value]) -> BTreeMap<String, (usize, usize)> {
         if let Some(job) = p["metadata"]["labels"][POD_GROUP_LABEL].as_str() {
             let e = g.entry(job.to_string()).or_default();
             e.0 += 1;
-            if p["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty()) {
+            if is_bound(p) {
                 e.1 += 1;
             }
         }
@@ -183,11 +199,9 @@ pub async fn run(opts: &RunOptions, out: &mut dyn std::io::Write) -> Result<Summ
             }
         }
         let outcomes = c.scheduler.outcomes();
-        for p in &pods {
-            let key = format!("{}/{}", NAMESPACE, p["metadata"]["name"].as_str().unwrap_or_default());
-            if let Some(Outcome::Unschedulable(msg) | Outcome::Error(msg)) = outcomes.get(&key)
-                && p["spec"]["nodeName"].as_str().is_none_or(str::is_empty)
-            {
+        for p in pods.iter().filter(|p| !is_bound(p)) {
+            let key = key_of(p);
+            if let Some(msg) = why_pending(&outcomes, &key) {
                 writeln!(out, "  {key} pending: {msg}")?;
             }
         }
@@ -198,8 +212,7 @@ pub async fn run(opts: &RunOptions, out: &mut dyn std::io::Write) -> Result<Summ
     }
     let outcomes = c.scheduler.outcomes();
     for p in c.api.list("v1", "Pod") {
-        let key = format!("{}/{}", NAMESPACE, p["metadata"]["name"].as_str().unwrap_or_default());
-        let bound = p["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+        let key = key_of(&p);
         if p["status"]["phase"] == "Failed" {
             let why = format!(
                 "{}: {}",
@@ -207,11 +220,8 @@ pub async fn run(opts: &RunOptions, out: &mut dyn std::io::Write) -> Result<Summ
                 p["status"]["message"].as_str().unwrap_or_default()
             );
             summary.failed.push((key, why));
-        } else if !bound {
-            let why = match outcomes.get(&key) {
-                Some(Outcome::Unschedulable(m) | Outcome::Error(m)) => m.clone(),
-                _ => "not tried yet".into(),
-            };
+        } else if !is_bound(&p) {
+            let why = why_pending(&outcomes, &key).unwrap_or("not tried yet").to_string();
             summary.pending.push((key, why));
         }
     }

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use railyard_scheduler::k8s::parse_quantity;
+use railyard_scheduler::k8s::{LeanPod, effective_requests, parse_quantity};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -77,32 +77,12 @@ fn quantity(v: &Value) -> Option<f64> {
 }
 
 /// A pod's effective requests, as kube-scheduler's `NodeResourcesFit`
-/// computes them: the sum over containers of requests (limits where a
-/// resource has no request), the largest init container where that is
-/// larger, and one `pods`.
+/// computes them (the extender's [`effective_requests`]: the sum over
+/// containers, requests else limits, the largest init container where that
+/// is larger), and one `pods`.
 fn requests(pod: &Value) -> Result<BTreeMap<String, f64>, String> {
-    let of = |c: &Value| -> Result<BTreeMap<String, f64>, String> {
-        let mut m = BTreeMap::new();
-        for part in ["limits", "requests"] {
-            for (k, v) in c["resources"][part].as_object().into_iter().flatten() {
-                let q = quantity(v).ok_or_else(|| format!("resources.{part}[{k}]: {v} is not a quantity"))?;
-                m.insert(k.clone(), q);
-            }
-        }
-        Ok(m)
-    };
-    let mut sum: BTreeMap<String, f64> = BTreeMap::new();
-    for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
-        for (k, v) in of(c)? {
-            *sum.entry(k).or_default() += v;
-        }
-    }
-    for c in pod["spec"]["initContainers"].as_array().into_iter().flatten() {
-        for (k, v) in of(c)? {
-            let e = sum.entry(k).or_default();
-            *e = e.max(v);
-        }
-    }
+    let lean: LeanPod = serde_json::from_value(pod.clone()).map_err(|e| format!("not a pod: {e}"))?;
+    let mut sum = effective_requests(&lean).map_err(|e| e.to_string())?;
     *sum.entry("pods".into()).or_default() += 1.0;
     Ok(sum)
 }

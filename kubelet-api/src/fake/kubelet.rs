@@ -175,17 +175,7 @@ fn validate(r: &RegisterRequest) -> Result<(), String> {
         ));
     }
     let name = &r.resource_name;
-    let extended = match name.split_once('/') {
-        Some((domain, rest)) => {
-            !domain.is_empty()
-                && !rest.is_empty()
-                && !rest.contains('/')
-                && domain != "kubernetes.io"
-                && !domain.ends_with(".kubernetes.io")
-                && domain != "requests."
-        }
-        None => false,
-    };
+    let extended = is_extended_resource_name(name);
     if !extended {
         return Err(format!("invalid extended resource name: {name:?}"));
     }
@@ -196,6 +186,22 @@ fn validate(r: &RegisterRequest) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Kubelet's `IsExtendedResourceName`: a qualified `domain/name` outside
+/// the `kubernetes.io` domains, and not a quota name (`requests.` prefix).
+pub fn is_extended_resource_name(name: &str) -> bool {
+    match name.split_once('/') {
+        Some((domain, rest)) => {
+            !domain.is_empty()
+                && !rest.is_empty()
+                && !rest.contains('/')
+                && domain != "kubernetes.io"
+                && !domain.ends_with(".kubernetes.io")
+                && !name.starts_with("requests.")
+        }
+        None => false,
+    }
 }
 
 #[tonic::async_trait]

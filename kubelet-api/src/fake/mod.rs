@@ -20,5 +20,5 @@ mod podresources;
 mod socket_server;
 
 pub use cri::{FakeRuntimeService, kube_container};
-pub use kubelet::{Admission, AdmissionError, FakeKubelet, Plugin, PodRef, TempDir};
+pub use kubelet::{Admission, AdmissionError, FakeKubelet, Plugin, PodRef, TempDir, is_extended_resource_name};
 pub use podresources::{FakePodResources, PodResourcesHandle};
