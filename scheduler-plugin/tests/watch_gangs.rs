@@ -553,18 +553,19 @@ async fn v1beta1_pod_groups_are_detected_and_watched_in_place_of_v1alpha2() {
     task.abort();
 }
 
-/// `/healthz` turns ready only once nodes *and* pods are listed: pods listed
-/// first with the node list still outstanding is not ready.
+/// `/healthz` turns ready only once nodes *and* pods are listed. The pod
+/// list is asked for only after the node list is in (a bound gang member
+/// rebuilds its reservation only over known nodes), and while it is
+/// outstanding the extender is not ready.
 #[tokio::test(start_paused = true)]
 async fn not_ready_until_nodes_and_pods_are_listed() {
     let (client, mut handle) = mock();
     let f = Fixture::new(60_000);
     let state = f.state.clone();
     let task = tokio::spawn(watch::run(client, state.clone()));
-    let mut node_list = None;
     let mut held = Vec::new();
-    // Discovery (nothing served), then the node and pod lists in any order.
-    while node_list.is_none() || !state.listed_pods_for_test() {
+    // Discovery (nothing served), then the node list; no pod list before it.
+    let node_list = loop {
         let (req, send) = next(&mut handle).await;
         let path = req.uri().path().to_string();
         if query(&req).contains("watch=true") {
@@ -572,34 +573,41 @@ async fn not_ready_until_nodes_and_pods_are_listed() {
             continue;
         }
         match path.as_str() {
-            "/api/v1/nodes" => node_list = Some(send),
-            "/api/v1/pods" => send.send_response(respond(StatusCode::OK, list("v1", "PodList", "5", vec![]))),
+            "/api/v1/nodes" => break send,
             p if p.starts_with("/apis/") && !p.ends_with("podgroups") && !p.ends_with("workloads") => {
                 send.send_response(not_served())
             }
-            other => panic!("unexpected request {other}"),
+            other => panic!("unexpected request {other} before the node list"),
         }
-    }
-    assert!(
-        !state.ready.load(Ordering::Relaxed),
-        "pods listed, nodes not yet: not ready"
-    );
+    };
+    assert!(!state.ready.load(Ordering::Relaxed), "nothing listed: not ready");
     let topo = dgx_profile_json();
     let dgx = node("dgx0", &[("nvidia.com/gpu", "8")], &[], Some(&topo));
-    node_list
-        .expect("node list requested")
-        .send_response(respond(StatusCode::OK, list("v1", "NodeList", "6", vec![dgx])));
-    // The node watch follows its list; by then the list is applied.
+    node_list.send_response(respond(StatusCode::OK, list("v1", "NodeList", "6", vec![dgx])));
+    // The node watch follows its list, and the pod list is asked for.
+    let pod_list = loop {
+        let (req, send) = next(&mut handle).await;
+        if req.uri().path() == "/api/v1/pods" && !query(&req).contains("watch=true") {
+            break send;
+        }
+        held.push(send);
+    };
+    assert!(state.view().has_node("dgx0"));
+    assert!(
+        !state.ready.load(Ordering::Relaxed),
+        "nodes listed, pods not yet: not ready"
+    );
+    pod_list.send_response(respond(StatusCode::OK, list("v1", "PodList", "7", vec![])));
+    // The pod watch follows its list; by then the list is applied.
     loop {
         let (req, send) = next(&mut handle).await;
-        let is_node_watch = req.uri().path() == "/api/v1/nodes" && query(&req).contains("watch=true");
+        let is_pod_watch = req.uri().path() == "/api/v1/pods" && query(&req).contains("watch=true");
         held.push(send);
-        if is_node_watch {
+        if is_pod_watch {
             break;
         }
     }
     assert!(state.ready.load(Ordering::Relaxed));
-    assert!(state.view().has_node("dgx0"));
     task.abort();
 }
 
