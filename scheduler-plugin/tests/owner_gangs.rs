@@ -495,6 +495,14 @@ async fn an_owner_kind_the_api_refuses_does_not_hold_pods_back() {
         }
     };
     assert!(tokio::time::timeout(T, poll).await.is_ok(), "Jobs never marked refused");
+    // The other kinds' watches run on their own: they finish listing,
+    // before or after the refusal.
+    let synced = async {
+        while fresh.gangs.read().unwrap().owners.watched(OwnerKind::JobSet) == Watched::Listing {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    assert!(tokio::time::timeout(T, synced).await.is_ok(), "JobSets never listed");
     let g = fresh.gangs.read().unwrap();
     assert_eq!(
         g.owners.watched(OwnerKind::JobSet),
