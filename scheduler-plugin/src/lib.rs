@@ -3,7 +3,9 @@
 //! [`app`] serves the extender v1 verbs (`filter`, `prioritize`, `bind`,
 //! `preempt`) over HTTP/JSON; [`watch`] keeps the cluster view current from
 //! the API (Nodes, Pods, PodGroups, and the upstream Workload API where the
-//! cluster serves it); [`binder::KubeBinder`] creates Bindings. Every
+//! cluster serves it); [`owners`] infers gangs from the training workloads
+//! that own pods without a PodGroup (Indexed Jobs, JobSets, PyTorchJobs,
+//! MPIJobs, LeaderWorkerSets); [`binder::KubeBinder`] creates Bindings. Every
 //! decision is made by `railyard_core::extender`. [`serve`] is the accept
 //! loop (header timeout, connection limit) of plain HTTP and, in `tls`,
 //! HTTPS.

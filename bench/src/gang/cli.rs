@@ -13,6 +13,8 @@ use railyard_core::gang::GangCluster;
 use railyard_core::machine::MachineProfile;
 use railyard_core::topology::NodeTopology;
 
+use super::jct;
+use super::limits::{self, LimitModel};
 use super::policies::PolicyKind;
 use super::report;
 use super::sim::{BestCache, RunResult, SimOptions, best_busbw, simulate};
@@ -73,10 +75,33 @@ pub struct GangArgs {
     /// `--railyard-max-wait` of its duration, no reservation).
     #[arg(long, default_value = "reserve")]
     pub railyard_wait: String,
-    /// Share of a step spent in all-reduce at full bandwidth, for the
-    /// `reserve` rule's slowdown model.
+    /// Share of a step spent in all-reduce at full bandwidth that Railyard's
+    /// `reserve` rule assumes (kept apart from `--comm-share`, the true one,
+    /// so the rule can be replayed against a world it was not tuned for).
     #[arg(long, default_value_t = 0.25)]
     pub railyard_comm_share: f64,
+    /// True share `s` of every job's run spent in all-reduce at full
+    /// bandwidth: a job placed at busbw ratio `r` runs `duration × ((1 − s)
+    /// + s / r)`, under every policy.
+    #[arg(long, default_value_t = 0.25)]
+    pub comm_share: f64,
+    /// How the time limits jobs declare (all reservations and backfill
+    /// see) relate to their durations: `modal` (over-estimates rounded up
+    /// to round values, 10% exact; see src/gang/limits.rs), `uniform:F`
+    /// (duration × U[1, F]) or `exact` (limits = durations). Limits given
+    /// in a `--workload` CSV are kept.
+    #[arg(long, default_value = "modal")]
+    pub limit_error: String,
+    /// When a job ends before its limit, plan every reservation again
+    /// (`on`, as Slurm's backfill pass) or keep them (`off`).
+    #[arg(long, default_value = "on")]
+    pub recompute: String,
+    /// Least simulated seconds between two such replans (Slurm's
+    /// `bf_interval`); early ends inside it are replanned together. 300 s:
+    /// on seed 42 (150 jobs) 30 s replanned 8× as often for the same JCT
+    /// (bench/README.md).
+    #[arg(long, default_value_t = 300.0)]
+    pub backfill_interval: f64,
     /// Most gangs larger than one node holding a reservation at once
     /// (Slurm's backfill depth).
     #[arg(long, default_value_t = 8)]
@@ -151,6 +176,26 @@ pub fn run(args: GangArgs) -> Result<()> {
     if !(args.load > 0.0 && (0.0..1.0).contains(&args.background) && args.sample_min > 0.0) {
         bail!("--load must be > 0, --background in [0, 1), --sample-min > 0");
     }
+    for (flag, v) in [
+        ("--comm-share", args.comm_share),
+        ("--railyard-comm-share", args.railyard_comm_share),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            bail!("{flag} must be in [0, 1], got {v}");
+        }
+    }
+    if !(args.backfill_interval.is_finite() && args.backfill_interval >= 0.0) {
+        bail!(
+            "--backfill-interval must be a number of seconds ≥ 0, got {}",
+            args.backfill_interval
+        );
+    }
+    let limit_model = LimitModel::parse(&args.limit_error)?;
+    let recompute = match args.recompute.as_str() {
+        "on" => true,
+        "off" => false,
+        other => bail!("--recompute: `{other}` is not on or off"),
+    };
     let fixed: Option<Vec<Job>> = match &args.workload {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
@@ -166,7 +211,11 @@ pub fn run(args: GangArgs) -> Result<()> {
     };
     let workloads: Vec<(u64, Vec<Job>)> = seeds
         .iter()
-        .map(|&s| (s, fixed.clone().unwrap_or_else(|| workload::generate(&mix, s))))
+        .map(|&s| {
+            let mut jobs = fixed.clone().unwrap_or_else(|| workload::generate(&mix, s));
+            limits::assign(&mut jobs, limit_model, s);
+            (s, jobs)
+        })
         .collect();
     if let (Some(path), Some((_, jobs))) = (&args.write_workload, workloads.first()) {
         std::fs::write(path, workload::to_csv(jobs)).with_context(|| format!("writing {}", path.display()))?;
@@ -222,6 +271,9 @@ pub fn run(args: GangArgs) -> Result<()> {
         comm_share: args.railyard_comm_share,
         max_reservations: args.railyard_reservations,
         node_reservations: args.railyard_node_reservations,
+        job_comm_share: args.comm_share,
+        recompute,
+        backfill_interval_s: args.backfill_interval,
     };
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, RunResult)>> = Mutex::new(Vec::new());
@@ -249,9 +301,16 @@ pub fn run(args: GangArgs) -> Result<()> {
     let summaries = report::summarize(&runs);
     println!("{}", report::table(&summaries));
     println!("{}", report::wait_table(&summaries));
+    let jcts = jct::summarize(&runs, cluster.total_gpus());
+    println!("{}", jct::table(&jcts));
+    println!("{}", jct::class_table(&jcts, "mean JCT min", |s| s.mean_min));
+    println!("{}", jct::class_table(&jcts, "p95 JCT min", |s| s.p95_min));
+    println!("{}", jct::class_table(&jcts, "slowdown", |s| s.slowdown_mean));
+    println!("{}", jct::goal(&jcts, &summaries));
     let out = args.out.clone().unwrap_or_else(|| root().join("target/bench-out"));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     report::write_csvs(&out, &runs, &summaries).with_context(|| format!("writing CSV to {}", out.display()))?;
+    jct::write_csv(&out, &jcts).with_context(|| format!("writing gang_jct.csv to {}", out.display()))?;
     if !args.no_plots {
         let what = format!("{} ({} seeds)", fabric.name(), seeds.len());
         report::plot_alloc(
@@ -264,6 +323,12 @@ pub fn run(args: GangArgs) -> Result<()> {
             &out.join("gang_busbw_cdf.svg"),
             &format!("Gang busbw vs best on an empty cluster, {what}"),
             &summaries,
+        )
+        .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+        jct::plot_slowdown_cdf(
+            &out.join("gang_jct_slowdown_cdf.svg"),
+            &format!("JCT slowdown, {what}"),
+            &jcts,
         )
         .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
     }

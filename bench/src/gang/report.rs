@@ -212,21 +212,25 @@ pub fn write_csvs(dir: &Path, runs: &[RunResult], s: &[GangSummary]) -> std::io:
         );
     }
     std::fs::write(dir.join("gang_summary.csv"), t)?;
-    let mut j =
-        String::from("policy,seed,job,gang,gpus,arrival_s,start_s,busbw_ratio,one_leaf,one_nvl,partial,never\n");
+    let mut j = String::from(
+        "policy,seed,job,gang,gpus,arrival_s,start_s,finish_s,duration_s,limit_s,busbw_ratio,one_leaf,one_nvl,partial,never\n",
+    );
     let mut c = String::from("policy,seed,hours,alloc_pct,running_pct\n");
-    let mut r = String::from("policy,seed,alloc_pct,running_pct,evictions,makespan_h\n");
+    let mut r = String::from("policy,seed,alloc_pct,running_pct,evictions,makespan_h,recomputes\n");
     for run in runs {
         let p = run.policy.name();
         for (i, x) in run.records.iter().enumerate() {
             let _ = writeln!(
                 j,
-                "{p},{},{i},{},{},{:.1},{},{},{},{},{},{}",
+                "{p},{},{i},{},{},{:.1},{},{},{:.1},{:.1},{},{},{},{},{}",
                 run.seed,
                 x.gang,
                 x.gpus,
                 x.arrival_s,
                 x.start_s.map_or(String::new(), |s| format!("{s:.1}")),
+                x.finish_s.map_or(String::new(), |s| format!("{s:.1}")),
+                x.duration_s,
+                x.limit_s,
                 x.ratio.map_or(String::new(), |v| format!("{v:.4}")),
                 x.one_leaf,
                 x.one_nvl,
@@ -239,12 +243,13 @@ pub fn write_csvs(dir: &Path, runs: &[RunResult], s: &[GangSummary]) -> std::io:
         }
         let _ = writeln!(
             r,
-            "{p},{},{:.3},{:.3},{},{:.2}",
+            "{p},{},{:.3},{:.3},{},{:.2},{}",
             run.seed,
             run.alloc_mean,
             run.running_mean,
             run.evictions,
-            run.makespan_s / 3600.0
+            run.makespan_s / 3600.0,
+            run.recomputes
         );
     }
     std::fs::write(dir.join("gang_jobs.csv"), j)?;
@@ -318,8 +323,12 @@ mod tests {
         let rec = |gpus: u32, wait_min: f64| super::super::sim::JobRecord {
             gang: true,
             gpus,
+            gpu_share: f64::from(gpus),
             arrival_s: 60.0,
+            duration_s: 600.0,
+            limit_s: 600.0,
             start_s: Some(60.0 + wait_min * 60.0),
+            finish_s: Some(660.0 + wait_min * 60.0),
             ratio: Some(1.0),
             one_leaf: true,
             one_nvl: gpus <= 8,

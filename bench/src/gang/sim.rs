@@ -1,6 +1,8 @@
 //! Event-driven simulation of one policy over one workload: arrivals,
 //! completions, a best-effort FIFO queue (a job that does not fit does not
-//! block the ones behind it), and per-job measurements.
+//! block the ones behind it), and per-job measurements. A job runs longer
+//! when its placement's bandwidth is low ([`run_time`]); schedulers see
+//! only the time limits. Railyard's reservation pass is in `backfill.rs`.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
@@ -8,10 +10,7 @@ use std::time::{Duration, Instant};
 
 use railyard_core::comm::estimate;
 use railyard_core::fabric::{GpuRef, MachineLookup};
-use railyard_core::gang::{
-    Decision, FreeState, Gang, GangCluster, GangPlan, Level, Patience, Release, Reservation, ReserveDepth, Timeline,
-    WaitRule,
-};
+use railyard_core::gang::{Decision, FreeState, Gang, GangCluster, Level, Patience, Reservation};
 
 use super::policies::{Member, PolicyKind, World, place_fraction, place_gang, place_pod};
 use super::workload::Job;
@@ -21,8 +20,16 @@ use super::workload::Job;
 pub struct JobRecord {
     pub gang: bool,
     pub gpus: u32,
+    /// GPUs held, a fractional pod as its share of one.
+    pub gpu_share: f64,
     pub arrival_s: f64,
+    /// The run at full bandwidth (the workload's duration).
+    pub duration_s: f64,
+    /// The declared time limit.
+    pub limit_s: f64,
     pub start_s: Option<f64>,
+    /// Start + the run at the placement's bandwidth.
+    pub finish_s: Option<f64>,
     /// Estimated busbw ÷ the best on an empty cluster (gangs only).
     pub ratio: Option<f64>,
     pub one_leaf: bool,
@@ -47,6 +54,11 @@ pub struct RunResult {
     /// Partial gangs evicted to break a deadlock.
     pub evictions: u32,
     pub makespan_s: f64,
+    /// The last arrival: the window allocation and useful GPU-hours cover.
+    pub window_s: f64,
+    /// Passes that dropped every reservation and planned them anew because
+    /// a job ended before its limit.
+    pub recomputes: u64,
     pub decide_time: Duration,
     pub decisions: u64,
     /// Bookkeeping errors (taking a busy GPU, freeing a free one): 0 unless
@@ -74,6 +86,34 @@ pub struct SimOptions {
     /// Most jobs that fit on one node holding a reservation at once (0:
     /// the first rule, where single pods never reserve); see `ReserveDepth`.
     pub node_reservations: usize,
+    /// The true communication share `s` of every job: placed at busbw
+    /// ratio `r` it runs `duration × ((1 − s) + s / r)` ([`run_time`]),
+    /// under every policy. `comm_share` is what Railyard's rule assumes.
+    pub job_comm_share: f64,
+    /// When a job ends before its limit, drop Railyard's reservations and
+    /// plan them again in queue order (Slurm's backfill pass); off: a
+    /// reservation stands until its job starts or its start passes.
+    pub recompute: bool,
+    /// Least simulated time between two such replans, seconds (Slurm's
+    /// `bf_interval`, 30 s by default there; 300 s here, see the CLI
+    /// flag): early ends inside it are replanned together at the first
+    /// pass after it.
+    pub backfill_interval_s: f64,
+}
+
+/// The run of a job of `duration_s` (at full bandwidth) placed at busbw
+/// ratio `ratio` (1 for jobs without all-reduce) when a share `s` of it is
+/// communication: `duration × ((1 − s) + s / r)`. Ratios above 1 (a
+/// placement the empty-cluster plan missed) count as 1, so no placement
+/// runs faster than the workload says.
+pub fn run_time(duration_s: f64, ratio: f64, s: f64) -> f64 {
+    let s = s.clamp(0.0, 1.0);
+    let r = ratio.min(1.0);
+    if r <= 0.0 || r.is_nan() {
+        // No bandwidth estimate: the communication part at full speed.
+        return duration_s;
+    }
+    duration_s * ((1.0 - s) + s / r)
 }
 
 impl Default for SimOptions {
@@ -86,6 +126,9 @@ impl Default for SimOptions {
             comm_share: 0.25,
             max_reservations: 8,
             node_reservations: 256,
+            job_comm_share: 0.25,
+            recompute: true,
+            backfill_interval_s: 300.0,
         }
     }
 }
@@ -117,28 +160,28 @@ impl Ord for T {
     }
 }
 
-struct Sim<'a, 'c, M: MachineLookup + ?Sized> {
-    c: &'a GangCluster<'c, M>,
-    jobs: &'a [Job],
-    policy: PolicyKind,
-    w: World,
-    held: Vec<Vec<Member>>,
-    frac: Vec<Option<(usize, u32)>>,
-    rec: Vec<JobRecord>,
-    queue: Vec<usize>,
+pub(super) struct Sim<'a, 'c, M: MachineLookup + ?Sized> {
+    pub(super) c: &'a GangCluster<'c, M>,
+    pub(super) jobs: &'a [Job],
+    pub(super) policy: PolicyKind,
+    pub(super) w: World,
+    pub(super) held: Vec<Vec<Member>>,
+    pub(super) frac: Vec<Option<(usize, u32)>>,
+    pub(super) rec: Vec<JobRecord>,
+    pub(super) queue: Vec<usize>,
     events: BinaryHeap<Reverse<(T, Ev, usize)>>,
     running: usize,
-    decide: Duration,
-    decisions: u64,
-    errors: u32,
-    opts: SimOptions,
+    pub(super) decide: Duration,
+    pub(super) decisions: u64,
+    pub(super) errors: u32,
+    pub(super) opts: SimOptions,
     /// Railyard's reservations from the last full pass, by job.
-    reserved: Vec<(usize, Reservation)>,
+    pub(super) reserved: Vec<(usize, Reservation)>,
     /// GPUs of the largest node: a job of at most this many fits on one node.
-    node_gpus: u32,
+    pub(super) node_gpus: u32,
     /// Jobs holding GPUs (running, or partial gangs), in index order: the
     /// per-event sums visit these, not every job of the run.
-    active: BTreeSet<usize>,
+    pub(super) active: BTreeSet<usize>,
 }
 
 /// Simulates `policy` over `jobs` (sorted by arrival) on cluster `c`.
@@ -166,8 +209,12 @@ pub fn simulate<M: MachineLookup + ?Sized>(
             .map(|j| JobRecord {
                 gang: j.is_gang(),
                 gpus: j.gpus(),
+                gpu_share: j.gpu_share(),
                 arrival_s: j.arrival_s,
+                duration_s: j.duration_s,
+                limit_s: j.limit(),
                 start_s: None,
+                finish_s: None,
                 ratio: None,
                 one_leaf: false,
                 one_nvl: false,
@@ -200,6 +247,9 @@ pub fn simulate<M: MachineLookup + ?Sized>(
     let mut next_sample = 0.0;
     let mut evictions = 0;
     let mut makespan: f64 = 0.0;
+    let mut recomputes = 0;
+    // An early end not yet replanned, and when the last replan was.
+    let (mut stale, mut last_replan) = (false, f64::NEG_INFINITY);
     while let Some(Reverse((T(t), _, _))) = s.events.peek().copied() {
         let (alloc, run) = s.usage();
         while next_sample <= t {
@@ -213,6 +263,7 @@ pub fn simulate<M: MachineLookup + ?Sized>(
             last_t = upto;
         }
         let mut freed = false;
+        let mut early = false;
         let mut arrived = Vec::new();
         while let Some(Reverse((T(te), ev, j))) = s.events.peek().copied() {
             if te > t {
@@ -221,6 +272,9 @@ pub fn simulate<M: MachineLookup + ?Sized>(
             s.events.pop();
             match ev {
                 Ev::Finish => {
+                    // The scheduler expected the GPUs back at the limit.
+                    let planned = s.rec[j].start_s.map_or(t, |st| st + s.jobs[j].limit());
+                    early |= t < planned - 1e-6;
                     s.release(j);
                     s.running -= 1;
                     freed = true;
@@ -236,7 +290,20 @@ pub fn simulate<M: MachineLookup + ?Sized>(
                 s.queue.push(j);
             }
         }
-        s.pass(t, freed, best);
+        stale |= early;
+        let replan = stale && s.opts.recompute && t - last_replan >= s.opts.backfill_interval_s;
+        if replan && !s.reserved.is_empty() {
+            // Slurm's backfill pass: the plan came from limits that turned
+            // out long, so every reservation is made again, in queue order.
+            s.reserved.clear();
+            recomputes += 1;
+        }
+        if replan {
+            stale = false;
+            last_replan = t;
+        }
+        // A replan tries the whole queue, as a completion does.
+        s.pass(t, freed || replan, best);
         // Nothing running and nothing can start: partial gangs hold each
         // other's GPUs. Evict the newest partial gang and try again.
         // Each partial gang is evicted at most once per deadlock, newest first.
@@ -273,6 +340,8 @@ pub fn simulate<M: MachineLookup + ?Sized>(
         },
         evictions,
         makespan_s: makespan,
+        window_s: window,
+        recomputes,
         decide_time: s.decide,
         decisions: s.decisions,
         errors: s.errors,
@@ -295,7 +364,7 @@ impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
         (all, run)
     }
 
-    fn gang(&self, j: usize) -> Gang {
+    pub(super) fn gang(&self, j: usize) -> Gang {
         let job = &self.jobs[j];
         let level = |s: &Option<String>| s.as_deref().and_then(|l| Level::parse(self.c.fabric(), l).ok());
         Gang {
@@ -339,14 +408,23 @@ impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
         self.active.remove(&j);
     }
 
-    fn start(&mut self, j: usize, t: f64, best: &BestCache) {
+    pub(super) fn start(&mut self, j: usize, t: f64, best: &BestCache) {
         self.rec[j].start_s = Some(t);
         self.running += 1;
-        self.events
-            .push(Reverse((T(t + self.jobs[j].duration_s), Ev::Finish, j)));
-        if !self.rec[j].gang {
-            return;
+        if self.rec[j].gang {
+            self.measure(j, best);
         }
+        let run = run_time(
+            self.jobs[j].duration_s,
+            self.rec[j].ratio.unwrap_or(1.0),
+            self.opts.job_comm_share,
+        );
+        self.rec[j].finish_s = Some(t + run);
+        self.events.push(Reverse((T(t + run), Ev::Finish, j)));
+    }
+
+    /// Busbw ratio and locality of started gang `j`.
+    fn measure(&mut self, j: usize, best: &BestCache) {
         let c = self.c;
         let names: Vec<&str> = self.held[j]
             .iter()
@@ -376,7 +454,7 @@ impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
             nodes.iter().all(|&n| n == first) || (dom(first).is_some() && nodes.iter().all(|&n| dom(n) == dom(first)));
     }
 
-    fn take(&mut self, j: usize, members: Vec<Member>) {
+    pub(super) fn take(&mut self, j: usize, members: Vec<Member>) {
         for (n, gpus) in &members {
             if self.w.free.take(self.c, *n, gpus).is_err() {
                 self.errors += 1;
@@ -464,7 +542,7 @@ impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
             };
             let patience = Patience {
                 accept_ratio: self.opts.accept_ratio,
-                max_wait_s: self.opts.max_wait_frac * job.duration_s,
+                max_wait_s: self.opts.max_wait_frac * job.limit(),
             };
             let b = best
                 .get(&(job.members, job.gpus_per_member))
@@ -486,301 +564,24 @@ impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
     }
 }
 
-impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
-    /// What running jobs give back and when: their GPUs at their end, a
-    /// shared GPU when its last fractional pod ends.
-    fn releases(&self) -> Vec<Release> {
-        let mut out = Vec::new();
-        let mut shared: BTreeMap<(usize, u32), f64> = BTreeMap::new();
-        for &j in &self.active {
-            let Some(s) = self.rec[j].start_s else { continue };
-            let end = s + self.jobs[j].duration_s;
-            for (n, gpus) in &self.held[j] {
-                out.push(Release {
-                    at_s: end,
-                    node: *n,
-                    gpus: gpus.clone(),
-                });
-            }
-            if let Some(k) = self.frac[j] {
-                let e = shared.entry(k).or_insert(end);
-                *e = e.max(end);
-            }
-        }
-        out.extend(shared.into_iter().map(|((n, g), at_s)| Release {
-            at_s,
-            node: n,
-            gpus: vec![g],
-        }));
-        out
-    }
-
-    /// Railyard with reservations and backfill. Queued jobs in FIFO order,
-    /// each seeing the free GPUs minus those others reserved from before its
-    /// end. A gang whose best placement now is below the accept ratio waits
-    /// only when `WaitRule` says it finishes sooner on the placement that
-    /// running jobs' end times promise; that placement is reserved. A gang
-    /// that does not fit at all reserves its earliest placement (the better
-    /// one when worth the extra wait), and so does a job that fits on one
-    /// node (a single pod, fractional ones on a whole GPU) and cannot start.
-    /// At most `max_reservations` multi-node gangs and `node_reservations`
-    /// one-node jobs hold one at once (`ReserveDepth`).
-    ///
-    /// A reservation stands until its gang starts: with exact durations a
-    /// later look could not find an earlier one (nothing ends sooner than
-    /// predicted, and backfilled jobs avoid reserved GPUs). A scheduler
-    /// working from time limits would recompute them as jobs end early.
-    fn pass_reserve(&mut self, t: f64, freed: bool, best: &BestCache) {
-        let c = self.c;
-        let mut tl = Timeline::new(t, self.w.free.clone(), self.releases());
-        let mut reserved = std::mem::take(&mut self.reserved);
-        for (j, r) in &reserved {
-            tl.reserve(*j as u64, r.clone());
-        }
-        let rule = WaitRule {
-            comm_share: self.opts.comm_share,
-        };
-        let queue = std::mem::take(&mut self.queue);
-        let mut keep = Vec::with_capacity(queue.len());
-        // Per shape and set of reservations in the way: capacity only
-        // shrinks during a pass, so a shape that failed fails again.
-        let mut failed: HashMap<(u32, u32, Option<String>, Vec<u64>), u32> = HashMap::new();
-        for j in queue {
-            let job = &self.jobs[j];
-            let fresh = self.rec[j].arrival_s >= t;
-            if !(freed || fresh) {
-                keep.push(j);
-                continue;
-            }
-            let end = t + job.duration_s;
-            let owner = Some(j as u64);
-            let mut reserved_at = reserved.iter().find(|(o, _)| *o == j).map(|(_, r)| r.start_s);
-            if reserved_at.is_some_and(|at| at < t) {
-                // Its time came and went (the GPUs were not all free): plan anew.
-                tl.cancel(j as u64);
-                reserved.retain(|(o, _)| *o != j);
-                reserved_at = None;
-            }
-            let has_reservation = reserved_at.is_some();
-            let in_way: Vec<u64> = tl
-                .reservations()
-                .filter(|(o, r)| Some(*o) != owner && r.start_s < end)
-                .map(|(o, _)| o)
-                .collect();
-            let key = (job.gpus_per_member, job.gpu_milli, job.required.clone(), in_way);
-            let known_full = failed.get(&key).is_some_and(|&m| job.members >= m);
-            let started = Instant::now();
-            let placed = if known_full {
-                None
-            } else {
-                let visible = tl.visible(c, end, owner);
-                self.place_visible(j, &visible, &tl, end)
-            };
-            let nothing = placed.is_none();
-            let depth = ReserveDepth {
-                gangs: self.opts.max_reservations,
-                one_node: self.opts.node_reservations,
-            };
-            // Only asked of jobs that cannot start now: it scans the reservations.
-            let may_reserve = || {
-                let others = reserved.iter().filter(|(o, _)| *o != j).map(|(o, _)| self.one_node(*o));
-                depth.allows(self.one_node(j), job.members, others)
-            };
-            let outcome = match placed {
-                Some(Placed::Fraction(n, g, new)) => {
-                    if new && tl.took(c, n, &[g], end).is_err() {
-                        self.errors += 1;
-                    }
-                    Outcome::Start(Vec::new(), Some((n, g)))
-                }
-                Some(Placed::Members(m)) => Outcome::Start(m, None),
-                Some(Placed::Gang(plan)) => {
-                    self.gang_choice(j, t, Some(plan), &tl, reserved_at, may_reserve(), rule, best)
-                }
-                None if !has_reservation && may_reserve() => self.gang_choice(j, t, None, &tl, None, true, rule, best),
-                None => Outcome::Wait,
-            };
-            self.decide += started.elapsed();
-            self.decisions += 1;
-            if nothing && !known_full {
-                let m = failed.entry(key).or_insert(u32::MAX);
-                *m = (*m).min(job.members);
-            }
-            match outcome {
-                Outcome::Start(members, frac) => {
-                    if has_reservation {
-                        tl.cancel(j as u64);
-                        reserved.retain(|(o, _)| *o != j);
-                    }
-                    for (n, gpus) in &members {
-                        if tl.took(c, *n, gpus, end).is_err() {
-                            self.errors += 1;
-                        }
-                    }
-                    if let Some((n, g)) = frac {
-                        let milli = self.jobs[j].gpu_milli;
-                        if !self.w.shared.contains_key(&(n, g)) && self.w.free.take(c, n, &[g]).is_err() {
-                            self.errors += 1;
-                        }
-                        *self.w.shared.entry((n, g)).or_insert(0) += milli;
-                        self.frac[j] = Some((n, g));
-                        self.active.insert(j);
-                    } else {
-                        self.take(j, members);
-                    }
-                    self.start(j, t, best);
-                }
-                Outcome::Reserve(r) => {
-                    tl.reserve(j as u64, r.clone());
-                    reserved.push((j, r));
-                    keep.push(j);
-                }
-                Outcome::Wait => keep.push(j),
-            }
-        }
-        self.queue = keep;
-        self.reserved = reserved;
-    }
-
-    /// Whether job `j` fits on one node (see `ReserveDepth`).
-    fn one_node(&self, j: usize) -> bool {
-        self.jobs[j].gpus() <= self.node_gpus
-    }
-
-    /// Where job `j` would go now on `visible`, without taking anything.
-    fn place_visible(&self, j: usize, visible: &FreeState, tl: &Timeline, end: f64) -> Option<Placed> {
-        let job = &self.jobs[j];
-        let (c, p) = (self.c, self.policy);
-        if job.is_fractional() {
-            // Joining a shared GPU keeps it busy until this pod ends: not on
-            // a GPU reserved from before then.
-            let owner = j as u64;
-            let mut w = World {
-                free: visible.clone(),
-                shared: self.w.shared.clone(),
-            };
-            // One pass over the reservations, not one per shared GPU: with
-            // one-node jobs reserving, hundreds may stand.
-            for (_, r) in tl.reservations().filter(|(o, r)| *o != owner && r.start_s < end) {
-                for m in &r.plan.members {
-                    for g in &m.gpus {
-                        w.shared.remove(&(m.node_index, *g));
-                    }
-                }
-            }
-            let (n, g) = place_fraction(p, c, &w, job.gpu_milli)?;
-            // A shared GPU is not free in `visible`; a new one must be.
-            let new = !self.w.shared.contains_key(&(n, g));
-            return Some(Placed::Fraction(n, g, new));
-        }
-        if job.members == 1 {
-            let w = World {
-                free: visible.clone(),
-                shared: BTreeMap::new(),
-            };
-            return place_pod(p, c, &w, job.gpus_per_member).map(|m| Placed::Members(vec![m]));
-        }
-        match c.plan(&self.gang(j), visible).ok()? {
-            Decision::Place(plan) => Some(Placed::Gang(plan)),
-            Decision::Wait(_) => None,
-        }
-    }
-
-    /// Start gang `j` now on `now`, or reserve a later placement.
-    #[allow(clippy::too_many_arguments)]
-    fn gang_choice(
-        &self,
-        j: usize,
-        t: f64,
-        now: Option<GangPlan>,
-        tl: &Timeline,
-        reserved_at: Option<f64>,
-        may_reserve: bool,
-        rule: WaitRule,
-        best: &BestCache,
-    ) -> Outcome {
-        let job = &self.jobs[j];
-        let c = self.c;
-        let b = best.get(&(job.members, job.gpus_per_member)).copied();
-        let ratio = |busbw: f64| match b {
-            Some(b) if b.is_finite() && b > 0.0 => (busbw / b).min(1.0),
-            _ => 1.0,
-        };
-        let accept = self.opts.accept_ratio;
-        let r_now = now.as_ref().map_or(0.0, |p| ratio(p.estimate.busbw_gbps));
-        let start_now =
-            |p: GangPlan| Outcome::Start(p.members.into_iter().map(|m| (m.node_index, m.gpus)).collect(), None);
-        if let Some(p) = now.clone() {
-            if r_now >= accept {
-                return start_now(p);
-            }
-        }
-        if let Some(at) = reserved_at {
-            // Its reservation stands; it starts when the time comes (on the
-            // reserved GPUs or anything as good).
-            return if at <= t {
-                now.map_or(Outcome::Wait, start_now)
-            } else {
-                Outcome::Wait
-            };
-        }
-        if !may_reserve {
-            return now.map_or(Outcome::Wait, start_now);
-        }
-        let gang = self.gang(j);
-        let want = b.map_or(0.0, |b| if b.is_finite() { accept * b } else { f64::INFINITY });
-        let good = tl.earliest(c, &gang, want, job.duration_s).ok().flatten();
-        let d = job.duration_s;
-        match (now, good) {
-            (Some(p), Some(g)) => {
-                if rule.worth_waiting(r_now, ratio(g.plan.estimate.busbw_gbps), g.start_s - t, d) {
-                    Outcome::Reserve(g)
-                } else {
-                    start_now(p)
-                }
-            }
-            (Some(p), None) => start_now(p),
-            (None, good) => {
-                let fit = tl.earliest(c, &gang, 0.0, d).ok().flatten();
-                match (fit, good) {
-                    (Some(f), Some(g)) => {
-                        let (rf, rg) = (ratio(f.plan.estimate.busbw_gbps), ratio(g.plan.estimate.busbw_gbps));
-                        if f.start_s < g.start_s && !rule.worth_waiting(rf, rg, g.start_s - f.start_s, d) {
-                            Outcome::Reserve(f)
-                        } else {
-                            Outcome::Reserve(g)
-                        }
-                    }
-                    (Some(f), None) => Outcome::Reserve(f),
-                    (None, Some(g)) => Outcome::Reserve(g),
-                    (None, None) => Outcome::Wait,
-                }
-            }
-        }
-    }
-}
-
-/// Where a job would go now.
-enum Placed {
-    /// Fractional pod: node, GPU, whether the GPU is newly shared.
-    Fraction(usize, u32, bool),
-    /// Single pod.
-    Members(Vec<Member>),
-    Gang(GangPlan),
-}
-
-enum Outcome {
-    Start(Vec<Member>, Option<(usize, u32)>),
-    Reserve(Reservation),
-    Wait,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::gang::cli::load_machines;
     use crate::gang::workload::{Mix, generate};
     use railyard_core::fabric::Fabric;
+
+    #[test]
+    fn a_slow_placement_lengthens_the_run_by_its_communication_share() {
+        // s = 0.25 at half bandwidth: 0.75 + 0.25 / 0.5 = 1.25 × the duration.
+        assert!((run_time(1000.0, 0.5, 0.25) - 1250.0).abs() < 1e-9);
+        // Full bandwidth, or no all-reduce share: the duration.
+        assert_eq!(run_time(1000.0, 1.0, 0.25), 1000.0);
+        assert_eq!(run_time(1000.0, 0.5, 0.0), 1000.0);
+        // A ratio above 1 never shortens a run; no estimate keeps it.
+        assert_eq!(run_time(1000.0, 1.3, 0.5), 1000.0);
+        assert_eq!(run_time(1000.0, 0.0, 0.5), 1000.0);
+    }
 
     #[test]
     fn every_policy_runs_without_double_booking_and_railyard_never_splits_a_gang() {
@@ -834,6 +635,7 @@ mod tests {
             min_members: members,
             required: None,
             preferred: None,
+            limit_s: None,
         }
     }
 

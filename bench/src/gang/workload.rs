@@ -4,11 +4,14 @@
 //! CSV (header required, one job a line, `#` comments allowed):
 //!
 //! ```text
-//! arrival_s,duration_s,members,gpus_per_member,gpu_milli,min_members,required,preferred
-//! 0,3600,4,8,1000,4,,leaf
-//! 12.5,600,1,1,500,1,,
+//! arrival_s,duration_s,members,gpus_per_member,gpu_milli,min_members,required,preferred,limit_s
+//! 0,3600,4,8,1000,4,,leaf,7200
+//! 12.5,600,1,1,500,1,,,
 //! ```
 //!
+//! `duration_s` is the run at full bandwidth; `limit_s` (optional, a ninth
+//! column; ≥ `duration_s`) is the time limit the job declares, the only
+//! length schedulers may plan with. Without one, `limits::assign` draws it.
 //! `gpu_milli` below 1000 makes a fractional pod (members = gpus_per_member
 //! = 1); `required` / `preferred` are topology levels (`node`, `nvlink`, a
 //! tier name such as `leaf` or `spine`, `cluster`) or empty.
@@ -29,9 +32,20 @@ pub struct Job {
     pub min_members: u32,
     pub required: Option<String>,
     pub preferred: Option<String>,
+    /// The declared time limit; `None` until `limits::assign` draws one
+    /// (the simulator then plans with the exact duration).
+    pub limit_s: Option<f64>,
 }
 
 impl Job {
+    /// What a scheduler may plan with: the limit, else the duration.
+    pub fn limit(&self) -> f64 {
+        self.limit_s.unwrap_or(self.duration_s)
+    }
+    /// GPUs held, fractional pods as their share of one.
+    pub fn gpu_share(&self) -> f64 {
+        f64::from(self.gpus()) * f64::from(self.gpu_milli) / 1000.0
+    }
     pub fn gpus(&self) -> u32 {
         self.members * self.gpus_per_member
     }
@@ -52,7 +66,7 @@ pub enum WorkloadError {
         value: String,
         msg: &'static str,
     },
-    #[error("line {line}: expected 8 columns, found {found}")]
+    #[error("line {line}: expected 8 or 9 columns, found {found}")]
     Columns { line: usize, found: usize },
     #[error("the workload has no jobs")]
     Empty,
@@ -67,7 +81,7 @@ pub fn parse(text: &str) -> Result<Vec<Job>, WorkloadError> {
             continue;
         }
         let cols: Vec<&str> = l.split(',').map(str::trim).collect();
-        if cols.len() != 8 {
+        if !(8..=9).contains(&cols.len()) {
             return Err(WorkloadError::Columns {
                 line,
                 found: cols.len(),
@@ -100,6 +114,13 @@ pub fn parse(text: &str) -> Result<Vec<Job>, WorkloadError> {
             .filter(|&m| m >= 1 && m <= members)
             .ok_or_else(|| bad(cols[5], "min_members must be 1..=members"))?;
         let opt = |v: &str| (!v.is_empty()).then(|| v.to_string());
+        let limit_s = match cols.get(8).filter(|v| !v.is_empty()) {
+            None => None,
+            Some(v) => Some(
+                f(v).filter(|&l| l >= duration_s)
+                    .ok_or_else(|| bad(v, "limit_s must be a number ≥ duration_s"))?,
+            ),
+        };
         jobs.push(Job {
             arrival_s,
             duration_s,
@@ -109,6 +130,7 @@ pub fn parse(text: &str) -> Result<Vec<Job>, WorkloadError> {
             min_members: min,
             required: opt(cols[6]),
             preferred: opt(cols[7]),
+            limit_s,
         });
     }
     if jobs.is_empty() {
@@ -119,11 +141,12 @@ pub fn parse(text: &str) -> Result<Vec<Job>, WorkloadError> {
 }
 
 pub fn to_csv(jobs: &[Job]) -> String {
-    let mut s = String::from("arrival_s,duration_s,members,gpus_per_member,gpu_milli,min_members,required,preferred\n");
+    let mut s =
+        String::from("arrival_s,duration_s,members,gpus_per_member,gpu_milli,min_members,required,preferred,limit_s\n");
     for j in jobs {
         let _ = writeln!(
             s,
-            "{:.1},{:.1},{},{},{},{},{},{}",
+            "{:.1},{:.1},{},{},{},{},{},{},{}",
             j.arrival_s,
             j.duration_s,
             j.members,
@@ -131,7 +154,10 @@ pub fn to_csv(jobs: &[Job]) -> String {
             j.gpu_milli,
             j.min_members,
             j.required.as_deref().unwrap_or(""),
-            j.preferred.as_deref().unwrap_or("")
+            j.preferred.as_deref().unwrap_or(""),
+            // Rounded up so that a limit equal to the duration stays ≥ it.
+            j.limit_s
+                .map_or(String::new(), |l| format!("{:.1}", (l * 10.0).ceil() / 10.0))
         );
     }
     s
@@ -207,6 +233,7 @@ pub fn generate(mix: &Mix, seed: u64) -> Vec<Job> {
             min_members: members,
             required: None,
             preferred: None,
+            limit_s: None,
         });
     }
     // Background pods until they hold their share of GPU-time.
@@ -225,6 +252,7 @@ pub fn generate(mix: &Mix, seed: u64) -> Vec<Job> {
             min_members: 1,
             required: None,
             preferred: None,
+            limit_s: None,
         });
     }
     r.shuffle(&mut jobs);

@@ -1,7 +1,7 @@
 //! Watching the owner kinds the cluster serves, as the gang APIs are
 //! watched (`crate::watch`): found by discovery, skipped when not served
 //! (a CRD not installed) and asked about again every
-//! [`REPROBE`](crate::watch::REPROBE), relists applied as a reflector does.
+//! [`crate::watch::REPROBE`], relists applied as a reflector does.
 //!
 //! Owners are read as `DynamicObject`s and only their gang shape is kept.
 //! A watch the API refuses (401/403: the extender's RBAC lacks list/watch
