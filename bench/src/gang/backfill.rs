@@ -145,13 +145,7 @@ impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
                         }
                     }
                     if let Some((n, g)) = frac {
-                        let milli = self.jobs[j].gpu_milli;
-                        if !self.w.shared.contains_key(&(n, g)) && self.w.free.take(c, n, &[g]).is_err() {
-                            self.errors += 1;
-                        }
-                        *self.w.shared.entry((n, g)).or_insert(0) += milli;
-                        self.frac[j] = Some((n, g));
-                        self.active.insert(j);
+                        self.join_shared(j, n, g);
                     } else {
                         self.take(j, members);
                     }

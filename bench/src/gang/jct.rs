@@ -9,7 +9,7 @@ use std::path::Path;
 
 use plotters::prelude::SeriesLabelPosition;
 
-use super::report::{GangSummary, quantile};
+use super::report::{GangSummary, cdf_points, quantile};
 use super::sim::{JobRecord, RunResult};
 use crate::report::{Axes, Series, line_chart};
 
@@ -304,20 +304,10 @@ pub fn plot_slowdown_cdf(path: &Path, title: &str, s: &[JctSummary]) -> Result<(
     let top = 3.0;
     let series: Vec<Series> = s
         .iter()
-        .map(|x| {
-            let n = x.slowdowns.len().max(1) as f64;
+        .map(|x| Series {
+            label: format!("{} (mean {:.2})", x.policy, x.overall.slowdown_mean),
             // One point per 0.1% of jobs is enough for an SVG.
-            let step = (x.slowdowns.len() / 1000).max(1);
-            Series {
-                label: format!("{} (mean {:.2})", x.policy, x.overall.slowdown_mean),
-                points: x
-                    .slowdowns
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| j % step == 0 || *j + 1 == x.slowdowns.len())
-                    .map(|(j, &v)| (v.max(1.0).log10().min(top), (j + 1) as f64 / n))
-                    .collect(),
-            }
+            points: cdf_points(&x.slowdowns, 1000, |v| v.max(1.0).log10().min(top)),
         })
         .collect();
     let axes = Axes {

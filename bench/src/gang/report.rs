@@ -278,21 +278,26 @@ pub fn plot_alloc(path: &Path, title: &str, s: &[GangSummary]) -> Result<(), Box
     line_chart(path, axes, &series)
 }
 
+/// Empirical CDF of `sorted` as (x(value), share of values at or below),
+/// at most about `max_points` of them (the last always kept).
+pub fn cdf_points(sorted: &[f64], max_points: usize, x: impl Fn(f64) -> f64) -> Vec<(f64, f64)> {
+    let n = sorted.len().max(1) as f64;
+    let step = (sorted.len() / max_points.max(1)).max(1);
+    sorted
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| j % step == 0 || *j + 1 == sorted.len())
+        .map(|(j, &v)| (x(v), (j + 1) as f64 / n))
+        .collect()
+}
+
 /// CDF of busbw ratios per policy.
 pub fn plot_ratio_cdf(path: &Path, title: &str, s: &[GangSummary]) -> Result<(), Box<dyn std::error::Error>> {
     let series: Vec<Series> = s
         .iter()
-        .map(|x| {
-            let n = x.ratios.len().max(1) as f64;
-            Series {
-                label: format!("{} (mean {:.3})", x.policy, x.ratio_mean),
-                points: x
-                    .ratios
-                    .iter()
-                    .enumerate()
-                    .map(|(j, &r)| (r.min(1.05), (j + 1) as f64 / n))
-                    .collect(),
-            }
+        .map(|x| Series {
+            label: format!("{} (mean {:.3})", x.policy, x.ratio_mean),
+            points: cdf_points(&x.ratios, usize::MAX, |r| r.min(1.05)),
         })
         .collect();
     let axes = Axes {

@@ -454,6 +454,17 @@ impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
             nodes.iter().all(|&n| n == first) || (dom(first).is_some() && nodes.iter().all(|&n| dom(n) == dom(first)));
     }
 
+    /// Fractional job `j` joins GPU `g` of node `n`, taking it from the
+    /// free GPUs if it was not shared yet.
+    pub(super) fn join_shared(&mut self, j: usize, n: usize, g: u32) {
+        if !self.w.shared.contains_key(&(n, g)) && self.w.free.take(self.c, n, &[g]).is_err() {
+            self.errors += 1;
+        }
+        *self.w.shared.entry((n, g)).or_insert(0) += self.jobs[j].gpu_milli;
+        self.frac[j] = Some((n, g));
+        self.active.insert(j);
+    }
+
     pub(super) fn take(&mut self, j: usize, members: Vec<Member>) {
         for (n, gpus) in &members {
             if self.w.free.take(self.c, *n, gpus).is_err() {
@@ -514,12 +525,7 @@ impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
             let Some((n, g)) = place_fraction(p, c, &self.w, milli) else {
                 return (false, true);
             };
-            if !self.w.shared.contains_key(&(n, g)) && self.w.free.take(c, n, &[g]).is_err() {
-                self.errors += 1;
-            }
-            *self.w.shared.entry((n, g)).or_insert(0) += milli;
-            self.frac[j] = Some((n, g));
-            self.active.insert(j);
+            self.join_shared(j, n, g);
             return (true, false);
         }
         if job.members == 1 || p.pod_by_pod() {
