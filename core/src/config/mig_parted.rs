@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::budget::from_yaml_bounded as from_yaml;
 use crate::catalog::NVIDIA_PCI_VENDOR;
 use crate::machine::MachineProfile;
-use crate::mig::{MigLayout, ProfileKind};
+use crate::mig::{MigFamily, MigLayout, ProfileKind};
 use crate::yaml::ConfigError;
 
 const WHAT: &str = "mig-parted config";
@@ -126,12 +126,18 @@ impl MigPartedConfig {
         self.mig_configs.keys().map(String::as_str)
     }
 
-    /// Resolves config `name` for every GPU of `machine`. A profile name is
+    /// Resolves config `name` for every GPU of `machine`; see
+    /// [`MigPartedConfig::targets_for`].
+    pub fn targets(&self, name: &str, machine: &MachineProfile) -> Result<BTreeMap<u32, GpuTarget>, ConfigError> {
+        self.targets_for(name, &ConfigGpu::from_machine(machine))
+    }
+
+    /// Resolves config `name` for every GPU of a node. A profile name is
     /// checked against the GPU's model, so `1g.5gb` on an H100 is an error
     /// listing the H100's profiles; counts that do not fit one GPU are an
     /// error too. When several entries match a GPU, the last one wins, as in
     /// mig-parted.
-    pub fn targets(&self, name: &str, machine: &MachineProfile) -> Result<BTreeMap<u32, GpuTarget>, ConfigError> {
+    pub fn targets_for(&self, name: &str, gpus: &[ConfigGpu]) -> Result<BTreeMap<u32, GpuTarget>, ConfigError> {
         let entries = self.mig_configs.get(name).ok_or_else(|| {
             let known: Vec<&str> = self.names().collect();
             ConfigError::invalid(
@@ -141,37 +147,29 @@ impl MigPartedConfig {
                 format!("no such config; known: {}", known.join(", ")),
             )
         })?;
-        let mut out: BTreeMap<u32, GpuTarget> = machine.gpus.iter().map(|g| (g.index, GpuTarget::Untouched)).collect();
+        let mut out: BTreeMap<u32, GpuTarget> = gpus.iter().map(|g| (g.index, GpuTarget::Untouched)).collect();
         for (i, e) in entries.iter().enumerate() {
             let at = |f: &str| format!("mig-configs.{name}[{i}].{f}");
-            let model_matches = |g: &crate::machine::GpuSpec| {
-                let pci = g.pci_device_id.or_else(|| {
-                    machine
-                        .gpu_model(g)
-                        .model()
-                        .and_then(|m| m.pci_device_ids.first().copied())
-                });
-                match &e.device_filter {
-                    None => true,
-                    Some(filters) => filters.iter().any(|f| parse_device_filter(f).ok() == pci),
-                }
+            let model_matches = |g: &ConfigGpu| match &e.device_filter {
+                None => true,
+                Some(filters) => filters.iter().any(|f| parse_device_filter(f).ok() == g.pci_device_id),
             };
             // An entry whose device-filter matches no GPU here does not apply
             // to this machine, so its device indices are not checked either.
-            if !machine.gpus.iter().any(model_matches) {
+            if !gpus.iter().any(model_matches) {
                 continue;
             }
             if let EntryDevices::List(list) = &e.devices {
-                if let Some(bad) = list.iter().find(|d| machine.gpu(**d).is_none()) {
+                if let Some(bad) = list.iter().find(|d| !gpus.iter().any(|g| g.index == **d)) {
                     return Err(ConfigError::invalid(
                         WHAT,
                         at("devices"),
                         bad,
-                        format!("this machine has {} GPUs", machine.gpus.len()),
+                        format!("this machine has {} GPUs", gpus.len()),
                     ));
                 }
             }
-            for g in &machine.gpus {
+            for g in gpus {
                 let selected = match &e.devices {
                     EntryDevices::All => true,
                     EntryDevices::List(l) => l.contains(&g.index),
@@ -182,8 +180,7 @@ impl MigPartedConfig {
                 let target = if !e.mig_enabled {
                     GpuTarget::MigDisabled
                 } else {
-                    let model = machine.gpu_model(g);
-                    let family = model.mig_family().ok_or_else(|| {
+                    let family = g.family.ok_or_else(|| {
                         ConfigError::invalid(
                             WHAT,
                             at("mig-enabled"),
@@ -217,6 +214,46 @@ impl MigPartedConfig {
         }
         Ok(out)
     }
+}
+
+/// One GPU as a mig-parted config sees it: its index, its model's PCI device
+/// id (for `device-filter`) and MIG profile table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigGpu {
+    pub index: u32,
+    /// `nvmlDeviceGetName`, for messages.
+    pub product_name: String,
+    /// `None` where neither the GPU nor the catalog gives one: no
+    /// `device-filter` matches it.
+    pub pci_device_id: Option<u16>,
+    /// `None`: not MIG-capable.
+    pub family: Option<MigFamily>,
+}
+
+impl ConfigGpu {
+    /// A GPU as NVML reports it; the model is identified from name and PCI id.
+    pub fn new(index: u32, product_name: &str, pci_device_id: Option<u16>) -> ConfigGpu {
+        let model = crate::catalog::identify(product_name, pci_device_id);
+        ConfigGpu {
+            index,
+            product_name: product_name.to_string(),
+            pci_device_id: pci_device_id.or_else(|| model.model().and_then(|m| m.pci_device_ids.first().copied())),
+            family: model.mig_family(),
+        }
+    }
+
+    pub fn from_machine(machine: &MachineProfile) -> Vec<ConfigGpu> {
+        machine
+            .gpus
+            .iter()
+            .map(|g| ConfigGpu::new(g.index, &g.product_name, g.pci_device_id))
+            .collect()
+    }
+}
+
+/// A PCI device id as `device-filter` writes it: `0x233010DE`.
+pub fn device_filter(pci_device_id: u16) -> String {
+    format!("0x{pci_device_id:04X}{NVIDIA_PCI_VENDOR:04X}")
 }
 
 /// `0x20B010DE` → device id 0x20B0 (vendor must be NVIDIA's 0x10DE).

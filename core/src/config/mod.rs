@@ -3,12 +3,14 @@
 
 pub mod budget;
 pub mod device_plugin;
+pub mod mig_defaults;
 pub mod mig_parted;
 
 pub use device_plugin::{
     DeviceListStrategy, DevicePluginConfig, MigStrategy, ReplicaDevices, ReplicatedResource, SharingStrategy,
 };
-pub use mig_parted::{MigConfigEntry, MigPartedConfig};
+pub use mig_defaults::generated_config;
+pub use mig_parted::{ConfigGpu, MigConfigEntry, MigPartedConfig};
 
 /// Parses a Kubernetes binary/decimal quantity of bytes (`8Gi`, `512Mi`,
 /// `10G`, `1073741824`) into MiB, rounding down.
