@@ -176,6 +176,10 @@ pub struct SimGpu {
     pub lost: bool,
     /// `NVML_FI_DEV_GET_GPU_RECOVERY_ACTION`: 0 none, 1 GPU reset, 2 node reboot, …
     pub recovery_action: u32,
+    /// The GPU reset that an Ampere MIG mode change needs is refused (as in
+    /// some pass-through VMs): the change stays pending until a reboot.
+    /// Hopper and later need no reset, so it does not apply to them.
+    pub reset_refused: bool,
 }
 
 /// The simulated node.
@@ -206,6 +210,7 @@ impl SimMachine {
                     processes: Vec::new(),
                     base_used_mib: 0,
                     lost: false,
+                    reset_refused: false,
                     recovery_action: 0,
                 }
             })
@@ -444,6 +449,10 @@ impl SimMachine {
         g.mig.pending = enabled;
         if g.mig.current != enabled && !g.processes.is_empty() {
             return Err(GpuError::InUse { op });
+        }
+        let ampere = matches!(g.family, Some(MigFamily::A100_40gb | MigFamily::A100_80gb));
+        if g.mig.current != enabled && ampere && g.reset_refused {
+            return Ok(g.mig);
         }
         g.mig.current = enabled;
         Ok(g.mig)

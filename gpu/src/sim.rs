@@ -151,6 +151,15 @@ impl SimBackend {
     }
 
     /// The GPU was reset: it answers again and needs no recovery action.
+    /// Refuses the GPU reset an Ampere MIG mode change needs (a pass-through
+    /// VM): `set_mig_mode` then leaves the change pending, as NVML reports
+    /// "pending enable … reboot".
+    pub fn refuse_gpu_reset(&self, gpu: u32, refused: bool) {
+        if let Some(g) = self.lock().machine.gpu_mut(gpu) {
+            g.reset_refused = refused;
+        }
+    }
+
     pub fn recover(&self, gpu: u32) {
         let e = {
             let mut inner = self.lock();
