@@ -14,6 +14,7 @@ pub mod kubeapi;
 pub mod kubepods;
 pub mod manager;
 pub mod metrics;
+pub mod mig_notify;
 pub mod nvcaps;
 pub mod options;
 pub mod service;

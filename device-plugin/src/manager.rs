@@ -1,6 +1,7 @@
 //! The control loop: one task owns every piece of state (config, inventory,
 //! health, resource servers) and reacts to ticks (socket checks, config
-//! polls), reload requests (SIGHUP), backend health events and shutdown.
+//! polls with the MIG layout file, see `mig_notify`), reload requests
+//! (SIGHUP), backend health events and shutdown.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
@@ -27,6 +28,7 @@ use tokio::task::JoinHandle;
 use crate::config::{self, ConfigSource, NodeLabels};
 use crate::edits::{Settings, cdi_spec, write_cdi_spec};
 use crate::metrics::{Metrics, labels};
+use crate::mig_notify::LayoutWatch;
 use crate::nvcaps;
 use crate::options::Options;
 use crate::service::{PluginService, Snapshot, options};
@@ -67,6 +69,10 @@ pub struct Status {
     pub kubelet_restarts: u64,
     /// The control loop has finished starting.
     pub running: bool,
+    /// Reads of the MIG layout file (one per config check while it is
+    /// enabled), and the changes among them that re-read the inventory.
+    pub mig_layout_checks: u64,
+    pub mig_layout_changes: u64,
 }
 
 /// Everything the plugin is built from.
@@ -181,6 +187,8 @@ struct Manager {
     /// MIG cap problems already logged, so each is logged once, not at every
     /// config check.
     caps_logged: BTreeSet<String>,
+    /// The MIG manager's layout notify file (`--mig-layout-file`).
+    layout: Option<LayoutWatch>,
 }
 
 /// Starts the plugin: enumerates GPUs, loads the config (an invalid one at
@@ -189,6 +197,12 @@ struct Manager {
 /// and stop on SIGTERM / SIGINT.
 pub async fn spawn(cfg: PluginConfig, signals: bool) -> Result<(PluginHandle, JoinHandle<()>), StartError> {
     let dir = cfg.options.device_plugin_dir.clone();
+    // Read before the inventory, so a layout change made while starting is
+    // either in the inventory or notified at the first config check.
+    let layout = cfg.options.mig_layout_path().map(|p| {
+        tracing::info!(path = %p.display(), "watching the MIG layout file");
+        LayoutWatch::new(p)
+    });
     let mut health = cfg.backend.subscribe_health();
     let inventory = cfg.backend.inventory().await.map_err(StartError::Inventory)?;
     let profile = match &cfg.machine {
@@ -230,6 +244,7 @@ pub async fn spawn(cfg: PluginConfig, signals: bool) -> Result<(PluginHandle, Jo
         status,
         cfg,
         caps_logged: BTreeSet::new(),
+        layout,
     };
     let source = config::select(&m.cfg.options, m.cfg.labels.as_ref()).map_err(StartError::Config)?;
     let config = config::load(&source, &m.cfg.options).map_err(StartError::Config)?;
@@ -276,7 +291,7 @@ pub async fn spawn(cfg: PluginConfig, signals: bool) -> Result<(PluginHandle, Jo
         loop {
             tokio::select! {
                 _ = socket_tick.tick() => m.check_sockets().await,
-                _ = config_tick.tick() => m.check_config(false).await,
+                _ = config_tick.tick() => m.config_tick().await,
                 r = async { match label_changes.as_mut() { Some(rx) => rx.changed().await, None => std::future::pending().await } } => match r {
                     Ok(()) => {
                         tracing::debug!("node labels changed; checking the config");
@@ -547,6 +562,34 @@ impl Manager {
                 }
             }
         }
+    }
+
+    /// A config check: a changed MIG layout file re-reads the inventory and
+    /// re-applies the config (as SIGHUP does), else the config is checked for
+    /// changes.
+    async fn config_tick(&mut self) {
+        if self.check_mig_layout() {
+            self.check_config(true).await;
+        } else {
+            self.check_config(false).await;
+        }
+    }
+
+    /// Reads the MIG layout file; true when it changed (see `mig_notify`).
+    fn check_mig_layout(&mut self) -> bool {
+        let Some(w) = self.layout.as_mut() else {
+            return false;
+        };
+        let changed = w.poll();
+        if changed {
+            tracing::info!(path = %w.path().display(), "MIG layout changed; re-reading the GPU inventory");
+            self.cfg.metrics.mig_layout_notifications.inc();
+        }
+        self.status.send_modify(|s| {
+            s.mig_layout_checks += 1;
+            s.mig_layout_changes += u64::from(changed);
+        });
+        changed
     }
 
     /// Re-reads the selected config; applies it when it changed (always

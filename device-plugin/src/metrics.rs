@@ -23,6 +23,9 @@ pub struct Metrics {
     pub config_reloads: Family<Labels, Counter>,
     /// Health events from the GPU backend, by kind.
     pub health_events: Family<Labels, Counter>,
+    /// MIG layout notifications (the `--mig-layout-file` changed), each
+    /// followed by an inventory re-read.
+    pub mig_layout_notifications: Counter,
     /// `GetPreferredAllocation` answered with the extender's recorded
     /// devices, by resource.
     pub decisions_followed: Family<Labels, Counter>,
@@ -82,6 +85,11 @@ impl Metrics {
             "health_events",
             "GPU health events from the backend",
             m.health_events.clone(),
+        );
+        r.register(
+            "mig_layout_notifications",
+            "MIG layout file changes seen, each followed by an inventory re-read",
+            m.mig_layout_notifications.clone(),
         );
         r.register(
             "decisions_followed",

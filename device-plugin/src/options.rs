@@ -156,9 +156,19 @@ pub struct Options {
     #[arg(long, env = "RECONCILE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub reconcile_interval: Duration,
 
-    /// How often the config (file, named configs, node labels) is checked, in ms.
+    /// How often the config (file, named configs, node labels) and the MIG
+    /// layout file are checked, in ms. Keep it at most 1000 so a MIG layout
+    /// change is advertised within 2 s.
     #[arg(long, env = "CONFIG_POLL_MS", default_value_t = 1000)]
     pub config_poll_ms: u64,
+
+    /// File the MIG manager replaces (temp file + rename) after every MIG
+    /// layout change; any change of its content, or its appearing, makes the
+    /// plugin re-read the inventory and re-advertise, with no restart (see
+    /// `mig_notify`). Default `<device-plugin-dir>/railyard-mig-layout`;
+    /// empty disables.
+    #[arg(long, env = "MIG_LAYOUT_FILE")]
+    pub mig_layout_file: Option<String>,
 
     /// How often sockets are checked for a kubelet restart, in ms.
     #[arg(long, env = "SOCKET_POLL_MS", default_value_t = 100)]
@@ -273,6 +283,15 @@ impl Options {
         }
     }
 
+    /// The MIG layout notify file (`--mig-layout-file`); `None`: disabled.
+    pub fn mig_layout_path(&self) -> Option<PathBuf> {
+        match self.mig_layout_file.as_deref() {
+            None => Some(self.device_plugin_dir.join(crate::mig_notify::DEFAULT_FILE_NAME)),
+            Some("") => None,
+            Some(p) => Some(PathBuf::from(p)),
+        }
+    }
+
     pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, String> {
         match self.metrics_addr.as_deref() {
             None | Some("") => Ok(None),
@@ -312,5 +331,24 @@ mod tests {
         assert_eq!(w.interval, Duration::from_secs(1));
         assert_eq!(w.cri_socket.unwrap(), PathBuf::from("/var/run/crio/crio.sock"));
         assert!(Options::try_parse_from(["railyard-device-plugin", "--watchdog-mode", "kill"]).is_err());
+    }
+
+    #[test]
+    fn mig_layout_file_defaults_to_the_device_plugin_dir_and_empty_disables() {
+        let o = Options::defaults();
+        assert_eq!(
+            o.mig_layout_path().unwrap(),
+            PathBuf::from("/var/lib/kubelet/device-plugins/railyard-mig-layout")
+        );
+        assert!(
+            o.config_poll_ms <= 1000,
+            "the 2 s bound on MIG layout changes needs polls of at most 1 s"
+        );
+        let o = Options::try_parse_from(["railyard-device-plugin", "--device-plugin-dir", "/dp"]).unwrap();
+        assert_eq!(o.mig_layout_path().unwrap(), PathBuf::from("/dp/railyard-mig-layout"));
+        let o = Options::try_parse_from(["railyard-device-plugin", "--mig-layout-file", "/run/x"]).unwrap();
+        assert_eq!(o.mig_layout_path().unwrap(), PathBuf::from("/run/x"));
+        let o = Options::try_parse_from(["railyard-device-plugin", "--mig-layout-file="]).unwrap();
+        assert_eq!(o.mig_layout_path(), None);
     }
 }
