@@ -220,11 +220,11 @@ fn blockers(observed: &Observed, busy: &Busy, p: &Plan) -> Vec<String> {
     }
     for gp in &p.gpus {
         let family = observed.gpu(gp.gpu).and_then(|g| g.family);
-        if let Some(who) = busy.gpus.get(&gp.gpu) {
-            if !gp.steps.is_empty() || gp.is_blocked() {
-                out.push(format!("GPU {} in use by {who}", gp.gpu));
-                continue;
-            }
+        if let Some(who) = busy.gpus.get(&gp.gpu)
+            && (!gp.steps.is_empty() || gp.is_blocked())
+        {
+            out.push(format!("GPU {} in use by {who}", gp.gpu));
+            continue;
         }
         for b in &gp.blocked_by {
             let who = busy.instances.get(b).map(String::as_str).unwrap_or("?");
