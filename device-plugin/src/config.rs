@@ -234,7 +234,7 @@ pub fn apply_overrides(c: &mut DevicePluginConfig, o: &Options) -> Result<(), St
         let parsed = list
             .iter()
             .map(|s| {
-                serde_yaml::from_str::<DeviceListStrategy>(s.trim()).map_err(|_| {
+                serde_saphyr::from_str::<DeviceListStrategy>(s.trim()).map_err(|_| {
                     format!(
                         "--device-list-strategy: invalid value {s:?}; valid: envvar, volume-mounts, cdi-annotations, cdi-cri"
                     )

@@ -158,12 +158,12 @@ mod tests {
     #[test]
     fn an_unbounded_cpulist_is_an_error_not_an_abort() {
         let text = std::fs::read_to_string(repo("configs/machines/a100-pcie-4x.yaml")).expect("profile");
-        let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("yaml");
-        doc["numa_nodes"][0]["cpus"] = serde_yaml::Value::from("0-4294967295");
+        let mut doc: serde_json::Value = serde_saphyr::from_str(&text).expect("yaml");
+        doc["numa_nodes"][0]["cpus"] = serde_json::Value::from("0-4294967295");
         let dir = std::env::temp_dir().join(format!("railyard-dry-run-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("huge-cpulist.yaml");
-        std::fs::write(&path, serde_yaml::to_string(&doc).expect("yaml")).expect("write");
+        std::fs::write(&path, serde_saphyr::to_string(&doc).expect("yaml")).expect("write");
         let e = run(&["--machine", path.to_str().expect("utf-8 path")]).unwrap_err();
         let _ = std::fs::remove_dir_all(&dir);
         assert!(e.contains("numa_nodes[0].cpus") && e.contains("4294967295"), "{e}");

@@ -18,7 +18,6 @@ use railyard_core::config::DevicePluginConfig;
 use railyard_device_plugin::Options;
 use railyard_device_plugin::decisions::{ALLOCATED_ANNOTATION, DECISION_ANNOTATION};
 use railyard_device_plugin::topology::TOPOLOGY_ANNOTATION;
-use serde::Deserialize;
 use serde_json::Value;
 
 fn dir() -> PathBuf {
@@ -72,9 +71,9 @@ fn load() -> Manifests {
     assert!(files.len() >= 3, "{files:?}");
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
-        for (i, de) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        for (i, doc) in docs.into_iter().enumerate() {
             let what = format!("{} document {i}", f.display());
-            let doc = Value::deserialize(de).unwrap_or_else(|e| panic!("{what}: {e}"));
             if doc.is_null() {
                 continue;
             }

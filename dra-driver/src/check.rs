@@ -47,7 +47,7 @@ pub fn run(node: &NodeArgs, args: &CheckArgs) -> ExitCode {
 }
 
 fn yaml_value(path: &Path) -> Result<Value> {
-    let v: Value = serde_yaml::from_str(&read(path)?).with_context(|| format!("{} is not YAML", path.display()))?;
+    let v: Value = serde_saphyr::from_str(&read(path)?).with_context(|| format!("{} is not YAML", path.display()))?;
     Ok(v)
 }
 
@@ -203,7 +203,7 @@ fn check(node: &NodeArgs, args: &CheckArgs) -> Result<(String, bool)> {
             false,
         ),
     };
-    Ok((serde_yaml::to_string(&report)?, ok))
+    Ok((serde_saphyr::to_string(&report)?, ok))
 }
 
 /// The opaque configs of the classes the claim uses, then of the claim,

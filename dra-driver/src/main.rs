@@ -85,7 +85,7 @@ fn dry_run(cli: &Cli) -> Result<()> {
             o.insert("kind".into(), "ResourceSlice".into());
         }
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&v)?);
+        out.push_str(&serde_saphyr::to_string(&v)?);
     }
     write_stdout(&out)
 }

@@ -33,19 +33,16 @@ fn dry_run_prints_resource_slices_that_parse() {
         ]);
         assert_eq!(code, 0, "{err}");
         let mut slices = 0;
-        for doc in serde_yaml::Deserializer::from_str(&out) {
-            let v = serde_yaml::Value::deserialize(doc).unwrap();
+        for v in serde_saphyr::from_multiple::<serde_json::Value>(&out).unwrap() {
             assert_eq!(v["apiVersion"].as_str(), Some("resource.k8s.io/v1"));
             assert_eq!(v["kind"].as_str(), Some("ResourceSlice"));
-            let s: k8s_openapi::api::resource::v1::ResourceSlice = serde_yaml::from_value(v).unwrap();
+            let s: k8s_openapi::api::resource::v1::ResourceSlice = serde_json::from_value(v).unwrap();
             assert_eq!(s.spec.driver, "gpu.nvidia.com");
             slices += 1;
         }
         assert!(slices >= 2, "{version}: {slices}");
     }
 }
-
-use serde::Deserialize;
 
 #[test]
 fn check_exit_codes_are_allocated_unsatisfiable_invalid() {
@@ -181,7 +178,7 @@ fn check_reports_a_share_id_and_the_consumed_memory_of_a_shared_gpu() {
     ];
     let (code, out, err) = run(&base);
     assert_eq!(code, 0, "{err}");
-    let v: serde_json::Value = serde_yaml::from_str(&out).unwrap();
+    let v: serde_json::Value = serde_saphyr::from_str(&out).unwrap();
     let r = &v["results"][0];
     assert_eq!(r["consumedCapacity"]["memory"], "10Gi", "{out}");
     let first = r["shareID"]
@@ -205,7 +202,7 @@ fn check_reports_a_share_id_and_the_consumed_memory_of_a_shared_gpu() {
     let (code, out, err) = run(&args);
     std::fs::remove_file(&f).unwrap();
     assert_eq!(code, 0, "{err}");
-    let v: serde_json::Value = serde_yaml::from_str(&out).unwrap();
+    let v: serde_json::Value = serde_saphyr::from_str(&out).unwrap();
     let second = v["results"][0]["shareID"].as_str().unwrap();
     assert_eq!(
         v["results"][0]["device"], r["device"],

@@ -22,7 +22,7 @@ fn claim(expr: &str, class: &str) -> ClaimSpec {
     let yaml = format!(
         "devices:\n  requests:\n  - name: r\n    exactly:\n      deviceClassName: {class}\n      selectors:\n      - cel: {{expression: {expr:?}}}\n"
     );
-    let spec: k8s_openapi::api::resource::v1::ResourceClaimSpec = serde_yaml::from_str(&yaml).unwrap();
+    let spec: k8s_openapi::api::resource::v1::ResourceClaimSpec = serde_saphyr::from_str(&yaml).unwrap();
     ClaimSpec::from_api("spec", &spec).unwrap()
 }
 
@@ -56,7 +56,7 @@ fn bench(c: &mut Criterion) {
     let topo = railyard_dra::inventory::pool_topology(&p).unwrap();
     let plain = [railyard_dra::inventory::build_pool(&p, &DraConfig::default(), "node-0").unwrap()];
     let four = Allocator::new(&plain, &classes, &cache).with_topology("node-0", &topo);
-    let gpus4: k8s_openapi::api::resource::v1::ResourceClaimSpec = serde_yaml::from_str(
+    let gpus4: k8s_openapi::api::resource::v1::ResourceClaimSpec = serde_saphyr::from_str(
         "devices:\n  requests:\n  - name: r\n    exactly:\n      deviceClassName: gpu.nvidia.com\n      count: 4\n",
     )
     .unwrap();

@@ -75,9 +75,12 @@ impl DraConfig {
                 text.len()
             )));
         }
-        let de = serde_yaml::Deserializer::from_str(text);
-        let raw: RawConfig =
-            serde_path_to_error::deserialize(de).map_err(|e| DraConfigError(format!("{}: {}", e.path(), e.inner())))?;
+        let raw: RawConfig = railyard_core::yaml::from_yaml("", text).map_err(|e| match e {
+            railyard_core::yaml::ConfigError::Parse { path, message, .. } => {
+                DraConfigError(format!("{path}: {message}"))
+            }
+            other => DraConfigError(other.to_string()),
+        })?;
         if raw.version != "v1" {
             return Err(DraConfigError(format!(
                 "version: {:?} is not supported, expected \"v1\"",

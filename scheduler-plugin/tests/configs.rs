@@ -52,10 +52,7 @@ fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Value, what: &
 
 /// The documents of a multi-document YAML text.
 fn documents(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .enumerate()
-        .map(|(i, de)| Value::deserialize(de).unwrap_or_else(|e| panic!("document {i}: {e}")))
-        .collect()
+    serde_saphyr::from_multiple(text).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The one document of `kind` named `name` in deploy.yaml's `docs`.
@@ -133,8 +130,8 @@ fn every_manifest_parses_into_its_typed_struct() {
     // The ConfigMap carries exactly the shipped scheduler configuration.
     let cm = config_map.expect("ConfigMap");
     let embedded = cm.data.expect("data")["scheduler-config.yaml"].clone();
-    let a: Value = serde_yaml::from_str(&embedded).expect("embedded config");
-    let b: Value = serde_yaml::from_str(&read("scheduler-config.yaml")).expect("config");
+    let a: Value = serde_saphyr::from_str(&embedded).expect("embedded config");
+    let b: Value = serde_saphyr::from_str(&read("scheduler-config.yaml")).expect("config");
     assert_eq!(a, b, "ConfigMap and scheduler-config.yaml differ");
     // Comments too: the documented HTTPS variant is tested in the file only.
     assert_eq!(
@@ -322,9 +319,9 @@ struct SchedulerConfig {
     api_version: String,
     kind: String,
     #[serde(default)]
-    leader_election: Option<serde_yaml::Value>,
+    leader_election: Option<Value>,
     #[serde(default)]
-    profiles: Vec<serde_yaml::Value>,
+    profiles: Vec<Value>,
     extenders: Vec<Extender>,
 }
 
@@ -373,7 +370,7 @@ struct ManagedResource {
 
 #[test]
 fn scheduler_config_has_the_extender_stanza() {
-    let c: SchedulerConfig = serde_yaml::from_str(&read("scheduler-config.yaml")).expect("config");
+    let c: SchedulerConfig = serde_saphyr::from_str(&read("scheduler-config.yaml")).expect("config");
     assert_eq!(c.api_version, "kubescheduler.config.k8s.io/v1");
     assert_eq!(c.kind, "KubeSchedulerConfiguration");
     assert!(c.leader_election.is_some() && !c.profiles.is_empty());
@@ -423,9 +420,9 @@ fn documented_https_variant_is_a_valid_stanza() {
         .take_while(|l| l.starts_with("#   "))
         .map(|l| format!("{}\n", &l[4..]))
         .collect();
-    let overrides: serde_yaml::Mapping = serde_yaml::from_str(&snippet).expect("documented HTTPS snippet");
-    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).expect("config");
-    let extender = config["extenders"][0].as_mapping_mut().expect("extender");
+    let overrides: serde_json::Map<String, Value> = serde_saphyr::from_str(&snippet).expect("documented HTTPS snippet");
+    let mut config: Value = serde_saphyr::from_str(&text).expect("config");
+    let extender = config["extenders"][0].as_object_mut().expect("extender");
     for (k, v) in overrides {
         assert!(
             extender.contains_key(&k) || k == "tlsConfig",
@@ -433,7 +430,7 @@ fn documented_https_variant_is_a_valid_stanza() {
         );
         extender.insert(k, v);
     }
-    let c: SchedulerConfig = serde_yaml::from_value(config).expect("HTTPS variant");
+    let c: SchedulerConfig = serde_json::from_value(config).expect("HTTPS variant");
     let e = &c.extenders[0];
     assert!(e.enable_https && e.url_prefix.starts_with("https://") && e.url_prefix.ends_with("/railyard"));
     let tls = e.tls_config.as_ref().expect("tlsConfig");

@@ -1,17 +1,24 @@
 //! YAML parsing whose work is bounded by the input's size, for config files
 //! anyone with write access to a ConfigMap controls.
 //!
-//! serde_yaml 0.9 refuses nested alias bombs ("billion laughs": it stops
-//! after 100 alias jumps per event of the document), but not a wide one: an
+//! serde-saphyr refuses nested alias bombs ("billion laughs": its alias
+//! replay is capped), but its defaults allow a million replayed events: an
 //! anchored list of N values referenced M times costs N × M values from
-//! N + M lines, so a 100 KB config could ask for gigabytes. Here every value
-//! deserialized (a node, counted again where an `Option` wraps it) and every
-//! byte of string it carries spends from a budget of twice the input's size
-//! plus a constant. An alias-free document costs at most about one unit per
-//! byte, so no real config comes near it; aliases may repeat a value only
-//! within it.
+//! N + M lines, so a 100 KB config could still ask for a lot. Here every
+//! value deserialized (a node, counted again where an `Option` wraps it) and
+//! every byte of string it carries spends from a budget of twice the input's
+//! size plus a constant, and saphyr's own alias replay limit is set to a
+//! small multiple of the same budget (for values nobody deserializes, which
+//! this count does not see). An alias-free document costs at most about one
+//! unit per byte, so no real config comes near it; aliases may repeat a
+//! value only within it.
+//!
+//! The same deserializer wrapper (with no budget) serves
+//! [`crate::yaml::from_yaml`]: it also hands numbers and booleans to serde's
+//! own visitors, so a type error names the bad value (`invalid type: string
+//! "many", expected u32`), which saphyr's typed parsers do not.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, Visitor};
@@ -22,14 +29,16 @@ use crate::yaml::ConfigError;
 /// so no config the cluster can deliver is longer.
 pub const MAX_CONFIG_BYTES: usize = 1 << 20;
 
-/// Bound on `[`/`{` count × text length. libyaml's scanner (under
-/// serde_yaml) does work proportional to the flow nesting depth for every
-/// token, and reads the whole document before serde_yaml's depth limit
-/// (128) applies: `[` × 20,000 took 0.5 s, 1 MiB of it minutes. The depth
-/// is at most the number of `[` and `{`, so their count times the length
-/// bounds that work (2^30: about a second for 1 MiB in a release build).
-/// Counting every bracket, quoted or not, cannot be fooled by quoting; a
-/// real config (a few KB, a few dozen flow lists) is far below it.
+/// Bound on `[`/`{` count × text length, checked before the parser runs.
+/// It was set for libyaml (under serde_yaml), whose scanner did work
+/// proportional to the flow nesting depth for every token and read the
+/// whole document before any depth limit applied (`[` × 20,000 took 0.5 s).
+/// serde-saphyr's parser stops at 255 nested flow collections by itself;
+/// this cheap count stays as a parser-independent bound. The depth is at
+/// most the number of `[` and `{`, so their count times the length bounds
+/// that work (2^30). Counting every bracket, quoted or not, cannot be
+/// fooled by quoting; a real config (a few KB, a few dozen flow lists) is
+/// far below it.
 pub const MAX_FLOW_WORK: usize = 1 << 30;
 
 /// Budget units allowed for `len` bytes of input.
@@ -63,15 +72,31 @@ pub fn from_yaml_bounded<T: DeserializeOwned>(what: &str, text: &str) -> Result<
             ),
         });
     }
+    parse(what, text, Some(budget_for(text.len())))
+}
+
+/// Deserializes `text` through [`Counted`] (spending from `budget` units,
+/// `None` for no limit) and path tracking; errors name the field path.
+pub(crate) fn parse<T: DeserializeOwned>(what: &str, text: &str, budget: Option<usize>) -> Result<T, ConfigError> {
+    let mut options = crate::yaml::options();
+    if let Some(units) = budget {
+        // Values nobody deserializes (skipped, ignored) are replayed by the
+        // parser without passing through `Counted`; bound those too.
+        options.alias_limits.max_total_replayed_events = units.saturating_mul(4);
+    }
     let budget = Budget {
-        left: Cell::new(budget_for(text.len())),
-        max: budget_for(text.len()),
+        left: Cell::new(budget.unwrap_or(usize::MAX)),
+        max: budget.unwrap_or(usize::MAX),
     };
-    let de = Counted {
-        de: serde_yaml::Deserializer::from_str(text),
-        budget: &budget,
-    };
-    serde_path_to_error::deserialize(de).map_err(|e| crate::yaml::parse_error(what, e))
+    // The path of the first error, kept while saphyr adds its location.
+    let path = RefCell::new(None);
+    let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize(Counted { de, budget: &budget }).map_err(|e| {
+            *path.borrow_mut() = Some(e.path().to_string());
+            e.into_inner()
+        })
+    });
+    result.map_err(|e| crate::yaml::parse_error(what, path.into_inner(), &e))
 }
 
 struct Budget {
@@ -98,7 +123,8 @@ impl Budget {
     }
 }
 
-/// A deserializer that spends one unit per value it is asked for.
+/// A deserializer that spends one unit per value it is asked for (and
+/// reads numbers and booleans as [`as_any!`] says).
 struct Counted<'b, D> {
     de: D,
     budget: &'b Budget,
@@ -134,24 +160,41 @@ macro_rules! forward {
     )*};
 }
 
+/// Numbers and booleans: the node is handed to the visitor as what it is
+/// (`deserialize_any`), so serde's own visitors report a mismatch with the
+/// value (`invalid type: string "many", expected u32`, `invalid value:
+/// integer `-1`, expected u32`), as serde_yaml did; saphyr's typed parsers
+/// say only `invalid u32`.
+macro_rules! as_any {
+    ($($method:ident;)*) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+            self.budget.spend(1)?;
+            self.de.deserialize_any(Counting { inner: visitor, budget: self.budget })
+        }
+    )*};
+}
+
 impl<'de, D: Deserializer<'de>> Deserializer<'de> for Counted<'_, D> {
     type Error = D::Error;
 
+    as_any! {
+        deserialize_bool;
+        deserialize_i8;
+        deserialize_i16;
+        deserialize_i32;
+        deserialize_i64;
+        deserialize_i128;
+        deserialize_u8;
+        deserialize_u16;
+        deserialize_u32;
+        deserialize_u64;
+        deserialize_u128;
+        deserialize_f32;
+        deserialize_f64;
+    }
+
     forward! {
         deserialize_any();
-        deserialize_bool();
-        deserialize_i8();
-        deserialize_i16();
-        deserialize_i32();
-        deserialize_i64();
-        deserialize_i128();
-        deserialize_u8();
-        deserialize_u16();
-        deserialize_u32();
-        deserialize_u64();
-        deserialize_u128();
-        deserialize_f32();
-        deserialize_f64();
         deserialize_char();
         deserialize_str();
         deserialize_string();
@@ -373,7 +416,7 @@ mod tests {
     #[derive(Debug, serde::Deserialize)]
     #[allow(dead_code)]
     struct Doc {
-        v: serde_yaml::Value,
+        v: crate::yaml::Value,
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::budget::from_yaml_bounded as from_yaml;
-use crate::yaml::ConfigError;
+use crate::yaml::{ConfigError, Value};
 
 const WHAT: &str = "device plugin config";
 /// NVIDIA's limit on the name part of a resource name.
@@ -159,20 +159,20 @@ pub struct GfdFlags {
 }
 
 fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<DeviceListStrategy>>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(DeviceListStrategy),
-        Many(Vec<DeviceListStrategy>),
-    }
     // Untagged enums hide the variant error; re-parse to give a useful one.
-    let v = serde_yaml::Value::deserialize(d)?;
-    match serde_yaml::from_value::<OneOrMany>(v.clone()) {
-        Ok(OneOrMany::One(s)) => Ok(Some(vec![s])),
-        Ok(OneOrMany::Many(v)) => Ok(Some(v)),
-        Err(_) => Err(serde::de::Error::custom(format!(
-            "invalid device list strategy {}; valid: envvar, volume-mounts, cdi-annotations, cdi-cri",
-            serde_yaml::to_string(&v).unwrap_or_default().trim()
+    let v = Value::deserialize(d)?;
+    let strategy = |v: &Value| {
+        let s = serde::de::value::StrDeserializer::<serde::de::value::Error>::new(v.as_str()?);
+        DeviceListStrategy::deserialize(s).ok()
+    };
+    let parsed = match &v {
+        Value::Sequence(items) => items.iter().map(strategy).collect::<Option<Vec<_>>>(),
+        one => strategy(one).map(|s| vec![s]),
+    };
+    match parsed {
+        Some(v) => Ok(Some(v)),
+        None => Err(serde::de::Error::custom(format!(
+            "invalid device list strategy {v}; valid: envvar, volume-mounts, cdi-annotations, cdi-cri"
         ))),
     }
 }
@@ -263,19 +263,17 @@ pub enum ReplicaDevices {
 impl<'de> Deserialize<'de> for ReplicaDevices {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        let v = serde_yaml::Value::deserialize(d)?;
+        let v = Value::deserialize(d)?;
         match v {
-            serde_yaml::Value::String(s) if s == "all" => Ok(ReplicaDevices::All),
-            serde_yaml::Value::String(s) => Err(D::Error::custom(format!(
+            Value::String(s) if s == "all" => Ok(ReplicaDevices::All),
+            Value::String(s) => Err(D::Error::custom(format!(
                 "devices set as {s:?} but the only valid string is \"all\""
             ))),
-            serde_yaml::Value::Number(n) => match n.as_u64() {
-                Some(c) if c > 0 && c <= u32::MAX as u64 => Ok(ReplicaDevices::Count(c as u32)),
-                _ => Err(D::Error::custom(format!(
-                    "devices set as {n} but a count of devices must be > 0"
-                ))),
-            },
-            serde_yaml::Value::Sequence(items) => {
+            Value::UInt(c) if c > 0 && c <= u64::from(u32::MAX) => Ok(ReplicaDevices::Count(c as u32)),
+            n @ (Value::UInt(_) | Value::Int(_) | Value::Float(_)) => Err(D::Error::custom(format!(
+                "devices set as {n} but a count of devices must be > 0"
+            ))),
+            Value::Sequence(items) => {
                 if items.len() > MAX_DEVICE_REFS {
                     return Err(D::Error::custom(format!(
                         "devices lists {} entries, above the maximum of {MAX_DEVICE_REFS}",
@@ -285,12 +283,12 @@ impl<'de> Deserialize<'de> for ReplicaDevices {
                 let mut out = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
                     let s = match item {
-                        serde_yaml::Value::Number(n) if n.as_u64().is_some() => n.to_string(),
-                        serde_yaml::Value::String(s) => s.clone(),
+                        Value::UInt(n) => n.to_string(),
+                        Value::String(s) => s.clone(),
                         other => {
                             return Err(D::Error::custom(format!(
                                 "devices[{i}]: {} is not a GPU index, MIG index or UUID",
-                                serde_yaml::to_string(other).unwrap_or_default().trim()
+                                other
                             )));
                         }
                     };
@@ -305,7 +303,7 @@ impl<'de> Deserialize<'de> for ReplicaDevices {
             }
             other => Err(D::Error::custom(format!(
                 "unrecognized devices spec {}; use \"all\", a count or a list",
-                serde_yaml::to_string(&other).unwrap_or_default().trim()
+                other
             ))),
         }
     }
@@ -344,7 +342,7 @@ pub struct Health {
     #[serde(default, rename = "ignoredXIDs")]
     pub ignored_xids: Vec<u64>,
     #[serde(default, rename = "criticalXIDs")]
-    pub critical_xids: Option<serde_yaml::Value>,
+    pub critical_xids: Option<Value>,
 }
 
 impl DevicePluginConfig {

@@ -45,25 +45,22 @@ pub enum EntryDevices {
 
 impl<'de> Deserialize<'de> for EntryDevices {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use crate::yaml::Value;
         use serde::de::Error;
-        match serde_yaml::Value::deserialize(d)? {
-            serde_yaml::Value::String(s) if s == "all" => Ok(EntryDevices::All),
-            serde_yaml::Value::Sequence(items) => items
+        match Value::deserialize(d)? {
+            Value::String(s) if s == "all" => Ok(EntryDevices::All),
+            Value::Sequence(items) => items
                 .iter()
                 .enumerate()
                 .map(|(i, v)| {
-                    v.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| {
-                        D::Error::custom(format!(
-                            "devices[{i}]: {} is not a GPU index",
-                            serde_yaml::to_string(v).unwrap_or_default().trim()
-                        ))
-                    })
+                    v.as_u64()
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or_else(|| D::Error::custom(format!("devices[{i}]: {v} is not a GPU index")))
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(EntryDevices::List),
             other => Err(D::Error::custom(format!(
-                "devices must be \"all\" or a list of GPU indices, got {}",
-                serde_yaml::to_string(&other).unwrap_or_default().trim()
+                "devices must be \"all\" or a list of GPU indices, got {other}"
             ))),
         }
     }

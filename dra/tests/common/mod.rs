@@ -73,13 +73,13 @@ pub fn classes(driver: &str) -> BTreeMap<String, DeviceClass> {
 
 /// A claim from the YAML of its `spec`.
 pub fn claim(spec_yaml: &str) -> ClaimSpec {
-    let spec: k8s_openapi::api::resource::v1::ResourceClaimSpec = serde_yaml::from_str(spec_yaml).unwrap();
+    let spec: k8s_openapi::api::resource::v1::ResourceClaimSpec = serde_saphyr::from_str(spec_yaml).unwrap();
     ClaimSpec::from_api("spec", &spec).unwrap()
 }
 
 pub fn claim_file(name: &str) -> ClaimSpec {
     let text = std::fs::read_to_string(repo().join(format!("configs/dra/claims/{name}"))).unwrap();
-    let v: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    let v: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
     match v["kind"].as_str().unwrap() {
         "ResourceClaim" => {
             let c: k8s_openapi::api::resource::v1::ResourceClaim = serde_json::from_value(v).unwrap();

@@ -8,7 +8,6 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 pub fn examples_dir() -> PathBuf {
@@ -19,9 +18,8 @@ pub fn examples_dir() -> PathBuf {
 pub fn example(file: &str) -> Value {
     let p = examples_dir().join(file);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    let mut docs = serde_yaml::Deserializer::from_str(&text);
-    let doc = docs.next().unwrap_or_else(|| panic!("{file}: no document"));
-    Value::deserialize(doc).unwrap_or_else(|e| panic!("{file}: {e}"))
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+    docs.into_iter().next().unwrap_or_else(|| panic!("{file}: no document"))
 }
 
 fn name(o: &Value) -> &str {
