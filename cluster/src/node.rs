@@ -1,7 +1,9 @@
 //! One simulated GPU node: a machine profile on [`SimBackend`], the real
 //! device plugin (config file, topology annotation, pod watch following the
 //! extender's decisions) against its own fake kubelet and PodResources, and
-//! the kubelet's part toward the API ([`crate::kubelet`]).
+//! the kubelet's part toward the API ([`crate::kubelet`]); on a node with
+//! MIG-capable GPUs also the real MIG manager agent on the same simulated
+//! GPUs, PodResources and device-plugin directory.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -52,6 +54,8 @@ pub struct SimNode {
     _pods: PodDecisionsApi,
     _pod_resources: FakePodResources,
     tasks: Vec<JoinHandle<()>>,
+    /// Stops the MIG manager agent (dropped with the node).
+    _mig_shutdown: Option<tokio::sync::watch::Sender<bool>>,
     dir: TempDir,
 }
 
@@ -85,7 +89,7 @@ impl SimNode {
         o.publish_topology = true;
         o.node_name = Some(name.clone());
         o.follow_decisions = true;
-        o.pod_resources_socket = pr_sock;
+        o.pod_resources_socket = pr_sock.clone();
         o.cri_socket = None;
         o.proc_root = dir.path().join("proc");
         // No containers run here, so there is no memory to police.
@@ -104,12 +108,18 @@ impl SimNode {
             metrics,
             events: Arc::new(LogEventRecorder),
         };
+        let mig_manager = spec
+            .machine
+            .gpus
+            .iter()
+            .any(|g| spec.machine.gpu_model(g).mig_family().is_some())
+            .then(|| start_mig_manager(&name, &backend, client.clone(), &pr_sock, kubelet.dir()));
         let (plugin, plugin_task) = spawn(cfg, false)
             .await
             .with_context(|| format!("{name}: starting the device plugin"))?;
         let admitter = PodAdmitter::new(client.clone(), &name, kubelet.clone(), pod_resources.handle());
         let admissions = admitter.admissions.clone();
-        let tasks = vec![
+        let mut tasks = vec![
             plugin_task,
             tokio::spawn(sync_allocatable(
                 client,
@@ -119,6 +129,10 @@ impl SimNode {
             )),
             tokio::spawn(admitter.run()),
         ];
+        let mig_shutdown = mig_manager.map(|(task, shutdown)| {
+            tasks.push(task);
+            shutdown
+        });
         Ok(SimNode {
             spec,
             backend,
@@ -128,6 +142,7 @@ impl SimNode {
             _pods: pods,
             _pod_resources: pod_resources,
             tasks,
+            _mig_shutdown: mig_shutdown,
             dir,
         })
     }
@@ -140,6 +155,37 @@ impl SimNode {
     pub fn cdi_dir(&self) -> std::path::PathBuf {
         self.dir.path().join("cdi")
     }
+}
+
+/// The MIG manager agent with the generated config names (no file), short
+/// retry intervals, and the device plugin's layout file in its directory.
+fn start_mig_manager(
+    node: &str,
+    backend: &SimBackend,
+    client: Client,
+    pod_resources: &std::path::Path,
+    device_plugin_dir: &std::path::Path,
+) -> (JoinHandle<()>, tokio::sync::watch::Sender<bool>) {
+    use railyard_mig_manager::agent::{Agent, AgentConfig};
+    use std::time::Duration;
+    let cfg = AgentConfig {
+        node: node.to_string(),
+        config_file: None,
+        pod_resources_socket: pod_resources.to_path_buf(),
+        pod_resources_timeout: Duration::from_secs(5),
+        dra_driver: "gpu.nvidia.com".into(),
+        layout_file: Some(device_plugin_dir.join(railyard_mig_manager::notify::LAYOUT_FILE_NAME)),
+        retry_interval: Duration::from_millis(200),
+        resync_interval: Duration::from_secs(5),
+        max_backoff: Duration::from_secs(5),
+        reboot_command: None,
+    };
+    let mut registry = Registry::default();
+    let metrics = railyard_mig_manager::metrics::Metrics::new(&mut registry);
+    let (health, _) = tokio::sync::watch::channel(railyard_mig_manager::http::Health::default());
+    let (shutdown, rx) = tokio::sync::watch::channel(false);
+    let agent = Agent::new(cfg, Arc::new(backend.clone()), client, metrics, health);
+    (tokio::spawn(agent.run(rx)), shutdown)
 }
 
 impl Drop for SimNode {

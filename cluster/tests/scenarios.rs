@@ -254,3 +254,42 @@ async fn an_extender_restarted_mid_gang_recovers_the_plan_from_the_api() {
         c.scheduler.outcomes()
     );
 }
+
+/// A node's `nvidia.com/mig.config` label changed: the real MIG manager
+/// changes the layout (keeping the instance a running pod holds), the device
+/// plugin re-advertises through the layout file without a restart, and a
+/// pod that needed the new devices is scheduled and admitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mig_config_label_change_is_applied_re_advertised_and_scheduled() {
+    let c = Cluster::start(nodes_of("dgx-h100-mig", 1)).await.unwrap();
+    let node = "dgx-h100-mig-0";
+    // 9 × 1g.10gb today (GPU 4: seven, GPU 5: two): one runs, ten do not fit.
+    c.create(pod("infer", &[("nvidia.com/mig-1g.10gb", 1)], &[], None))
+        .unwrap();
+    c.wait_until(T, "infer running", |c| running(c, "infer")).await.unwrap();
+    c.create(pod("sweep", &[("nvidia.com/mig-1g.10gb", 10)], &[], None))
+        .unwrap();
+    c.passes(3).await.unwrap();
+    assert!(!bound(&c, "sweep"), "10 × 1g.10gb cannot fit before the change");
+    let held = c.node(node).unwrap().admissions.get("ml/infer").unwrap().devices[0].2[0].clone();
+
+    let mut n = c.api.get("v1", "Node", "", node).unwrap();
+    n["metadata"]["labels"]["nvidia.com/mig.config"] = serde_json::json!("all-1g.10gb");
+    c.api.put(n).unwrap();
+    c.wait_until(T, "mig.config.state success", |c| {
+        c.api.get("v1", "Node", "", node).unwrap()["metadata"]["labels"]["nvidia.com/mig.config.state"] == "success"
+    })
+    .await
+    .unwrap();
+    // The plugin advertises all 56 without a restart; the scheduler places the sweep.
+    drive(&c, "sweep bound", |c| usize::from(!bound(c, "sweep"))).await;
+    c.wait_until(T, "sweep running", |c| running(c, "sweep")).await.unwrap();
+    let mig = c.node(node).unwrap();
+    assert_eq!(mig.kubelet.plugin("nvidia.com/mig-1g.10gb").unwrap().devices.len(), 56);
+    let infer_still = mig.kubelet.plugin("nvidia.com/mig-1g.10gb").unwrap().devices;
+    assert!(
+        infer_still.iter().any(|d| d.id == held),
+        "the running pod's instance {held} was kept"
+    );
+    assert!(running(&c, "infer"));
+}
