@@ -283,15 +283,15 @@ impl MachineProfile {
                     "no such NUMA node",
                 ));
             }
-            if let Some(p) = &s.parent {
-                if !switches.contains(p.as_str()) || p == &s.id {
-                    return Err(ConfigError::invalid(
-                        WHAT,
-                        format!("pcie_switches[{i}].parent"),
-                        p,
-                        "no such PCIe switch",
-                    ));
-                }
+            if let Some(p) = &s.parent
+                && (!switches.contains(p.as_str()) || p == &s.id)
+            {
+                return Err(ConfigError::invalid(
+                    WHAT,
+                    format!("pcie_switches[{i}].parent"),
+                    p,
+                    "no such PCIe switch",
+                ));
             }
         }
         let mut indices = BTreeSet::new();
@@ -318,10 +318,10 @@ impl MachineProfile {
                     "no such NUMA node",
                 ));
             }
-            if let Some(sw) = &g.pcie_switch {
-                if !switches.contains(sw.as_str()) {
-                    return Err(ConfigError::invalid(WHAT, at("pcie_switch"), sw, "no such PCIe switch"));
-                }
+            if let Some(sw) = &g.pcie_switch
+                && !switches.contains(sw.as_str())
+            {
+                return Err(ConfigError::invalid(WHAT, at("pcie_switch"), sw, "no such PCIe switch"));
             }
             let model = self.gpu_model(g);
             if !g.mig_instances.is_empty() {
@@ -397,10 +397,10 @@ impl MachineProfile {
                     "no such NUMA node",
                 ));
             }
-            if let Some(sw) = &n.pcie_switch {
-                if !switches.contains(sw.as_str()) {
-                    return Err(ConfigError::invalid(WHAT, at("pcie_switch"), sw, "no such PCIe switch"));
-                }
+            if let Some(sw) = &n.pcie_switch
+                && !switches.contains(sw.as_str())
+            {
+                return Err(ConfigError::invalid(WHAT, at("pcie_switch"), sw, "no such PCIe switch"));
             }
             if n.speed_gbps == 0 {
                 return Err(ConfigError::invalid(WHAT, at("speed_gbps"), 0, "must be positive"));

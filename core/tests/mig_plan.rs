@@ -645,11 +645,10 @@ proptest! {
                 _ => None,
             };
             states.push(on(i, family, list));
-            if i != changed {
-                if let Some(g) = same {
+            if i != changed
+                && let Some(g) = same {
                     target = target.with(i, goal_for(family, &g));
                 }
-            }
         }
         let goal = make_goal(t, placed, disabled);
         target = target.with(changed, goal_for(family, &goal));

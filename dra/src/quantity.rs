@@ -104,7 +104,7 @@ fn div_magnitude(a: u128, sa: i32, b: u128, sb: i32, limit: u128) -> Option<(u12
     if d < 0 {
         // Divisor b × 10^-d; if that overflows it exceeds a, so q = 0.
         return match pow10(-d).and_then(|p| b.checked_mul(p)) {
-            Some(div) => Some((a / div, a % div == 0)),
+            Some(div) => Some((a / div, a.is_multiple_of(div))),
             None => Some((0, a == 0)),
         };
     }

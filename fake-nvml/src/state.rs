@@ -268,10 +268,10 @@ impl Fake {
                 }
             }
             Some("memory") => {
-                if let (Some(gpu), Some(mib)) = (num(1), num(2)) {
-                    if let Some(g) = self.machine.gpu_mut(gpu as u32) {
-                        g.base_used_mib = mib;
-                    }
+                if let (Some(gpu), Some(mib)) = (num(1), num(2))
+                    && let Some(g) = self.machine.gpu_mut(gpu as u32)
+                {
+                    g.base_used_mib = mib;
                 }
             }
             Some("xid") => {

@@ -157,7 +157,7 @@ impl Layout {
             segs.extend(q);
             segs.push(format!("pod{}", self.uid));
             let pod = segs.len() - 1;
-            segs.push(if self.runtime % 2 == 0 {
+            segs.push(if self.runtime.is_multiple_of(2) {
                 self.id.clone()
             } else {
                 format!("crio-{}", self.id)

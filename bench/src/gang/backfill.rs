@@ -231,10 +231,10 @@ impl<M: MachineLookup + ?Sized> Sim<'_, '_, M> {
         let r_now = now.as_ref().map_or(0.0, |p| ratio(p.estimate.busbw_gbps));
         let start_now =
             |p: GangPlan| Outcome::Start(p.members.into_iter().map(|m| (m.node_index, m.gpus)).collect(), None);
-        if let Some(p) = now.clone() {
-            if r_now >= accept {
-                return start_now(p);
-            }
+        if let Some(p) = now.clone()
+            && r_now >= accept
+        {
+            return start_now(p);
         }
         if let Some(at) = reserved_at {
             // Its reservation stands; it starts when the time comes (on the

@@ -224,10 +224,10 @@ pub fn run(args: GangArgs) -> Result<()> {
     for (_, jobs) in &workloads {
         for j in jobs.iter().filter(|j| j.is_gang()) {
             let key = (j.members, j.gpus_per_member);
-            if let std::collections::hash_map::Entry::Vacant(v) = best.entry(key) {
-                if let Some(b) = best_busbw(&cluster, key.0, key.1) {
-                    v.insert(b);
-                }
+            if let std::collections::hash_map::Entry::Vacant(v) = best.entry(key)
+                && let Some(b) = best_busbw(&cluster, key.0, key.1)
+            {
+                v.insert(b);
             }
         }
     }

@@ -164,11 +164,12 @@ pub fn estimate<M: MachineLookup + ?Sized>(
         }
     }
     // The ring closes: a last segment on the first segment's node joins it.
-    if segs.len() > 1 && segs[0].0 == segs[segs.len() - 1].0 {
-        if let Some((_, mut tail)) = segs.pop() {
-            tail.append(&mut segs[0].1);
-            segs[0].1 = tail;
-        }
+    if segs.len() > 1
+        && segs[0].0 == segs[segs.len() - 1].0
+        && let Some((_, mut tail)) = segs.pop()
+    {
+        tail.append(&mut segs[0].1);
+        segs[0].1 = tail;
     }
     if ranks.len() == 1 {
         return Ok(CommEstimate {

@@ -314,10 +314,11 @@ fn is_device_ref(s: &str) -> bool {
     if is_uint(s) {
         return true;
     }
-    if let Some((a, b)) = s.split_once(':') {
-        if is_uint(a) && is_uint(b) {
-            return true;
-        }
+    if let Some((a, b)) = s.split_once(':')
+        && is_uint(a)
+        && is_uint(b)
+    {
+        return true;
     }
     s.starts_with("GPU-") || s.starts_with("MIG-")
 }
@@ -401,15 +402,15 @@ impl DevicePluginConfig {
                 "unknown version; only v1 is supported",
             ));
         }
-        if let Some(dls) = self.flags.plugin.as_ref().and_then(|p| p.device_list_strategy.as_ref()) {
-            if dls.is_empty() {
-                return Err(ConfigError::invalid(
-                    WHAT,
-                    "flags.plugin.deviceListStrategy",
-                    "[]",
-                    "at least one strategy is needed",
-                ));
-            }
+        if let Some(dls) = self.flags.plugin.as_ref().and_then(|p| p.device_list_strategy.as_ref())
+            && dls.is_empty()
+        {
+            return Err(ConfigError::invalid(
+                WHAT,
+                "flags.plugin.deviceListStrategy",
+                "[]",
+                "at least one strategy is needed",
+            ));
         }
         let both = [&self.sharing.time_slicing, &self.sharing.mps]
             .iter()
@@ -427,15 +428,15 @@ impl DevicePluginConfig {
             ("mps", &mut self.sharing.mps),
         ] {
             let Some(section) = section else { continue };
-            if let Some(s) = &section.strategy {
-                if !s.is_empty() {
-                    return Err(ConfigError::invalid(
-                        WHAT,
-                        format!("sharing.{key}.strategy"),
-                        s,
-                        "unknown strategy; leave it unset",
-                    ));
-                }
+            if let Some(s) = &section.strategy
+                && !s.is_empty()
+            {
+                return Err(ConfigError::invalid(
+                    WHAT,
+                    format!("sharing.{key}.strategy"),
+                    s,
+                    "unknown strategy; leave it unset",
+                ));
             }
             // A second entry for the same resource would be silently
             // ignored by the expansion (the first match wins): refuse it.

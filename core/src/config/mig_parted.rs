@@ -156,15 +156,15 @@ impl MigPartedConfig {
             if !gpus.iter().any(model_matches) {
                 continue;
             }
-            if let EntryDevices::List(list) = &e.devices {
-                if let Some(bad) = list.iter().find(|d| !gpus.iter().any(|g| g.index == **d)) {
-                    return Err(ConfigError::invalid(
-                        WHAT,
-                        at("devices"),
-                        bad,
-                        format!("this machine has {} GPUs", gpus.len()),
-                    ));
-                }
+            if let EntryDevices::List(list) = &e.devices
+                && let Some(bad) = list.iter().find(|d| !gpus.iter().any(|g| g.index == **d))
+            {
+                return Err(ConfigError::invalid(
+                    WHAT,
+                    at("devices"),
+                    bad,
+                    format!("this machine has {} GPUs", gpus.len()),
+                ));
             }
             for g in gpus {
                 let selected = match &e.devices {

@@ -141,16 +141,16 @@ impl Fabric {
                 gbps,
             });
         }
-        if let (Some(da), Some(db)) = (a.node.domain, b.node.domain) {
-            if da == db {
-                let gbps = self.domain_gbps(&a, b.machine(), b.gpu);
-                if gbps > 0.0 {
-                    return Ok(Distance {
-                        route: Route::NvlDomain,
-                        hops: 1,
-                        gbps,
-                    });
-                }
+        if let (Some(da), Some(db)) = (a.node.domain, b.node.domain)
+            && da == db
+        {
+            let gbps = self.domain_gbps(&a, b.machine(), b.gpu);
+            if gbps > 0.0 {
+                return Ok(Distance {
+                    route: Route::NvlDomain,
+                    hops: 1,
+                    gbps,
+                });
             }
         }
         if let Some(d) = self.direct_network(&a, &b) {

@@ -323,10 +323,10 @@ pub(crate) fn build(
                 format!("duplicate node (also at {first})"),
             ));
         }
-        if let Some(dom) = &d.domain {
-            if !domain_ids.contains_key(&dom.name) {
-                return Err(ConfigError::invalid(what, &dom.at, &dom.name, "no such NVLink domain"));
-            }
+        if let Some(dom) = &d.domain
+            && !domain_ids.contains_key(&dom.name)
+        {
+            return Err(ConfigError::invalid(what, &dom.at, &dom.name, "no such NVLink domain"));
         }
         if let (Some(sub), None) = (&d.sub_domain, &d.domain) {
             return Err(ConfigError::invalid(

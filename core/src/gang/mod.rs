@@ -81,10 +81,10 @@ impl Level {
         if let Some(i) = fabric.tiers().iter().position(|t| t.name.eq_ignore_ascii_case(&lower)) {
             return Ok(Level::Tier(i));
         }
-        if let Some(n) = lower.strip_prefix("tier-").and_then(|n| n.parse::<usize>().ok()) {
-            if n < fabric.tiers().len() {
-                return Ok(Level::Tier(n));
-            }
+        if let Some(n) = lower.strip_prefix("tier-").and_then(|n| n.parse::<usize>().ok())
+            && n < fabric.tiers().len()
+        {
+            return Ok(Level::Tier(n));
         }
         Err(GangError::UnknownLevel { level: s.to_string() })
     }

@@ -511,15 +511,15 @@ impl<'c, 'a> State<'c, 'a> {
         self.bump(c, false);
         self.nvlink -= self.nv_gain[c];
         self.pcie -= self.lvl_gain[c];
-        if let Some(t) = ctx.tree[c] {
-            if let Some(n) = self.tree_count.get_mut(&t) {
-                *n -= 1;
-            }
+        if let Some(t) = ctx.tree[c]
+            && let Some(n) = self.tree_count.get_mut(&t)
+        {
+            *n -= 1;
         }
-        if let Some(l) = ctx.leaf[c] {
-            if let Some(n) = self.leaf_count.get_mut(&l) {
-                *n -= 1;
-            }
+        if let Some(l) = ctx.leaf[c]
+            && let Some(n) = self.leaf_count.get_mut(&l)
+        {
+            *n -= 1;
         }
         // After decrementing, a NIC is left exactly when this GPU had used one.
         if Self::nic_left(&self.tree_count, &ctx.free_nics_tree, ctx.tree[c]) {

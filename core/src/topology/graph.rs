@@ -212,14 +212,14 @@ impl Switches {
                 switch_numa: self.numa[i],
             });
         }
-        if let Some(r) = root {
-            if r != self.roots[i] {
-                return Err(TopologyError::PcieRootMismatch {
-                    device: device.to_string(),
-                    expected: self.roots[i].clone(),
-                    found: r.to_string(),
-                });
-            }
+        if let Some(r) = root
+            && r != self.roots[i]
+        {
+            return Err(TopologyError::PcieRootMismatch {
+                device: device.to_string(),
+                expected: self.roots[i].clone(),
+                found: r.to_string(),
+            });
         }
         Ok(PciePos {
             switches: self.chains[i].clone(),

@@ -402,10 +402,10 @@ impl Estimator {
         let target = call.target.as_deref().map(|t| self.walk(t));
         let args: Vec<(u64, Shape)> = call.args.iter().map(|a| self.walk(a)).collect();
         let func = call.func_name.as_str();
-        if func == operators::CONDITIONAL {
-            if let [(c0, _), (c1, s1), (c2, s2)] = args.as_slice() {
-                return (1u64.saturating_add(*c0).saturating_add((*c1).max(*c2)), s1.merge(s2));
-            }
+        if func == operators::CONDITIONAL
+            && let [(c0, _), (c1, s1), (c2, s2)] = args.as_slice()
+        {
+            return (1u64.saturating_add(*c0).saturating_add((*c1).max(*c2)), s1.merge(s2));
         }
         let base = args
             .iter()
