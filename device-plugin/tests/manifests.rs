@@ -18,35 +18,11 @@ use railyard_core::config::DevicePluginConfig;
 use railyard_device_plugin::Options;
 use railyard_device_plugin::decisions::{ALLOCATED_ANNOTATION, DECISION_ANNOTATION};
 use railyard_device_plugin::topology::TOPOLOGY_ANNOTATION;
+use railyard_test_util::manifest::typed;
 use serde_json::Value;
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/deploy/device-plugin")
-}
-
-/// Drops what serialization normalizes away: nulls and empty maps.
-fn normalize(v: Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .map(|(k, v)| (k, normalize(v)))
-                .filter(|(_, v)| !v.is_null() && v != &Value::Object(Default::default()))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.into_iter().map(normalize).collect()),
-        v => v,
-    }
-}
-
-fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Value, what: &str) -> T {
-    let t: T = serde_json::from_value(doc.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
-    let back = normalize(serde_json::to_value(&t).unwrap());
-    assert_eq!(
-        normalize(doc.clone()),
-        back,
-        "{what}: a field was not understood (typo?)"
-    );
-    t
 }
 
 #[derive(Default)]

@@ -16,19 +16,6 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use railyard_core::config::{ConfigGpu, MigPartedConfig};
 use serde_json::Value;
 
-fn normalize(v: Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .map(|(k, v)| (k, normalize(v)))
-                .filter(|(_, v)| !v.is_null() && v != &Value::Object(Default::default()))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.into_iter().map(normalize).collect()),
-        v => v,
-    }
-}
-
 fn docs(file: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(repo(&format!("configs/deploy/mig-manager/{file}"))).unwrap();
     serde_saphyr::from_multiple::<Value>(&text)
@@ -39,14 +26,7 @@ fn docs(file: &str) -> Vec<Value> {
 }
 
 fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Value) -> T {
-    let t: T = serde_json::from_value(doc.clone()).unwrap_or_else(|e| panic!("{}: {e}", doc["kind"]));
-    assert_eq!(
-        normalize(doc.clone()),
-        normalize(serde_json::to_value(&t).unwrap()),
-        "{}: a field was not understood (typo?)",
-        doc["kind"]
-    );
-    t
+    railyard_test_util::manifest::typed(doc, doc["kind"].as_str().unwrap_or("?"))
 }
 
 #[test]

@@ -13,6 +13,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use railyard_core::mig::MigFamily;
 use railyard_core::resources::mig_resource_name;
+use railyard_test_util::manifest::typed;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -22,32 +23,6 @@ fn dir() -> PathBuf {
 
 fn read(name: &str) -> String {
     std::fs::read_to_string(dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
-/// Drops what serialization normalizes away: nulls and empty maps/lists.
-fn normalize(v: Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .map(|(k, v)| (k, normalize(v)))
-                .filter(|(_, v)| !v.is_null() && v != &Value::Object(Default::default()))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.into_iter().map(normalize).collect()),
-        v => v,
-    }
-}
-
-/// Parses `doc` as `T` and checks the round trip keeps every field.
-fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Value, what: &str) -> T {
-    let t: T = serde_json::from_value(doc.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
-    let back = normalize(serde_json::to_value(&t).expect("serialize"));
-    assert_eq!(
-        normalize(doc.clone()),
-        back,
-        "{what}: a field was not understood (typo?)"
-    );
-    t
 }
 
 /// The documents of a multi-document YAML text.

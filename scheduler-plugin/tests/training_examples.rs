@@ -15,36 +15,10 @@ use k8s_openapi::api::batch::v1::{Job, JobTemplateSpec};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::api::DynamicObject;
 use railyard_scheduler::owners::{Owner, OwnerKind, Shape};
+use railyard_test_util::manifest::typed;
 use serde_json::Value;
 
 use common::training::{example, examples_dir};
-
-/// Drops what serialization normalizes away: nulls and empty maps.
-fn normalize(v: Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .map(|(k, v)| (k, normalize(v)))
-                .filter(|(_, v)| !v.is_null() && v != &Value::Object(Default::default()))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.into_iter().map(normalize).collect()),
-        v => v,
-    }
-}
-
-/// Parses `doc` as `T`; the round trip must keep every field (a typo in a
-/// field name fails here).
-fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Value, what: &str) -> T {
-    let t: T = serde_json::from_value(doc.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
-    let back = normalize(serde_json::to_value(&t).unwrap());
-    assert_eq!(
-        normalize(doc.clone()),
-        back,
-        "{what}: a field was not understood (typo?)"
-    );
-    t
-}
 
 /// Only `allowed` keys in `v` (the project's type has no others).
 fn keys_within(v: &Value, allowed: &[&str], what: &str) {
