@@ -699,4 +699,80 @@ mod tests {
         assert!(gang_new - gang_old < 11.0, "{gang_new} vs {gang_old}");
         assert_eq!(gang_new, small_old);
     }
+
+    /// Every node busy with an 8-GPU pod (node 0's ends at 100 s, the rest
+    /// at `rest_end`, each declaring `rest_limit`), a whole-cluster gang
+    /// (1,000 s) at 2 s, then `extra` jobs. Returns the records and the
+    /// number of replans.
+    fn full_cluster_then(rest_end: f64, rest_limit: f64, extra: &[Job], recompute: bool) -> (Vec<JobRecord>, u64) {
+        let (fabric, machines) = dgx128();
+        let c = GangCluster::new(&fabric, &machines).expect("cluster");
+        let n = c.len();
+        let mut jobs: Vec<Job> = (0..n)
+            .map(|i| {
+                // All at 0 s, so the rest end together (one replan).
+                let mut j = whole(0.0, if i == 0 { 100.0 } else { rest_end }, 1);
+                j.limit_s = Some(if i == 0 { 100.0 } else { rest_limit });
+                j
+            })
+            .collect();
+        jobs.push(whole(2.0, 1000.0, n as u32));
+        jobs.extend_from_slice(extra);
+        let mut best = BestCache::new();
+        for shape in [(1, 8), (n as u32, 8)] {
+            best.insert(shape, best_busbw(&c, shape.0, shape.1).expect("fits"));
+        }
+        let opts = SimOptions {
+            recompute,
+            ..SimOptions::default()
+        };
+        let r = simulate(&c, &jobs, PolicyKind::Railyard, 1, &best, &opts);
+        assert_eq!(r.errors, 0);
+        (r.records, r.recomputes)
+    }
+
+    #[test]
+    fn backfill_judges_a_job_by_its_limit_not_its_duration() {
+        // The gang reserves every node from 1,000 s. A one-node job of 200 s
+        // arrives at 3 s; node 0 frees at 100 s. Declaring 200 s it ends
+        // before the reservation and backfills at once; declaring 5,000 s
+        // (same real duration) it would hold node 0 past 1,000 s, so it
+        // waits for the gang. The simulator never looks at its duration.
+        let mut honest = whole(3.0, 200.0, 1);
+        honest.limit_s = Some(200.0);
+        let mut padded = honest.clone();
+        padded.limit_s = Some(5000.0);
+        let (r, _) = full_cluster_then(1000.0, 1000.0, &[honest], true);
+        let gang = r.len() - 2;
+        assert_eq!(r[gang + 1].start_s, Some(100.0));
+        assert_eq!(r[gang].start_s, Some(1000.0));
+        let (r, _) = full_cluster_then(1000.0, 1000.0, &[padded], true);
+        assert_eq!(r[gang].start_s, Some(1000.0), "the gang keeps its reservation");
+        assert!(r[gang + 1].start_s.expect("runs") >= 2000.0, "{:?}", r[gang + 1]);
+    }
+
+    #[test]
+    fn an_early_end_replans_the_reservations_that_assumed_the_limits() {
+        // The pods on nodes 1.. end at 1,000 s but declared 5,000 s, so the
+        // gang's reservation is made for 5,000 s. B (2,000 s, honest)
+        // backfills node 0 at 100 s. At 1,000 s the early ends replan: the
+        // gang now reserves from B's end (2,100 s), and C (3,000 s), arriving
+        // at 1,001 s, may not take its nodes. Without the replan the stale
+        // reservation lets C in and the gang waits for C.
+        let mut b = whole(3.0, 2000.0, 1);
+        b.limit_s = Some(2000.0);
+        let mut c = whole(1001.0, 3000.0, 1);
+        c.limit_s = Some(3000.0);
+        let extra = [b, c];
+        let (r, replans) = full_cluster_then(1000.0, 5000.0, &extra, true);
+        let gang = r.len() - 3;
+        assert_eq!(r[gang + 1].start_s, Some(100.0), "B backfills");
+        assert_eq!(r[gang].start_s, Some(2100.0), "the gang starts when B ends");
+        assert!(r[gang + 2].start_s.expect("C runs") >= 2100.0 + 1000.0 - 1e-6);
+        assert!(replans >= 1);
+        let (r, replans) = full_cluster_then(1000.0, 5000.0, &extra, false);
+        assert_eq!(replans, 0);
+        assert!(r[gang + 2].start_s.expect("C runs") < 1002.0, "{:?}", r[gang + 2]);
+        assert!(r[gang].start_s.expect("gang runs") >= 4001.0 - 1e-6, "{:?}", r[gang]);
+    }
 }
