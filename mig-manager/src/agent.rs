@@ -31,7 +31,7 @@ use crate::http::Health;
 use crate::kube::{self as kapi, NodeView, NodeWatch};
 use crate::metrics::Metrics;
 use crate::observe::Observed;
-use crate::reconcile::{self, Outcome, PodResources, Report};
+use crate::reconcile::{self, Outcome, PodResources, Prepared, Report};
 
 /// State label values.
 pub const PENDING: &str = "pending";
@@ -246,39 +246,34 @@ impl Agent {
             Err(e) => return self.fail("desired layout", &e.to_string(), view).await,
         };
         let started = Instant::now();
-        let (dra_driver, pool) = (self.cfg.dra_driver.clone(), self.cfg.node.clone());
-        let mut client = std::mem::replace(
-            &mut self.pod_resources,
-            PodResourcesClient::new(PathBuf::new(), Duration::ZERO),
-        );
-        // Say `pending` before taking steps, as NVIDIA's manager does.
-        let busy = {
+        let prepared = {
             let mut pr = PodResources::Kubelet {
-                client: &mut client,
-                dra_driver: &dra_driver,
-                pool: &pool,
+                client: &mut self.pod_resources,
+                dra_driver: &self.cfg.dra_driver,
+                pool: &self.cfg.node,
             };
-            reconcile::read_busy(self.backend.as_ref(), &observed, &mut pr).await
+            reconcile::prepare(self.backend.as_ref(), observed, &wanted.target, &mut pr).await
         };
-        let has_steps = reconcile::plan_for(&observed, &busy, &wanted.target)
-            .map(|p| p.steps().next().is_some())
-            .unwrap_or(false);
+        let has_steps = prepared.as_ref().is_ok_and(Prepared::has_steps);
         if has_steps {
+            // Say `pending` before taking steps, as NVIDIA's manager does.
             let reason = format!("applying {}", wanted.source);
             self.publish(PENDING, &reason, None, view).await;
         }
-        let report = {
-            let mut pr = PodResources::Kubelet {
-                client: &mut client,
-                dra_driver: &dra_driver,
-                pool: &pool,
-            };
-            reconcile::run(self.backend.as_ref(), &wanted.target, &mut pr, &mut |_| {
-                std::ops::ControlFlow::Continue(())
-            })
-            .await
+        let report = match &prepared {
+            Ok(p) => {
+                let mut pr = PodResources::Kubelet {
+                    client: &mut self.pod_resources,
+                    dra_driver: &self.cfg.dra_driver,
+                    pool: &self.cfg.node,
+                };
+                reconcile::execute(self.backend.as_ref(), p, &mut pr, &mut |_| {
+                    std::ops::ControlFlow::Continue(())
+                })
+                .await
+            }
+            Err(report) => report.clone(),
         };
-        self.pod_resources = client;
         let decision = decide(&wanted.source, &report, self.cfg.reboot_command.is_some(), after_reboot);
         self.account(&report, &decision, has_steps, started.elapsed());
         if !report.changed_gpus.is_empty() {

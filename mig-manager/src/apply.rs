@@ -12,6 +12,8 @@ use std::ops::ControlFlow;
 use railyard_core::mig::{GpuPlan, MigInstance, MigStep};
 use railyard_gpu::{GpuBackend, GpuError, MigInstanceInfo};
 
+use crate::observe::describe_instances;
+
 /// Counts of what one GPU's apply did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Applied {
@@ -105,7 +107,7 @@ pub async fn apply_gpu(
                 }
             }
             let now = match backend.mig_instances(gpu).await {
-                Ok(list) => describe(&list),
+                Ok(list) => describe_instances(&list),
                 Err(e) => format!("(unreadable: {e})"),
             };
             return Err(ApplyError::Step {
@@ -154,7 +156,7 @@ async fn verify(backend: &dyn GpuBackend, plan: &GpuPlan) -> Result<(), ApplyErr
     got_set.sort();
     if mode != want.mig_enabled || got_set != want_set || got_set.len() != instances.len() {
         let got = if mode {
-            format!("MIG on {}", describe(&instances))
+            format!("MIG on {}", describe_instances(&instances))
         } else {
             "MIG off".to_string()
         };
@@ -178,20 +180,4 @@ fn describe_want(plan: &GpuPlan) -> String {
         ),
         None => "MIG on".into(),
     }
-}
-
-/// `[3g.40gb@0:4, 1g.10gb@6:1 (no compute instance)]`.
-pub fn describe(instances: &[MigInstanceInfo]) -> String {
-    let parts: Vec<String> = instances
-        .iter()
-        .map(|i| {
-            let ci = if i.compute_instance_id.is_none() {
-                " (no compute instance)"
-            } else {
-                ""
-            };
-            format!("{}@{}{ci}", i.profile, i.placement)
-        })
-        .collect();
-    format!("[{}]", parts.join(", "))
 }

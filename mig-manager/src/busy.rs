@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use railyard_core::mig::{InstanceRef, MigInstance};
+use railyard_core::mig::InstanceRef;
 use railyard_core::resources::parse_replica_id;
 use railyard_gpu::GpuProcess;
 use railyard_kubelet_api::podresources::v1::ListPodResourcesResponse;
@@ -49,16 +49,7 @@ impl Busy {
         for g in &observed.gpus {
             b.gpus.insert(g.index, why.clone());
             for i in &g.instances {
-                b.instances.insert(
-                    InstanceRef {
-                        gpu: g.index,
-                        instance: MigInstance {
-                            kind: i.kind,
-                            placement: i.placement,
-                        },
-                    },
-                    why.clone(),
-                );
+                b.instances.insert(g.instance_ref(i), why.clone());
             }
         }
         b
@@ -161,13 +152,7 @@ fn dra_device(name: &str, observed: &Observed) -> Option<DraDevice> {
     };
     let start: u8 = mig.rsplit('-').next()?.parse().ok()?;
     Some(match gpu.instance_at(start) {
-        Some(i) => DraDevice::Instance(InstanceRef {
-            gpu: gpu.index,
-            instance: MigInstance {
-                kind: i.kind,
-                placement: i.placement,
-            },
-        }),
+        Some(i) => DraDevice::Instance(gpu.instance_ref(i)),
         None => DraDevice::Gpu(gpu.index),
     })
 }
@@ -183,16 +168,7 @@ pub fn add_processes(busy: &mut Busy, observed: &Observed, processes: &BTreeMap<
                 .gpu_instance_id
                 .and_then(|id| g.instances.iter().find(|i| i.gpu_instance_id == id))
             {
-                Some(i) => busy.add_instance(
-                    InstanceRef {
-                        gpu,
-                        instance: MigInstance {
-                            kind: i.kind,
-                            placement: i.placement,
-                        },
-                    },
-                    &who,
-                ),
+                Some(i) => busy.add_instance(g.instance_ref(i), &who),
                 None => busy.add_gpu(gpu, &who),
             }
         }

@@ -23,7 +23,39 @@ pub struct ObservedGpu {
     pub instances: Vec<MigInstanceInfo>,
 }
 
+/// The planner's form of an instance the backend reports.
+pub fn mig_instance(i: &MigInstanceInfo) -> MigInstance {
+    MigInstance {
+        kind: i.kind,
+        placement: i.placement,
+    }
+}
+
+/// `[3g.40gb@0:4, 1g.10gb@6:1 (no compute instance)]`.
+pub fn describe_instances(instances: &[MigInstanceInfo]) -> String {
+    let parts: Vec<String> = instances
+        .iter()
+        .map(|i| {
+            let ci = if i.compute_instance_id.is_none() {
+                " (no compute instance)"
+            } else {
+                ""
+            };
+            format!("{}@{}{ci}", i.profile, i.placement)
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
 impl ObservedGpu {
+    /// `instance` of this GPU, as the busy set and the planner name it.
+    pub fn instance_ref(&self, instance: &MigInstanceInfo) -> InstanceRef {
+        InstanceRef {
+            gpu: self.index,
+            instance: mig_instance(instance),
+        }
+    }
+
     /// The instance at `start`, if any.
     pub fn instance_at(&self, start: u8) -> Option<&MigInstanceInfo> {
         self.instances.iter().find(|i| i.placement.start == start)
@@ -34,13 +66,7 @@ impl ObservedGpu {
             self.index,
             self.family,
             self.mode.current && self.family.is_some(),
-            self.instances
-                .iter()
-                .map(|i| MigInstance {
-                    kind: i.kind,
-                    placement: i.placement,
-                })
-                .collect(),
+            self.instances.iter().map(mig_instance).collect(),
         )
     }
 }
@@ -106,13 +132,7 @@ impl Observed {
             g.instances
                 .iter()
                 .find(|i| i.uuid.as_deref() == Some(uuid))
-                .map(|i| InstanceRef {
-                    gpu: g.index,
-                    instance: MigInstance {
-                        kind: i.kind,
-                        placement: i.placement,
-                    },
-                })
+                .map(|i| g.instance_ref(i))
         })
     }
 
@@ -123,14 +143,7 @@ impl Observed {
             .map(|g| match (g.family, g.mode.current) {
                 (None, _) => format!("GPU {}: not MIG-capable", g.index),
                 (Some(_), false) => format!("GPU {}: MIG off", g.index),
-                (Some(_), true) => {
-                    let parts: Vec<String> = g
-                        .instances
-                        .iter()
-                        .map(|i| format!("{}@{}", i.profile, i.placement))
-                        .collect();
-                    format!("GPU {}: MIG on [{}]", g.index, parts.join(", "))
-                }
+                (Some(_), true) => format!("GPU {}: MIG on {}", g.index, describe_instances(&g.instances)),
             })
             .collect::<Vec<_>>()
             .join("; ")

@@ -111,8 +111,40 @@ pub async fn read_busy(backend: &dyn GpuBackend, observed: &Observed, pr: &mut P
     b
 }
 
-/// One run toward `target`. `before_step` sees every step before it is
-/// taken (`Break` stops the run there, as a kill would).
+/// What a run found before taking any step: the GPUs, what is busy, the plan.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub observed: Observed,
+    pub busy: Busy,
+    pub plan: Plan,
+}
+
+impl Prepared {
+    /// Whether the run will try to change anything (the agent says
+    /// `pending` first).
+    pub fn has_steps(&self) -> bool {
+        self.plan.steps().next().is_some()
+    }
+}
+
+/// Reads what is busy on `observed` (read just before) and plans toward
+/// `target`; a planning error ends the run as [`Outcome::Failed`].
+pub async fn prepare(
+    backend: &dyn GpuBackend,
+    observed: Observed,
+    target: &MigTarget,
+    pr: &mut PodResources<'_>,
+) -> Result<Prepared, Report> {
+    let busy = read_busy(backend, &observed, pr).await;
+    match plan_for(&observed, &busy, target) {
+        Ok(plan) => Ok(Prepared { observed, busy, plan }),
+        Err(reason) => Err(Report::new(Outcome::Failed { reason })),
+    }
+}
+
+/// One run toward `target`: read the GPUs, [`prepare`], [`execute`].
+/// `before_step` sees every step before it is taken (`Break` stops the run
+/// there, as a kill would).
 pub async fn run(
     backend: &dyn GpuBackend,
     target: &MigTarget,
@@ -127,13 +159,26 @@ pub async fn run(
             });
         }
     };
-    let busy = read_busy(backend, &observed, pr).await;
-    let p = match plan_for(&observed, &busy, target) {
-        Ok(p) => p,
-        Err(reason) => return Report::new(Outcome::Failed { reason }),
-    };
+    match prepare(backend, observed, target, pr).await {
+        Ok(p) => execute(backend, &p, pr, before_step).await,
+        Err(report) => report,
+    }
+}
+
+/// Takes a prepared plan's steps, one GPU at a time.
+pub async fn execute(
+    backend: &dyn GpuBackend,
+    prepared: &Prepared,
+    pr: &mut PodResources<'_>,
+    before_step: &mut (dyn FnMut(&MigStep) -> ControlFlow<()> + Send),
+) -> Report {
+    let Prepared {
+        observed,
+        busy,
+        plan: p,
+    } = prepared;
     let mut report = Report::new(Outcome::Success);
-    report.blockers = blockers(&observed, &busy, &p);
+    report.blockers = blockers(observed, busy, p);
     let mut reset = Vec::new();
     for gp in &p.gpus {
         if gp.steps.is_empty() {
@@ -144,7 +189,7 @@ pub async fn run(
             continue;
         }
         // A pod may have been given an idle instance since the plan: look again.
-        let now = read_busy(backend, &observed, pr).await;
+        let now = read_busy(backend, observed, pr).await;
         let raced = gp.steps.iter().any(|s| match (s, s.instance()) {
             (MigStep::Destroy { .. }, Some(instance)) => {
                 now.instances.contains_key(&InstanceRef { gpu: gp.gpu, instance })
