@@ -1,0 +1,1 @@
+//! Files the driver keeps: written atomically, locked across processes.

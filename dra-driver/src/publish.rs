@@ -1,0 +1,1 @@
+//! Publishing this node's pool as ResourceSlices.
