@@ -7,6 +7,7 @@
 
 pub mod allocation;
 pub mod catalog;
+pub mod cdi;
 pub mod comm;
 pub mod config;
 pub mod extender;

@@ -11,7 +11,6 @@ use railyard_core::config::DevicePluginConfig;
 use railyard_core::config::device_plugin::{DeviceIdStrategy, DeviceListStrategy, SharingStrategy};
 use railyard_core::resources::{AdvertisedDevice, AdvertisedResource, Device};
 use railyard_kubelet_api::deviceplugin::v1beta1::{CdiDevice, ContainerAllocateResponse, DeviceSpec, Mount};
-use serde::Serialize;
 
 use crate::nvcaps::cap_device;
 
@@ -26,10 +25,7 @@ pub const VISIBLE_DEVICES_ENV: &str = "NVIDIA_VISIBLE_DEVICES";
 pub const VOLUME_MOUNTS_DIR: &str = "/var/run/nvidia-container-devices";
 /// Where the MPS pipe directory appears in containers.
 pub const MPS_PIPE_IN_CONTAINER: &str = "/mps/pipe";
-/// The lowest CDI version covering the fields we emit, per PROTOCOLS §6.
-pub const CDI_VERSION_PLAIN: &str = "0.3.0";
-/// Needed once a device node has a `hostPath`.
-pub const CDI_VERSION_HOST_PATH: &str = "0.5.0";
+pub use railyard_core::cdi::{CdiDeviceSpec, CdiMount, CdiSpec, ContainerEdits, DeviceNode};
 
 /// Everything about a container's devices that comes from the config and
 /// flags rather than from the request.
@@ -213,51 +209,6 @@ pub fn container_response(
     r
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CdiSpec {
-    pub cdi_version: String,
-    pub kind: String,
-    pub devices: Vec<CdiDeviceSpec>,
-    pub container_edits: ContainerEdits,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CdiDeviceSpec {
-    pub name: String,
-    pub container_edits: ContainerEdits,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ContainerEdits {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub env: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub device_nodes: Vec<DeviceNode>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub mounts: Vec<CdiMount>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeviceNode {
-    pub path: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host_path: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub permissions: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CdiMount {
-    pub host_path: String,
-    pub container_path: String,
-    pub options: Vec<String>,
-}
-
 /// The CDI spec for every physical device behind `resources`: each under
 /// its UUID and its index, plus `all`. Device nodes per device (a MIG
 /// device's include its nvidia-caps nodes); the control
@@ -325,22 +276,15 @@ pub fn cdi_spec(s: &Settings, resources: &[AdvertisedResource]) -> CdiSpec {
         device_nodes: CONTROL_DEVICES.iter().map(|p| node(p)).collect(),
         mounts: Vec::new(),
     };
-    let host_paths = devices
-        .iter()
-        .flat_map(|d| &d.container_edits.device_nodes)
-        .chain(&shared.device_nodes)
-        .any(|n| n.host_path.is_some());
-    CdiSpec {
-        cdi_version: if host_paths {
-            CDI_VERSION_HOST_PATH
-        } else {
-            CDI_VERSION_PLAIN
-        }
-        .into(),
+    let mut spec = CdiSpec {
+        cdi_version: String::new(),
         kind: s.cdi_kind.clone(),
+        annotations: BTreeMap::new(),
         devices,
         container_edits: shared,
-    }
+    };
+    spec.cdi_version = spec.min_version().into();
+    spec
 }
 
 /// `<dir>/<vendor>-<class>.json`.

@@ -15,7 +15,8 @@ pub mod kubepods;
 pub mod manager;
 pub mod metrics;
 pub mod mig_notify;
-pub mod nvcaps;
+/// Moved to `railyard-gpu` (the DRA driver needs it too); re-exported so paths stay.
+pub use railyard_gpu::nvcaps;
 pub mod options;
 pub mod service;
 pub mod topology;

@@ -23,6 +23,7 @@ use tokio::sync::broadcast;
 pub mod error;
 pub mod health;
 pub mod model;
+pub mod nvcaps;
 pub mod nvml;
 pub mod sim;
 pub mod sysfs;

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use railyard_gpu::NodeInventory;
+use crate::NodeInventory;
 
 /// The minors file, relative to the host's `/proc`. Procfs is the kernel's,
 /// so it is read there, never under a driver root (as NVIDIA's tools do).
