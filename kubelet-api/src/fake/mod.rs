@@ -13,12 +13,22 @@
 //!   `GetAllocatableResources` server over state a test sets.
 //! - [`FakeRuntimeService`]: a container runtime's CRI `ListContainers` over
 //!   containers a test sets ([`kube_container`] labels them as kubelet does).
+//! - [`FakeDraKubelet`]: kubelet's plugin watcher and DRA manager: polls
+//!   `plugins_registry/` for sockets, registers DRA plugins (`GetInfo`,
+//!   validation, `NotifyRegistrationStatus`), calls `NodePrepareResources` /
+//!   `NodeUnprepareResources` over v1 (else v1beta1), and restarts like
+//!   kubelet (optionally wiping every socket).
 
 mod cri;
+mod dra;
 mod kubelet;
 mod podresources;
 mod socket_server;
 
 pub use cri::{FakeRuntimeService, kube_container};
+pub use dra::{
+    ClaimRef, DraCall, DraMethod, DraPlugin, DraVersion, FakeDraKubelet, PrepareResults, PreparedDevice, RegistrationAttempt,
+    UnprepareResults,
+};
 pub use kubelet::{Admission, AdmissionError, FakeKubelet, Plugin, PodRef, TempDir, is_extended_resource_name};
 pub use podresources::{FakePodResources, PodResourcesHandle};
