@@ -14,6 +14,16 @@ pub const CDI_VERSION_HOST_PATH: &str = "0.5.0";
 /// Needed once the spec has `annotations`.
 pub const CDI_VERSION_ANNOTATIONS: &str = "0.6.0";
 
+/// Env var with the memory share (MiB) of each granted shared device.
+pub const MEMORY_LIMIT_ENV: &str = "RAILYARD_GPU_MEMORY_LIMIT";
+/// CUDA MPS client limit, set when sharing is MPS.
+pub const MPS_MEMORY_LIMIT_ENV: &str = "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT";
+pub const MPS_THREAD_PERCENTAGE_ENV: &str = "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE";
+pub const MPS_PIPE_ENV: &str = "CUDA_MPS_PIPE_DIRECTORY";
+pub const VISIBLE_DEVICES_ENV: &str = "NVIDIA_VISIBLE_DEVICES";
+/// `/dev/nvidiactl` and the UVM devices every CUDA container needs.
+pub const CONTROL_DEVICES: [&str; 3] = ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"];
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CdiSpec {

@@ -14,18 +14,14 @@ use railyard_kubelet_api::deviceplugin::v1beta1::{CdiDevice, ContainerAllocateRe
 
 use crate::nvcaps::cap_device;
 
-/// Env var with the memory share (MiB) of each granted shared device.
-pub const MEMORY_LIMIT_ENV: &str = "RAILYARD_GPU_MEMORY_LIMIT";
-/// CUDA MPS client limit, set when sharing is MPS.
-pub const MPS_MEMORY_LIMIT_ENV: &str = "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT";
-pub const MPS_THREAD_PERCENTAGE_ENV: &str = "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE";
-pub const MPS_PIPE_ENV: &str = "CUDA_MPS_PIPE_DIRECTORY";
-pub const VISIBLE_DEVICES_ENV: &str = "NVIDIA_VISIBLE_DEVICES";
 /// The `volume-mounts` strategy's directory, as NVIDIA's.
 pub const VOLUME_MOUNTS_DIR: &str = "/var/run/nvidia-container-devices";
 /// Where the MPS pipe directory appears in containers.
 pub const MPS_PIPE_IN_CONTAINER: &str = "/mps/pipe";
-pub use railyard_core::cdi::{CdiDeviceSpec, CdiMount, CdiSpec, ContainerEdits, DeviceNode};
+pub use railyard_core::cdi::{
+    CONTROL_DEVICES, CdiDeviceSpec, CdiMount, CdiSpec, ContainerEdits, DeviceNode, MEMORY_LIMIT_ENV,
+    MPS_MEMORY_LIMIT_ENV, MPS_PIPE_ENV, MPS_THREAD_PERCENTAGE_ENV, VISIBLE_DEVICES_ENV,
+};
 
 /// Everything about a container's devices that comes from the config and
 /// flags rather than from the request.
@@ -109,9 +105,6 @@ fn host_path(root: &str, path: &str) -> String {
     let root = root.trim_end_matches('/');
     format!("{root}{path}")
 }
-
-/// `/dev/nvidiactl` and the UVM devices every CUDA container needs.
-pub const CONTROL_DEVICES: [&str; 3] = ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"];
 
 fn sanitize(resource: &str) -> String {
     resource.replace('/', "_")
