@@ -74,7 +74,11 @@ impl v1::dra_plugin_server::DraPlugin for Plugin {
             .into_iter()
             .filter(|c| !self.skip.contains(&c.uid))
             .map(|c| {
-                let error = if c.name == "bad" { "no such device".into() } else { String::new() };
+                let error = if c.name == "bad" {
+                    "no such device".into()
+                } else {
+                    String::new()
+                };
                 let device = v1::Device {
                     request_names: vec!["gpu".into()],
                     pool_name: "node-a".into(),
@@ -82,10 +86,13 @@ impl v1::dra_plugin_server::DraPlugin for Plugin {
                     cdi_device_ids: vec![format!("example.com/gpu={}", c.uid)],
                     share_id: Some(format!("share-{}", c.uid)),
                 };
-                (c.uid, v1::NodePrepareResourceResponse {
-                    devices: vec![device],
-                    error,
-                })
+                (
+                    c.uid,
+                    v1::NodePrepareResourceResponse {
+                        devices: vec![device],
+                        error,
+                    },
+                )
             })
             .collect();
         Ok(Response::new(v1::NodePrepareResourcesResponse { claims }))
@@ -123,10 +130,13 @@ impl v1beta1::dra_plugin_server::DraPlugin for Plugin {
                     device_name: format!("dev-{}", c.name),
                     cdi_device_ids: vec![format!("example.com/gpu={}", c.uid)],
                 };
-                (c.uid, v1beta1::NodePrepareResourceResponse {
-                    devices: vec![device],
-                    error: String::new(),
-                })
+                (
+                    c.uid,
+                    v1beta1::NodePrepareResourceResponse {
+                        devices: vec![device],
+                        error: String::new(),
+                    },
+                )
             })
             .collect();
         Ok(Response::new(v1beta1::NodePrepareResourcesResponse { claims }))

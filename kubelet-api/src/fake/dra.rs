@@ -219,7 +219,9 @@ fn find_sockets(dir: &Path, out: &mut Vec<(PathBuf, SocketId)>) {
             continue;
         }
         let path = entry.path();
-        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
         if meta.is_dir() {
             find_sockets(&path, out);
         } else if meta.file_type().is_socket() && name.ends_with(".sock") {
@@ -342,7 +344,9 @@ async fn register(shared: &Shared, socket: &Path) -> bool {
     };
     match tokio::time::timeout(CALL_TIMEOUT, client.notify_registration_status(status)).await {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::warn!(plugin = %info.name, error = %e, "fake DRA kubelet: NotifyRegistrationStatus failed"),
+        Ok(Err(e)) => {
+            tracing::warn!(plugin = %info.name, error = %e, "fake DRA kubelet: NotifyRegistrationStatus failed")
+        }
         Err(_) => tracing::warn!(plugin = %info.name, "fake DRA kubelet: NotifyRegistrationStatus timed out"),
     }
     true
@@ -373,10 +377,7 @@ fn device_v1beta1(d: v1beta1::Device) -> PreparedDevice {
 }
 
 /// `(devices, error)` per returned claim, for both versions.
-fn prepare_results(
-    claims: &[ClaimRef],
-    mut got: BTreeMap<String, (Vec<PreparedDevice>, String)>,
-) -> PrepareResults {
+fn prepare_results(claims: &[ClaimRef], mut got: BTreeMap<String, (Vec<PreparedDevice>, String)>) -> PrepareResults {
     claims
         .iter()
         .map(|c| {
@@ -569,7 +570,12 @@ impl FakeDraKubelet {
     /// not answer for is an error).
     pub async fn prepare(&self, driver: &str, claims: &[ClaimRef]) -> Result<PrepareResults, Status> {
         let (p, ch) = self.connect(driver).await?;
-        self.record(driver, DraMethod::NodePrepareResources, p.version.service_name(), claims);
+        self.record(
+            driver,
+            DraMethod::NodePrepareResources,
+            p.version.service_name(),
+            claims,
+        );
         let got = match p.version {
             DraVersion::V1 => {
                 let req = v1::NodePrepareResourcesRequest {
@@ -605,7 +611,12 @@ impl FakeDraKubelet {
     /// error.
     pub async fn unprepare(&self, driver: &str, claims: &[ClaimRef]) -> Result<UnprepareResults, Status> {
         let (p, ch) = self.connect(driver).await?;
-        self.record(driver, DraMethod::NodeUnprepareResources, p.version.service_name(), claims);
+        self.record(
+            driver,
+            DraMethod::NodeUnprepareResources,
+            p.version.service_name(),
+            claims,
+        );
         let got = match p.version {
             DraVersion::V1 => {
                 let req = v1::NodeUnprepareResourcesRequest {
@@ -614,7 +625,11 @@ impl FakeDraKubelet {
                 let resp = v1::dra_plugin_client::DraPluginClient::new(ch)
                     .node_unprepare_resources(req)
                     .await?;
-                resp.into_inner().claims.into_iter().map(|(u, r)| (u, r.error)).collect()
+                resp.into_inner()
+                    .claims
+                    .into_iter()
+                    .map(|(u, r)| (u, r.error))
+                    .collect()
             }
             DraVersion::V1beta1 => {
                 let req = v1beta1::NodeUnprepareResourcesRequest {
@@ -623,7 +638,11 @@ impl FakeDraKubelet {
                 let resp = v1beta1::dra_plugin_client::DraPluginClient::new(ch)
                     .node_unprepare_resources(req)
                     .await?;
-                resp.into_inner().claims.into_iter().map(|(u, r)| (u, r.error)).collect()
+                resp.into_inner()
+                    .claims
+                    .into_iter()
+                    .map(|(u, r)| (u, r.error))
+                    .collect()
             }
         };
         Ok(unprepare_results(claims, got))

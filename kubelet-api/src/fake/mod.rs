@@ -27,8 +27,8 @@ mod socket_server;
 
 pub use cri::{FakeRuntimeService, kube_container};
 pub use dra::{
-    ClaimRef, DraCall, DraMethod, DraPlugin, DraVersion, FakeDraKubelet, PrepareResults, PreparedDevice, RegistrationAttempt,
-    UnprepareResults,
+    ClaimRef, DraCall, DraMethod, DraPlugin, DraVersion, FakeDraKubelet, PrepareResults, PreparedDevice,
+    RegistrationAttempt, UnprepareResults,
 };
 pub use kubelet::{Admission, AdmissionError, FakeKubelet, Plugin, PodRef, TempDir, is_extended_resource_name};
 pub use podresources::{FakePodResources, PodResourcesHandle};
