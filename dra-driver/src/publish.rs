@@ -35,7 +35,9 @@ pub enum PublishError {
         #[source]
         source: SliceError,
     },
-    #[error("pool {pool} is for node {node:?} and driver {driver:?}, this publisher for node {want_node:?} and driver {want_driver:?}")]
+    #[error(
+        "pool {pool} is for node {node:?} and driver {driver:?}, this publisher for node {want_node:?} and driver {want_driver:?}"
+    )]
     WrongPool {
         pool: String,
         node: String,
@@ -323,7 +325,10 @@ impl Publisher {
             return Ok(Outcome::Unchanged { generation: current });
         }
 
-        let generation = current.saturating_add(1);
+        // Never back below what this process published: consumers may still
+        // hold a newer generation than the (deleted) slices show.
+        let floor = self.stats.last_generation.load(Ordering::Relaxed);
+        let generation = current.max(floor).saturating_add(1);
         let api = self.api();
         let (mut created, mut updated) = (0, 0);
         for d in desired {
@@ -337,7 +342,9 @@ impl Publisher {
                     s.metadata.annotations = e.metadata.annotations.clone();
                     s.metadata.owner_references = e.metadata.owner_references.clone();
                     updated += 1;
-                    api.replace(&name, &PostParams::default(), &s).await.map_err(|e| ("update", e))
+                    api.replace(&name, &PostParams::default(), &s)
+                        .await
+                        .map_err(|e| ("update", e))
                 }
                 None => {
                     created += 1;
