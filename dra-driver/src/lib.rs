@@ -4,6 +4,7 @@
 //! `railyard-dra`; this crate is the node's I/O around it.
 #![forbid(unsafe_code)]
 
+pub mod cdi;
 pub mod checkpoint;
 pub mod fsutil;
 pub mod publish;
