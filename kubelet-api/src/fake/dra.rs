@@ -205,47 +205,41 @@ fn validate(info: &PluginInfo) -> Result<DraVersion, String> {
     })
 }
 
-fn socket_id(m: &std::fs::Metadata) -> SocketId {
-    (m.dev(), m.ino(), m.mtime(), m.mtime_nsec())
-}
-
-/// Every non-hidden `*.sock` socket under `dir`, recursively.
-fn find_sockets(dir: &Path, out: &mut Vec<(PathBuf, SocketId)>) {
+/// Every socket under `dir`, recursively, with its metadata.
+fn sockets_under(dir: &Path, out: &mut Vec<(PathBuf, std::fs::Metadata)>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') {
-            continue;
-        }
         let path = entry.path();
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if meta.is_dir() {
-            find_sockets(&path, out);
-        } else if meta.file_type().is_socket() && name.ends_with(".sock") {
-            out.push((path, socket_id(&meta)));
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => sockets_under(&path, out),
+            Ok(m) if m.file_type().is_socket() => out.push((path, m)),
+            _ => {}
         }
     }
+}
+
+/// Every `*.sock` socket under `dir` that the plugin watcher considers (it
+/// skips hidden files).
+fn find_sockets(dir: &Path) -> Vec<(PathBuf, SocketId)> {
+    let mut all = Vec::new();
+    sockets_under(dir, &mut all);
+    all.into_iter()
+        .filter(|(p, _)| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            !name.starts_with('.') && name.ends_with(".sock")
+        })
+        .map(|(p, m)| (p, (m.dev(), m.ino(), m.mtime(), m.mtime_nsec())))
+        .collect()
 }
 
 /// Deletes every socket under `dir`, recursively.
 fn remove_sockets(dir: &Path) -> io::Result<()> {
     let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for entry in entries.flatten() {
-            let t = entry.file_type()?;
-            if t.is_dir() {
-                stack.push(entry.path());
-            } else if t.is_socket() {
-                found.push(entry.path());
-            }
-        }
-    }
-    for p in found {
+    sockets_under(dir, &mut found);
+    for (p, _) in found {
         match std::fs::remove_file(&p) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -258,8 +252,12 @@ fn remove_sockets(dir: &Path) -> io::Result<()> {
 /// registers new or re-created ones.
 async fn scan(shared: &Shared) {
     let _guard = shared.scan.lock().await;
-    let mut found = Vec::new();
-    find_sockets(&shared.registry, &mut found);
+    scan_locked(shared).await;
+}
+
+/// [`scan`] with the scan lock held.
+async fn scan_locked(shared: &Shared) {
+    let found = find_sockets(&shared.registry);
     let present: BTreeSet<&PathBuf> = found.iter().map(|(p, _)| p).collect();
     let gone: Vec<PathBuf> = shared
         .state
@@ -310,24 +308,6 @@ async fn register(shared: &Shared, socket: &Path) -> bool {
     };
     let verdict = validate(&info);
     let error = verdict.as_ref().err().cloned();
-    if let Ok(version) = verdict {
-        shared.state.send_modify(|s| {
-            let n = s.successes.entry(info.name.clone()).or_insert(0);
-            *n += 1;
-            let registrations = *n;
-            s.plugins.insert(
-                info.name.clone(),
-                DraPlugin {
-                    name: info.name.clone(),
-                    endpoint: PathBuf::from(&info.endpoint),
-                    registry_socket: socket.to_path_buf(),
-                    supported_versions: info.supported_versions.clone(),
-                    version,
-                    registrations,
-                },
-            );
-        });
-    }
     shared.state.send_modify(|s| {
         s.attempts.push(RegistrationAttempt {
             socket: socket.to_path_buf(),
@@ -336,7 +316,19 @@ async fn register(shared: &Shared, socket: &Path) -> bool {
             endpoint: info.endpoint.clone(),
             supported_versions: info.supported_versions.clone(),
             error: error.clone(),
-        })
+        });
+        let Ok(version) = verdict else { return };
+        let n = s.successes.entry(info.name.clone()).or_insert(0);
+        *n += 1;
+        let plugin = DraPlugin {
+            name: info.name.clone(),
+            endpoint: PathBuf::from(&info.endpoint),
+            registry_socket: socket.to_path_buf(),
+            supported_versions: info.supported_versions.clone(),
+            version,
+            registrations: *n,
+        };
+        s.plugins.insert(info.name.clone(), plugin);
     });
     let status = RegistrationStatus {
         plugin_registered: error.is_none(),
@@ -356,49 +348,62 @@ fn missing(uid: &str) -> String {
     format!("plugin did not return a result for claim {uid}")
 }
 
-fn device_v1(d: v1::Device) -> PreparedDevice {
-    PreparedDevice {
-        request_names: d.request_names,
-        pool_name: d.pool_name,
-        device_name: d.device_name,
-        cdi_device_ids: d.cdi_device_ids,
-        share_id: d.share_id,
-    }
+/// One DRA call over the version the plugin registered with: builds the
+/// `$req` request from `$claims`, calls `$rpc` and maps each returned claim
+/// `$r` to `(value, error)` with `$each`, keyed by claim uid.
+macro_rules! dra_call {
+    ($version:expr, $ch:expr, $claims:expr, $req:ident, $rpc:ident, |$r:ident| $each:expr) => {
+        match $version {
+            DraVersion::V1 => dra_call!(@ v1, $ch, $claims, $req, $rpc, |$r| $each),
+            DraVersion::V1beta1 => dra_call!(@ v1beta1, $ch, $claims, $req, $rpc, |$r| $each),
+        }
+    };
+    (@ $m:ident, $ch:expr, $claims:expr, $req:ident, $rpc:ident, |$r:ident| $each:expr) => {{
+        let claims = $claims
+            .iter()
+            .map(|c| $m::Claim {
+                namespace: c.namespace.clone(),
+                uid: c.uid.clone(),
+                name: c.name.clone(),
+            })
+            .collect();
+        let resp = $m::dra_plugin_client::DraPluginClient::new($ch)
+            .$rpc($m::$req { claims })
+            .await?;
+        let got: BTreeMap<_, _> = resp.into_inner().claims.into_iter().map(|(uid, $r)| (uid, $each)).collect();
+        got
+    }};
 }
 
-fn device_v1beta1(d: v1beta1::Device) -> PreparedDevice {
-    PreparedDevice {
-        request_names: d.request_names,
-        pool_name: d.pool_name,
-        device_name: d.device_name,
-        cdi_device_ids: d.cdi_device_ids,
-        share_id: None,
-    }
+/// `PreparedDevice` from either version's device (`share_id` is v1 only).
+macro_rules! prepared_device_from {
+    ($t:ty, |$d:ident| $share:expr) => {
+        impl From<$t> for PreparedDevice {
+            fn from($d: $t) -> PreparedDevice {
+                PreparedDevice {
+                    share_id: $share,
+                    request_names: $d.request_names,
+                    pool_name: $d.pool_name,
+                    device_name: $d.device_name,
+                    cdi_device_ids: $d.cdi_device_ids,
+                }
+            }
+        }
+    };
 }
+prepared_device_from!(v1::Device, |d| d.share_id.clone());
+prepared_device_from!(v1beta1::Device, |d| None);
 
-/// `(devices, error)` per returned claim, for both versions.
-fn prepare_results(claims: &[ClaimRef], mut got: BTreeMap<String, (Vec<PreparedDevice>, String)>) -> PrepareResults {
+/// Kubelet's reading of a response: per requested claim, its value, its
+/// error, or an error when the plugin left it out.
+fn per_claim<T>(claims: &[ClaimRef], mut got: BTreeMap<String, (T, String)>) -> BTreeMap<String, Result<T, String>> {
     claims
         .iter()
         .map(|c| {
             let r = match got.remove(&c.uid) {
                 None => Err(missing(&c.uid)),
                 Some((_, e)) if !e.is_empty() => Err(e),
-                Some((devices, _)) => Ok(devices),
-            };
-            (c.uid.clone(), r)
-        })
-        .collect()
-}
-
-fn unprepare_results(claims: &[ClaimRef], mut got: BTreeMap<String, String>) -> UnprepareResults {
-    claims
-        .iter()
-        .map(|c| {
-            let r = match got.remove(&c.uid) {
-                None => Err(missing(&c.uid)),
-                Some(e) if !e.is_empty() => Err(e),
-                Some(_) => Ok(()),
+                Some((v, _)) => Ok(v),
             };
             (c.uid.clone(), r)
         })
@@ -459,26 +464,24 @@ impl FakeDraKubelet {
     /// A kubelet restart: registrations are forgotten and the registry is
     /// scanned again, so every socket still there registers anew.
     pub async fn restart(&self) {
-        self.forget().await;
-        scan(&self.shared).await;
+        let _guard = self.shared.scan.lock().await;
+        self.forget();
+        scan_locked(&self.shared).await;
     }
 
     /// A restart after the kubelet's data was wiped (a node reboot): every
     /// socket under `plugins_registry/` and `plugins/` is deleted, then the
     /// (empty) registry is scanned. Plugins must re-create their sockets.
     pub async fn restart_wiping_sockets(&self) -> io::Result<()> {
-        {
-            let _guard = self.shared.scan.lock().await;
-            remove_sockets(&self.shared.registry)?;
-            remove_sockets(&self.shared.plugins)?;
-        }
-        self.forget().await;
-        scan(&self.shared).await;
+        let _guard = self.shared.scan.lock().await;
+        remove_sockets(&self.shared.registry)?;
+        remove_sockets(&self.shared.plugins)?;
+        self.forget();
+        scan_locked(&self.shared).await;
         Ok(())
     }
 
-    async fn forget(&self) {
-        let _guard = self.shared.scan.lock().await;
+    fn forget(&self) {
         self.shared.state.send_modify(|s| {
             s.boots += 1;
             s.plugins.clear();
@@ -515,18 +518,12 @@ impl FakeDraKubelet {
     ) -> Option<T> {
         let mut rx = self.shared.state.subscribe();
         let mut out = None;
-        let found = tokio::time::timeout(
-            timeout,
-            rx.wait_for(|s| {
-                out = f(&s.plugins, &s.attempts);
-                out.is_some()
-            }),
-        )
-        .await;
-        match found {
-            Ok(Ok(_)) => out,
-            _ => None,
-        }
+        let wait = rx.wait_for(|s| {
+            out = f(&s.plugins, &s.attempts);
+            out.is_some()
+        });
+        tokio::time::timeout(timeout, wait).await.ok()?.ok()?;
+        out
     }
 
     /// Waits until `driver` is registered by its `n`-th successful
@@ -576,35 +573,15 @@ impl FakeDraKubelet {
             p.version.service_name(),
             claims,
         );
-        let got = match p.version {
-            DraVersion::V1 => {
-                let req = v1::NodePrepareResourcesRequest {
-                    claims: claims.iter().map(claim_v1).collect(),
-                };
-                let resp = v1::dra_plugin_client::DraPluginClient::new(ch)
-                    .node_prepare_resources(req)
-                    .await?;
-                resp.into_inner()
-                    .claims
-                    .into_iter()
-                    .map(|(uid, r)| (uid, (r.devices.into_iter().map(device_v1).collect(), r.error)))
-                    .collect()
-            }
-            DraVersion::V1beta1 => {
-                let req = v1beta1::NodePrepareResourcesRequest {
-                    claims: claims.iter().map(claim_v1beta1).collect(),
-                };
-                let resp = v1beta1::dra_plugin_client::DraPluginClient::new(ch)
-                    .node_prepare_resources(req)
-                    .await?;
-                resp.into_inner()
-                    .claims
-                    .into_iter()
-                    .map(|(uid, r)| (uid, (r.devices.into_iter().map(device_v1beta1).collect(), r.error)))
-                    .collect()
-            }
-        };
-        Ok(prepare_results(claims, got))
+        let got = dra_call!(
+            p.version,
+            ch,
+            claims,
+            NodePrepareResourcesRequest,
+            node_prepare_resources,
+            |r| (r.devices.into_iter().map(PreparedDevice::from).collect(), r.error)
+        );
+        Ok(per_claim(claims, got))
     }
 
     /// `NodeUnprepareResources` for `claims`; per claim uid `Ok` or the
@@ -617,35 +594,15 @@ impl FakeDraKubelet {
             p.version.service_name(),
             claims,
         );
-        let got = match p.version {
-            DraVersion::V1 => {
-                let req = v1::NodeUnprepareResourcesRequest {
-                    claims: claims.iter().map(claim_v1).collect(),
-                };
-                let resp = v1::dra_plugin_client::DraPluginClient::new(ch)
-                    .node_unprepare_resources(req)
-                    .await?;
-                resp.into_inner()
-                    .claims
-                    .into_iter()
-                    .map(|(u, r)| (u, r.error))
-                    .collect()
-            }
-            DraVersion::V1beta1 => {
-                let req = v1beta1::NodeUnprepareResourcesRequest {
-                    claims: claims.iter().map(claim_v1beta1).collect(),
-                };
-                let resp = v1beta1::dra_plugin_client::DraPluginClient::new(ch)
-                    .node_unprepare_resources(req)
-                    .await?;
-                resp.into_inner()
-                    .claims
-                    .into_iter()
-                    .map(|(u, r)| (u, r.error))
-                    .collect()
-            }
-        };
-        Ok(unprepare_results(claims, got))
+        let got = dra_call!(
+            p.version,
+            ch,
+            claims,
+            NodeUnprepareResourcesRequest,
+            node_unprepare_resources,
+            |r| ((), r.error)
+        );
+        Ok(per_claim(claims, got))
     }
 
     /// Opens the plugin's `NodeWatchResources` stream, when it advertised
@@ -666,22 +623,6 @@ impl FakeDraKubelet {
             .node_watch_resources(health::NodeWatchResourcesRequest {})
             .await?;
         Ok(resp.into_inner())
-    }
-}
-
-fn claim_v1(c: &ClaimRef) -> v1::Claim {
-    v1::Claim {
-        namespace: c.namespace.clone(),
-        uid: c.uid.clone(),
-        name: c.name.clone(),
-    }
-}
-
-fn claim_v1beta1(c: &ClaimRef) -> v1beta1::Claim {
-    v1beta1::Claim {
-        namespace: c.namespace.clone(),
-        uid: c.uid.clone(),
-        name: c.name.clone(),
     }
 }
 
