@@ -8,3 +8,4 @@ pub mod cdi;
 pub mod checkpoint;
 pub mod fsutil;
 pub mod publish;
+pub mod resolve;
