@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use railyard_kubelet_api::dra::health::v1alpha1 as health;
 use railyard_kubelet_api::dra::{v1, v1beta1};
 use railyard_kubelet_api::fake::{ClaimRef, DraMethod, DraVersion, FakeDraKubelet};
 use railyard_kubelet_api::pluginregistration::v1::registration_server::{Registration, RegistrationServer};
@@ -14,6 +15,7 @@ use railyard_kubelet_api::pluginregistration::v1::{
 };
 use railyard_kubelet_api::unix;
 use tokio::sync::watch;
+use tokio_stream::StreamExt;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
@@ -156,6 +158,29 @@ impl v1beta1::dra_plugin_server::DraPlugin for Plugin {
     }
 }
 
+type Health =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<health::NodeWatchResourcesResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl health::dra_resource_health_server::DraResourceHealth for Plugin {
+    type NodeWatchResourcesStream = Health;
+    async fn node_watch_resources(
+        &self,
+        _: Request<health::NodeWatchResourcesRequest>,
+    ) -> Result<Response<Health>, Status> {
+        let device = health::DeviceHealth {
+            device: Some(health::DeviceIdentifier {
+                pool_name: "node-a".into(),
+                device_name: "dev-x".into(),
+            }),
+            health: health::HealthStatus::Healthy as i32,
+            ..Default::default()
+        };
+        let msg = health::NodeWatchResourcesResponse { devices: vec![device] };
+        Ok(Response::new(Box::pin(tokio_stream::once(Ok(msg)))))
+    }
+}
+
 /// A running in-test DRA driver.
 struct Driver {
     plugin: Plugin,
@@ -199,6 +224,10 @@ impl Driver {
         let router = Server::builder()
             .add_optional_service(
                 offers(v1::SERVICE_NAME).then(|| v1::dra_plugin_server::DraPluginServer::new(self.plugin.clone())),
+            )
+            .add_optional_service(
+                offers(health::SERVICE_NAME)
+                    .then(|| health::dra_resource_health_server::DraResourceHealthServer::new(self.plugin.clone())),
             )
             .add_optional_service(
                 offers(v1beta1::SERVICE_NAME)
@@ -411,4 +440,19 @@ async fn watch_resources_needs_the_health_service() {
     k.wait_registered("gpu.example.com", 1, T).await.unwrap();
     let e = k.watch_resources("gpu.example.com").await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unimplemented);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_resources_passes_the_health_stream_through() {
+    let k = FakeDraKubelet::start().await.unwrap();
+    let versions = [v1::SERVICE_NAME, health::SERVICE_NAME];
+    let _d = Driver::start(&k, DRA_PLUGIN, "gpu.example.com", &versions, &[]);
+    let p = k.wait_registered("gpu.example.com", 1, T).await.unwrap();
+    assert!(p.has_health());
+    let mut stream = k.watch_resources("gpu.example.com").await.unwrap();
+    let msg = tokio::time::timeout(T, stream.next()).await.unwrap().unwrap().unwrap();
+    let d = &msg.devices[0];
+    assert_eq!(d.device.as_ref().unwrap().device_name, "dev-x");
+    assert_eq!(d.health, health::HealthStatus::Healthy as i32);
+    assert_eq!(k.calls()[0].method, DraMethod::NodeWatchResources);
 }

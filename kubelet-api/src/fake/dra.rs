@@ -259,22 +259,15 @@ async fn scan(shared: &Shared) {
 async fn scan_locked(shared: &Shared) {
     let found = find_sockets(&shared.registry);
     let present: BTreeSet<&PathBuf> = found.iter().map(|(p, _)| p).collect();
-    let gone: Vec<PathBuf> = shared
-        .state
-        .borrow()
-        .seen
-        .keys()
-        .filter(|p| !present.contains(p))
-        .cloned()
-        .collect();
-    if !gone.is_empty() {
-        shared.state.send_modify(|s| {
-            for p in &gone {
-                s.seen.remove(p);
-                s.plugins.retain(|_, plugin| &plugin.registry_socket != p);
-            }
-        });
-    }
+    // A removed socket deregisters its plugin, as kubelet does.
+    shared.state.send_if_modified(|s| {
+        let gone: Vec<PathBuf> = s.seen.keys().filter(|p| !present.contains(p)).cloned().collect();
+        for p in &gone {
+            s.seen.remove(p);
+            s.plugins.retain(|_, plugin| &plugin.registry_socket != p);
+        }
+        !gone.is_empty()
+    });
     for (path, id) in found {
         if shared.state.borrow().seen.get(&path) == Some(&id) {
             continue;
@@ -290,22 +283,15 @@ async fn scan_locked(shared: &Shared) {
 /// Registers the plugin on `socket`. False when it could not be reached
 /// (retried on the next scan); true when it answered `GetInfo`.
 async fn register(shared: &Shared, socket: &Path) -> bool {
-    let channel = match unix::dial(socket).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!(socket = %socket.display(), error = %e, "fake DRA kubelet: dial failed");
-            return false;
-        }
+    // A socket not serving yet is retried on the next scan.
+    let Ok(channel) = unix::dial(socket).await else {
+        return false;
     };
     let mut client = RegistrationClient::new(channel);
-    let info = match tokio::time::timeout(CALL_TIMEOUT, client.get_info(InfoRequest {})).await {
-        Ok(Ok(r)) => r.into_inner(),
-        Ok(Err(e)) => {
-            tracing::debug!(socket = %socket.display(), error = %e, "fake DRA kubelet: GetInfo failed");
-            return false;
-        }
-        Err(_) => return false,
+    let Ok(Ok(info)) = tokio::time::timeout(CALL_TIMEOUT, client.get_info(InfoRequest {})).await else {
+        return false;
     };
+    let info = info.into_inner();
     let verdict = validate(&info);
     let error = verdict.as_ref().err().cloned();
     shared.state.send_modify(|s| {
@@ -334,12 +320,9 @@ async fn register(shared: &Shared, socket: &Path) -> bool {
         plugin_registered: error.is_none(),
         error: error.unwrap_or_default(),
     };
-    match tokio::time::timeout(CALL_TIMEOUT, client.notify_registration_status(status)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(plugin = %info.name, error = %e, "fake DRA kubelet: NotifyRegistrationStatus failed")
-        }
-        Err(_) => tracing::warn!(plugin = %info.name, "fake DRA kubelet: NotifyRegistrationStatus timed out"),
+    let notified = tokio::time::timeout(CALL_TIMEOUT, client.notify_registration_status(status)).await;
+    if !matches!(notified, Ok(Ok(_))) {
+        tracing::warn!(plugin = %info.name, "fake DRA kubelet: NotifyRegistrationStatus failed");
     }
     true
 }
@@ -541,40 +524,46 @@ impl FakeDraKubelet {
             .await
     }
 
-    async fn connect(&self, driver: &str) -> Result<(DraPlugin, Channel), Status> {
+    /// Dials `driver` for `method` and records the call.
+    async fn connect(
+        &self,
+        driver: &str,
+        method: DraMethod,
+        claims: &[ClaimRef],
+    ) -> Result<(DraVersion, Channel), Status> {
         let p = self
             .plugin(driver)
             .ok_or_else(|| Status::failed_precondition(format!("DRA driver {driver} is not registered")))?;
+        let version = match method {
+            DraMethod::NodeWatchResources if !p.has_health() => {
+                let msg = format!("DRA driver {driver} does not offer {}", health::SERVICE_NAME);
+                return Err(Status::unimplemented(msg));
+            }
+            DraMethod::NodeWatchResources => health::SERVICE_NAME,
+            _ => p.version.service_name(),
+        };
         let ch = unix::dial(&p.endpoint)
             .await
             .map_err(|e| Status::unavailable(format!("connecting to DRA driver {driver}: {e}")))?;
-        Ok((p, ch))
-    }
-
-    fn record(&self, driver: &str, method: DraMethod, version: &'static str, claims: &[ClaimRef]) {
+        let claim_uids = claims.iter().map(|c| c.uid.clone()).collect();
         self.shared.state.send_modify(|s| {
             s.calls.push(DraCall {
                 driver: driver.into(),
                 method,
                 version,
-                claim_uids: claims.iter().map(|c| c.uid.clone()).collect(),
+                claim_uids,
             })
         });
+        Ok((p.version, ch))
     }
 
     /// `NodePrepareResources` for `claims`, as kubelet's DRA manager calls
     /// it; per claim uid the devices or the error (a claim the plugin did
     /// not answer for is an error).
     pub async fn prepare(&self, driver: &str, claims: &[ClaimRef]) -> Result<PrepareResults, Status> {
-        let (p, ch) = self.connect(driver).await?;
-        self.record(
-            driver,
-            DraMethod::NodePrepareResources,
-            p.version.service_name(),
-            claims,
-        );
+        let (version, ch) = self.connect(driver, DraMethod::NodePrepareResources, claims).await?;
         let got = dra_call!(
-            p.version,
+            version,
             ch,
             claims,
             NodePrepareResourcesRequest,
@@ -587,15 +576,9 @@ impl FakeDraKubelet {
     /// `NodeUnprepareResources` for `claims`; per claim uid `Ok` or the
     /// error.
     pub async fn unprepare(&self, driver: &str, claims: &[ClaimRef]) -> Result<UnprepareResults, Status> {
-        let (p, ch) = self.connect(driver).await?;
-        self.record(
-            driver,
-            DraMethod::NodeUnprepareResources,
-            p.version.service_name(),
-            claims,
-        );
+        let (version, ch) = self.connect(driver, DraMethod::NodeUnprepareResources, claims).await?;
         let got = dra_call!(
-            p.version,
+            version,
             ch,
             claims,
             NodeUnprepareResourcesRequest,
@@ -611,14 +594,7 @@ impl FakeDraKubelet {
         &self,
         driver: &str,
     ) -> Result<tonic::Streaming<health::NodeWatchResourcesResponse>, Status> {
-        let (p, ch) = self.connect(driver).await?;
-        if !p.has_health() {
-            return Err(Status::unimplemented(format!(
-                "DRA driver {driver} does not offer {}",
-                health::SERVICE_NAME
-            )));
-        }
-        self.record(driver, DraMethod::NodeWatchResources, health::SERVICE_NAME, &[]);
+        let (_, ch) = self.connect(driver, DraMethod::NodeWatchResources, &[]).await?;
         let resp = health::dra_resource_health_client::DraResourceHealthClient::new(ch)
             .node_watch_resources(health::NodeWatchResourcesRequest {})
             .await?;
