@@ -32,6 +32,11 @@ fn pool() -> Pool {
     pool_of("dgx-h100-mig.yaml", NODE)
 }
 
+/// A pool that publishes fast, for the loops.
+fn small_pool() -> Pool {
+    pool_of("t4-2x.yaml", NODE)
+}
+
 async fn fake(minor: u32) -> FakeApiServer {
     FakeApiServer::builder().server_version(1, minor).start().await.unwrap()
 }
@@ -485,7 +490,7 @@ async fn run_publishes_on_start_on_change_and_on_resync() {
     let fake = fake(35).await;
     let p = publisher(&fake).await;
     let stats = p.stats();
-    let pool = pool();
+    let pool = small_pool();
     let n = pool_to_slices(&pool, ServerVersion::V1_35, 1).unwrap().len();
     let (tx, rx) = tokio::sync::watch::channel(pool.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -528,7 +533,7 @@ async fn run_retries_a_failed_publish() {
     let fake = fake(35).await;
     let p = publisher(&fake).await;
     let stats = p.stats();
-    let pool = pool();
+    let pool = small_pool();
     let n = pool_to_slices(&pool, ServerVersion::V1_35, 1).unwrap().len();
     fake.fail_next("POST", "resourceslices", 500, 2);
     let (_tx, rx) = tokio::sync::watch::channel(pool.clone());
@@ -551,7 +556,7 @@ async fn run_retries_a_failed_publish() {
 async fn run_keeps_publishing_after_the_sender_is_gone() {
     let fake = fake(35).await;
     let p = publisher(&fake).await;
-    let pool = pool();
+    let pool = small_pool();
     let n = pool_to_slices(&pool, ServerVersion::V1_35, 1).unwrap().len();
     let (tx, rx) = tokio::sync::watch::channel(pool.clone());
     drop(tx);
